@@ -1,0 +1,298 @@
+"""Pure per-network address allocator: no Kubernetes, no OVN.
+
+Addresses are ints internally. Nothing scans the subnet: lookups are dicts, exclusions are
+merged sorted ranges searched by bisect, and ``available`` is kept exact incrementally. The
+only loop is in :meth:`SubnetAllocator.allocate`, which steps over consecutive held addresses
+and jumps over a whole exclusion range at once.
+
+Dynamic allocation uses a cursor that only moves forward (wrapping at the end of the subnet),
+so a just-freed address is the last one to be handed out again: clients still talking to the
+old holder do not reach a new pod straight away.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+import netaddr
+
+from ..model.annotation import normalize_mac
+from ..model.names import mac_from_ip
+from ..model.network import NetworkSpec, parse_ipv4
+
+__all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
+
+
+class AllocationError(Exception):
+    """An address or MAC cannot be given to this holder; ``str(e)`` is the user message."""
+
+
+class NetworkExhausted(AllocationError):
+    """No free address is left on the network."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    pod: str  # "namespace/name"
+    pod_uid: str
+    interface: str
+    mac: str  # lower-case colon form; "" in allocate() means "derive from the address"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pod_uid, self.interface)
+
+
+IPLike = netaddr.IPAddress | str | int
+
+
+class SubnetAllocator:
+    """Addresses and MACs held on one network."""
+
+    def __init__(self, network: str, spec: NetworkSpec, cursor: int | None = None) -> None:
+        self.network = network
+        self.spec = spec
+        self._version = spec.version
+        self._net_first = spec.first
+        self._net_last = spec.last
+        # Usable host range; parse_network_spec guarantees at least two hosts.
+        self._lo = spec.first + 1
+        self._hi = spec.last - 1
+        self._gw = int(spec.gateway)
+        self._starts = [lo for lo, _ in spec.exclude]
+        self._ends = [hi for _, hi in spec.exclude]
+        excluded = spec.excluded_count(self._lo, self._hi)
+        gw_blocks = self._lo <= self._gw <= self._hi and not spec.is_excluded(self._gw)
+        # Addresses that could ever be handed out: hosts minus gateway minus exclusions.
+        self._capacity = (self._hi - self._lo + 1) - excluded - (1 if gw_blocks else 0)
+        self._held: dict[int, Holder] = {}
+        self._by_key: dict[tuple[str, str], int] = {}
+        self._by_mac: dict[str, Holder] = {}
+        # Held addresses that count against capacity (all of them, unless a spec change left
+        # some on the gateway or in an exclusion).
+        self._held_in_capacity = 0
+        if cursor is None or not (self._net_first <= cursor <= self._net_last):
+            cursor = self._net_first
+        self._cursor = cursor
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"{self.network} ({self.spec.subnet})"
+
+    def _to_int(self, ip: IPLike) -> int | None:
+        """The address as an int, or None if it is of another IP version / not an address."""
+        if isinstance(ip, netaddr.IPAddress):
+            return int(ip) if ip.version == self._version else None
+        if isinstance(ip, int) and not isinstance(ip, bool):
+            return ip
+        if isinstance(ip, str):
+            parsed = parse_ipv4(ip.strip())
+            return int(parsed) if parsed is not None else None
+        return None
+
+    def _addr(self, ip: int) -> netaddr.IPAddress:
+        return netaddr.IPAddress(ip, self._version)
+
+    def _in_capacity(self, ip: int) -> bool:
+        return self._lo <= ip <= self._hi and ip != self._gw and not self._excluded(ip)
+
+    def _excluded(self, ip: int) -> bool:
+        i = bisect.bisect_right(self._starts, ip) - 1
+        return i >= 0 and ip <= self._ends[i]
+
+    def _check(self, ip: IPLike, key: tuple[str, str]) -> int:
+        value = self._to_int(ip)
+        if value is None or not (self._net_first <= value <= self._net_last):
+            raise AllocationError(f"ip_address {ip} is outside {self._label()}")
+        shown = self._addr(value)
+        if value == self._net_first:
+            raise AllocationError(f"ip_address {shown} is the network address of {self.network}")
+        if value == self._net_last:
+            raise AllocationError(
+                f"ip_address {shown} is the broadcast address of {self.network}"
+            )
+        if value == self._gw:
+            raise AllocationError(f"ip_address {shown} is the gateway of {self.network}")
+        if self._excluded(value):
+            raise AllocationError(f"ip_address {shown} is excluded on {self.network}")
+        holder = self._held.get(value)
+        if holder is not None and holder.key != key:
+            raise AllocationError(f"ip_address {shown} on {self.network} is held by {holder.pod}")
+        return value
+
+    def _check_key_free(self, value: int, holder: Holder) -> None:
+        current = self._by_key.get(holder.key)
+        if current is not None and current != value:
+            raise AllocationError(
+                f"{holder.pod} interface {holder.interface} already holds "
+                f"{self._addr(current)} on {self.network}"
+            )
+
+    def _mac_conflict(self, mac: str, key: tuple[str, str]) -> Holder | None:
+        other = self._by_mac.get(mac)
+        return other if other is not None and other.key != key else None
+
+    def _store(self, value: int, holder: Holder) -> None:
+        previous = self._held.get(value)
+        if previous is not None:
+            # Same holder again (idempotent); its MAC may have been filled in since.
+            if previous.mac and self._by_mac.get(previous.mac) is previous:
+                del self._by_mac[previous.mac]
+        else:
+            if self._in_capacity(value):
+                self._held_in_capacity += 1
+        self._held[value] = holder
+        self._by_key[holder.key] = value
+        if holder.mac:
+            self._by_mac[holder.mac] = holder
+
+    @staticmethod
+    def _normalized(holder: Holder) -> Holder:
+        if not holder.mac:
+            return holder
+        mac = normalize_mac(holder.mac)
+        if mac is None:
+            raise AllocationError(f"mac_address {holder.mac} is not a valid MAC address")
+        return holder if mac == holder.mac else replace(holder, mac=mac)
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        return len(self._held)
+
+    @property
+    def available(self) -> int:
+        """Exact count of addresses allocate() could still hand out."""
+        return self._capacity - self._held_in_capacity
+
+    @property
+    def capacity(self) -> int:
+        """Usable host addresses minus the gateway minus exclusions."""
+        return self._capacity
+
+    @property
+    def cursor(self) -> int:
+        """The last dynamically allocated address (int); persist it to keep reuse order."""
+        return self._cursor
+
+    def check_static(self, ip: IPLike, pod_uid: str, interface: str) -> None:
+        """Raise AllocationError unless ``ip`` is free or already held by this interface."""
+        self._check(ip, (pod_uid, interface))
+
+    def check_mac(self, mac: str, pod_uid: str, interface: str) -> None:
+        normalized = normalize_mac(mac)
+        if normalized is None:
+            raise AllocationError(f"mac_address {mac} is not a valid MAC address")
+        other = self._mac_conflict(normalized, (pod_uid, interface))
+        if other is not None:
+            raise AllocationError(
+                f"mac_address {normalized} on {self.network} is held by {other.pod}"
+            )
+
+    def reserve(self, ip: IPLike, holder: Holder) -> None:
+        """Hold a static address (or rebuild from a record). Idempotent for the same holder.
+
+        An empty ``holder.mac`` is filled in with the MAC derived from the address.
+        """
+        holder = self._normalized(holder)
+        value = self._check(ip, holder.key)
+        self._check_key_free(value, holder)
+        if not holder.mac:
+            holder = replace(holder, mac=mac_from_ip(self._addr(value)))
+        self.check_mac(holder.mac, holder.pod_uid, holder.interface)
+        self._store(value, holder)
+
+    def allocate(self, holder: Holder) -> netaddr.IPAddress:
+        """Hand out the next free address after the cursor.
+
+        Idempotent: if this pod_uid+interface already holds an address, that one is returned.
+        An empty ``holder.mac`` means "derive the MAC from the address" (``mac_from_ip``);
+        the stored holder (see :meth:`holder_of`) then carries that MAC. Addresses whose
+        derived MAC is taken by a static MAC elsewhere are skipped.
+        """
+        holder = self._normalized(holder)
+        existing = self._by_key.get(holder.key)
+        if existing is not None:
+            return self._addr(existing)
+        if holder.mac:
+            self.check_mac(holder.mac, holder.pod_uid, holder.interface)
+        if self.available <= 0:
+            raise NetworkExhausted(f"network {self._label()} has no free address")
+        held, gw, lo, hi = self._held, self._gw, self._lo, self._hi
+        starts, ends = self._starts, self._ends
+        c = self._cursor
+        wrapped = 0
+        while True:
+            c += 1
+            if c > hi:
+                c = lo
+                wrapped += 1
+                if wrapped > 2:  # only reachable when every free address had a MAC clash
+                    raise NetworkExhausted(f"network {self._label()} has no free address")
+            if c in held or c == gw:
+                continue
+            if starts:
+                i = bisect.bisect_right(starts, c) - 1
+                if i >= 0 and c <= ends[i]:
+                    c = ends[i]  # jump over the whole range; the loop adds one
+                    continue
+            if not holder.mac:
+                mac = mac_from_ip(self._addr(c))
+                if mac in self._by_mac:
+                    continue
+                stored = replace(holder, mac=mac)
+            else:
+                stored = holder
+            break
+        self._cursor = c
+        self._store(c, stored)
+        return self._addr(c)
+
+    def release(self, ip: IPLike) -> Holder | None:
+        value = self._to_int(ip)
+        if value is None:
+            return None
+        holder = self._held.pop(value, None)
+        if holder is None:
+            return None
+        if self._by_key.get(holder.key) == value:
+            del self._by_key[holder.key]
+        if holder.mac and self._by_mac.get(holder.mac) is holder:
+            del self._by_mac[holder.mac]
+        if self._in_capacity(value):
+            self._held_in_capacity -= 1
+        return holder
+
+    def release_interface(self, pod_uid: str, interface: str) -> netaddr.IPAddress | None:
+        """Release whatever this pod interface holds; returns the address, if any."""
+        value = self._by_key.get((pod_uid, interface))
+        if value is None:
+            return None
+        self.release(value)
+        return self._addr(value)
+
+    def holder_of(self, ip: IPLike) -> Holder | None:
+        value = self._to_int(ip)
+        return None if value is None else self._held.get(value)
+
+    def find(self, pod_uid: str, interface: str) -> netaddr.IPAddress | None:
+        value = self._by_key.get((pod_uid, interface))
+        return None if value is None else self._addr(value)
+
+    def holders(self) -> dict[str, Holder]:
+        return {str(self._addr(ip)): h for ip, h in self._held.items()}
+
+    def with_spec(self, spec: NetworkSpec) -> SubnetAllocator:
+        """A new allocator for ``spec`` keeping every holder (check spec_conflicts first)."""
+        new = SubnetAllocator(self.network, spec, cursor=self._cursor)
+        for value, holder in self._held.items():
+            new._store(value, holder)
+        return new
+
+    def __repr__(self) -> str:
+        return (
+            f"SubnetAllocator({self.network!r}, {self.spec.subnet}, used={self.used}, "
+            f"available={self.available})"
+        )

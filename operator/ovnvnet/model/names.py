@@ -1,0 +1,53 @@
+"""Names and ownership keys shared by the operator, the NB client and the CNI side."""
+
+from __future__ import annotations
+
+import netaddr
+
+__all__ = [
+    "INTERFACE_KEY",
+    "NETWORK_KEY",
+    "OWNER_KEY",
+    "OWNER_VALUE",
+    "POD_NAME_KEY",
+    "POD_NAMESPACE_KEY",
+    "POD_UID_KEY",
+    "ROUTER_NAME",
+    "mac_from_ip",
+    "port_name",
+    "router_port_name",
+    "switch_router_port_name",
+]
+
+# external_ids on every NB row ovnvnet owns; syncs ignore rows without OWNER_KEY=OWNER_VALUE.
+OWNER_KEY = "ovnvnet.io/owner"
+OWNER_VALUE = "ovnvnet"
+NETWORK_KEY = "ovnvnet.io/network"
+POD_NAMESPACE_KEY = "ovnvnet.io/pod-namespace"
+POD_NAME_KEY = "ovnvnet.io/pod-name"
+POD_UID_KEY = "ovnvnet.io/pod-uid"
+INTERFACE_KEY = "ovnvnet.io/interface"
+
+ROUTER_NAME = "ovnvnet-router"
+
+
+def port_name(namespace: str, pod: str, interface: str) -> str:
+    """Logical switch port of one pod interface (ovn4nfv's ``<ns>_<pod>_<iface>``)."""
+    return f"{namespace}_{pod}_{interface}"
+
+
+def router_port_name(network: str) -> str:
+    """Logical router port connecting ROUTER_NAME to the network's switch."""
+    return "rtr-" + network
+
+
+def switch_router_port_name(network: str) -> str:
+    """The switch's router-type port peering with :func:`router_port_name`."""
+    return "rtr-" + network + "-ls"
+
+
+def mac_from_ip(ip: netaddr.IPAddress) -> str:
+    """ovn-kubernetes' derived MAC: ``0a:58:`` + the four IPv4 bytes (low 32 bits for IPv6)."""
+    value = int(ip) & 0xFFFFFFFF
+    octets = [0x0A, 0x58] + [(value >> shift) & 0xFF for shift in (24, 16, 8, 0)]
+    return ":".join(f"{o:02x}" for o in octets)
