@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 import netaddr
 
 from ..model.annotation import normalize_mac
-from ..model.names import mac_from_ip
 from ..model.network import NetworkSpec, parse_ipv4
 
 __all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
@@ -44,6 +43,16 @@ class Holder:
 
 
 IPLike = netaddr.IPAddress | str | int
+
+
+def _mac_from_int(ip: int) -> str:
+    """Same as names.mac_from_ip, on the int form (hot path of allocate)."""
+    return "0a:58:%02x:%02x:%02x:%02x" % (
+        (ip >> 24) & 0xFF,
+        (ip >> 16) & 0xFF,
+        (ip >> 8) & 0xFF,
+        ip & 0xFF,
+    )
 
 
 class SubnetAllocator:
@@ -82,10 +91,10 @@ class SubnetAllocator:
 
     def _to_int(self, ip: IPLike) -> int | None:
         """The address as an int, or None if it is of another IP version / not an address."""
-        if isinstance(ip, netaddr.IPAddress):
+        if type(ip) is netaddr.IPAddress or isinstance(ip, netaddr.IPAddress):
             return int(ip) if ip.version == self._version else None
         if isinstance(ip, int) and not isinstance(ip, bool):
-            return ip
+            return ip if 0 <= ip < (1 << (32 if self._version == 4 else 128)) else None
         if isinstance(ip, str):
             parsed = parse_ipv4(ip.strip())
             return int(parsed) if parsed is not None else None
@@ -200,7 +209,7 @@ class SubnetAllocator:
         value = self._check(ip, holder.key)
         self._check_key_free(value, holder)
         if not holder.mac:
-            holder = replace(holder, mac=mac_from_ip(self._addr(value)))
+            holder = Holder(holder.pod, holder.pod_uid, holder.interface, _mac_from_int(value))
         self.check_mac(holder.mac, holder.pod_uid, holder.interface)
         self._store(value, holder)
 
@@ -212,15 +221,16 @@ class SubnetAllocator:
         the stored holder (see :meth:`holder_of`) then carries that MAC. Addresses whose
         derived MAC is taken by a static MAC elsewhere are skipped.
         """
-        holder = self._normalized(holder)
-        existing = self._by_key.get(holder.key)
-        if existing is not None:
-            return self._addr(existing)
         if holder.mac:
+            holder = self._normalized(holder)
             self.check_mac(holder.mac, holder.pod_uid, holder.interface)
-        if self.available <= 0:
+        key = (holder.pod_uid, holder.interface)
+        existing = self._by_key.get(key)
+        if existing is not None:
+            return netaddr.IPAddress(existing, self._version)
+        if self._capacity - self._held_in_capacity <= 0:
             raise NetworkExhausted(f"network {self._label()} has no free address")
-        held, gw, lo, hi = self._held, self._gw, self._lo, self._hi
+        held, by_mac, gw, lo, hi = self._held, self._by_mac, self._gw, self._lo, self._hi
         starts, ends = self._starts, self._ends
         c = self._cursor
         wrapped = 0
@@ -238,31 +248,38 @@ class SubnetAllocator:
                 if i >= 0 and c <= ends[i]:
                     c = ends[i]  # jump over the whole range; the loop adds one
                     continue
-            if not holder.mac:
-                mac = mac_from_ip(self._addr(c))
-                if mac in self._by_mac:
-                    continue
-                stored = replace(holder, mac=mac)
-            else:
+            if holder.mac:
                 stored = holder
+            else:
+                mac = _mac_from_int(c)
+                if mac in by_mac:
+                    continue
+                stored = Holder(holder.pod, holder.pod_uid, holder.interface, mac)
             break
+        # c is free, in the host range, not the gateway and not excluded: it counts.
         self._cursor = c
-        self._store(c, stored)
-        return self._addr(c)
+        held[c] = stored
+        self._by_key[key] = c
+        by_mac[stored.mac] = stored
+        self._held_in_capacity += 1
+        return netaddr.IPAddress(c, self._version)
 
     def release(self, ip: IPLike) -> Holder | None:
+        """Free an address; returns its former holder (None if it was not held)."""
         value = self._to_int(ip)
         if value is None:
             return None
         holder = self._held.pop(value, None)
         if holder is None:
             return None
-        if self._by_key.get(holder.key) == value:
-            del self._by_key[holder.key]
+        key = (holder.pod_uid, holder.interface)
+        if self._by_key.get(key) == value:
+            del self._by_key[key]
         if holder.mac and self._by_mac.get(holder.mac) is holder:
             del self._by_mac[holder.mac]
-        if self._in_capacity(value):
-            self._held_in_capacity -= 1
+        if self._lo <= value <= self._hi and value != self._gw:
+            if not self._starts or not self._excluded(value):
+                self._held_in_capacity -= 1
         return holder
 
     def release_interface(self, pod_uid: str, interface: str) -> netaddr.IPAddress | None:

@@ -296,7 +296,7 @@ def _parse_mtu(raw: Any) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise SpecError(f"spec.mtu must be an integer, got {json_type(raw)} {display(raw)}")
     if not (MIN_MTU <= raw <= MAX_MTU):
-        shown = raw if abs(raw) < 10**12 else display(str(raw)[:20] + "...")
+        shown = raw if abs(raw) < 10**12 else "(huge number)"
         raise SpecError(f"spec.mtu {shown} is out of range {MIN_MTU}..{MAX_MTU}")
     return raw
 
