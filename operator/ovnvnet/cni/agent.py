@@ -1,0 +1,406 @@
+"""The ovnvnet node agent: serves the ``ovn-k8s-cni-overlay`` shim on a root-only unix socket.
+
+    python -m ovnvnet.cni.agent --node NODE --socket /var/run/ovnvnet/cni.sock \\
+        --kubeconfig K --ovs-db unix:/var/run/openvswitch/db.sock
+
+One request per connection (see cni/shim/ovn-k8s-cni-overlay.c): the shim sends
+``{"env": {CNI_*...}, "config": "<stdin>"}`` and half-closes; we answer ``"<exit code>\\n"``
+followed by what the shim must print. Blocking work (netlink, OVSDB commits) runs in threads;
+requests for the same container are serialised, different containers run concurrently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import stat
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..model.annotation import AnnotationError, InterfaceResult, decode_iface_list
+from ..model.names import port_name
+from . import protocol as p
+from .netlink import (
+    PlumbingError,
+    check_interface,
+    ensure_interface,
+    host_veth_name,
+    remove_container_links,
+    wanted_routes,
+)
+from .ovs import IFACE_ID, OVN_INSTALLED, OvsPorts, PortBinding
+from .pods import KubePodSource, PodInfo, PodSource, StaticPodSource
+
+__all__ = ["Agent", "main", "serve"]
+
+log = logging.getLogger("ovnvnet.cni.agent")
+
+RESULT_ANNOTATION = "ovnIfaceList"
+ERROR_ANNOTATION = "ovnNetworkError"
+REQUEST_ANNOTATION = "ovnNetwork"
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class Agent:
+    """ADD/DEL/CHECK/VERSION for one node."""
+
+    def __init__(
+        self,
+        node: str,
+        pods: PodSource,
+        ovs: OvsPorts,
+        host_netns: str | None = None,
+    ) -> None:
+        self.node = node
+        self.pods = pods
+        self.ovs = ovs
+        self.host_netns = host_netns
+        # per-container serialisation; entries live only while a request holds or awaits them
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _container_lock(self, container_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(container_id, (asyncio.Lock(), 0))
+        self._locks[container_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[container_id]
+            if users == 1:
+                del self._locks[container_id]
+            else:
+                self._locks[container_id] = (lock, users - 1)
+
+    async def handle(self, env: Mapping[str, str], config_text: str) -> tuple[int, str]:
+        """Run one CNI request; returns (exit code, stdout text)."""
+        started = time.monotonic()
+        version = "1.0.0"
+        command = env.get("CNI_COMMAND", "?")
+        cid = env.get("CNI_CONTAINERID", "")
+        try:
+            req = p.parse_request(env, config_text)
+            version = req.cni_version
+            if req.command == "VERSION":
+                return 0, json.dumps(p.version_result(version))
+            async with self._container_lock(req.container_id):
+                if req.command == "ADD":
+                    result = await self.add(req)
+                    out = json.dumps(result)
+                elif req.command == "DEL":
+                    await self.delete(req)
+                    out = ""
+                else:
+                    await self.check(req)
+                    out = ""
+            log.info("%s %s ok in %.2fs", command, cid[:12], time.monotonic() - started)
+            return 0, out
+        except p.CniError as e:
+            log.warning("%s %s failed (%d): %s %s", command, cid[:12], e.code, e.msg, e.details)
+            return 1, json.dumps(e.to_json(version))
+        except Exception as e:  # noqa: BLE001 - always answer the runtime with an error object
+            log.exception("%s %s failed", command, cid[:12])
+            err = p.CniError(p.ERR_INTERNAL, f"ovnvnet node agent: {type(e).__name__}: {e}")
+            return 1, json.dumps(err.to_json(version))
+
+    # --- pod lookup ---------------------------------------------------------------------
+
+    def _pod_identity(self, req: p.CniRequest) -> tuple[str, str, str]:
+        ns, name, uid = req.pod_namespace, req.pod_name, req.pod_uid
+        if not ns or not name:
+            raise p.CniError(
+                p.ERR_INVALID_ENV,
+                "CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME",
+                f"got CNI_ARGS keys {sorted(req.args)}",
+            )
+        return ns, name, uid
+
+    async def _interfaces_for(self, req: p.CniRequest, wait: float) -> list[InterfaceResult]:
+        ns, name, uid = self._pod_identity(req)
+
+        def ready(pod: PodInfo | None) -> bool:
+            return (
+                pod is not None
+                and (not uid or pod.uid == uid)
+                and (RESULT_ANNOTATION in pod.annotations or ERROR_ANNOTATION in pod.annotations)
+            )
+
+        pod, ok = await self.pods.wait_for(ns, name, ready, wait)
+        if not ok:
+            raise self._not_ready_error(ns, name, uid, pod, wait)
+        assert pod is not None
+        if ERROR_ANNOTATION in pod.annotations:
+            raise p.CniError(
+                p.ERR_NETWORK_ERROR,
+                f"ovnvnet could not attach pod {ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
+            )
+        try:
+            ifaces = decode_iface_list(pod.annotations[RESULT_ANNOTATION])
+        except AnnotationError as e:
+            raise p.CniError(
+                p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an unusable ovnIfaceList: {e}"
+            ) from None
+        if not ifaces:
+            raise p.CniError(p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an empty ovnIfaceList")
+        return ifaces
+
+    def _not_ready_error(
+        self, ns: str, name: str, uid: str, pod: PodInfo | None, waited: float
+    ) -> p.CniError:
+        if pod is None:
+            return p.CniError(
+                p.ERR_ANNOTATION_TIMEOUT,
+                f"pod {ns}/{name} is not known on node {self.node} after waiting {waited:g}s",
+                "the agent watches pods with spec.nodeName="
+                f"{self.node}; is the pod scheduled here and the API server reachable?",
+            )
+        if uid and pod.uid != uid:
+            return p.CniError(
+                p.ERR_POD_MISMATCH,
+                f"pod {ns}/{name} has uid {pod.uid}, but the runtime asked for uid {uid}",
+                f"waited {waited:g}s for the pod cache to catch up",
+            )
+        if REQUEST_ANNOTATION in pod.annotations:
+            hint = (
+                f"the pod requests {REQUEST_ANNOTATION}={pod.annotations[REQUEST_ANNOTATION]}; "
+                "is the ovnvnet operator running and are the requested networks created?"
+            )
+        else:
+            hint = (
+                f"the pod has no {REQUEST_ANNOTATION} annotation; single-interface attachment "
+                "to a default network needs the operator's default-network setting"
+            )
+        return p.CniError(
+            p.ERR_ANNOTATION_TIMEOUT,
+            f"timed out after {waited:g}s waiting for the ovnvnet operator to write "
+            f"{RESULT_ANNOTATION} (or {ERROR_ANNOTATION}) on pod {ns}/{name}",
+            hint,
+        )
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def add(self, req: p.CniRequest) -> dict[str, Any]:
+        ifaces = await self._interfaces_for(req, req.annotation_timeout)
+        ns, name, uid = self._pod_identity(req)
+        pod = self.pods.get(ns, name)
+        pod_uid = uid or (pod.uid if pod else "")
+        plumbed: list[p.PlumbedInterface] = []
+        ports: list[str] = []
+        for iface in ifaces:
+            try:
+                link = await asyncio.to_thread(
+                    ensure_interface, self.host_netns, req.netns, req.container_id, iface
+                )
+            except FileNotFoundError as e:
+                raise p.CniError(
+                    p.ERR_INVALID_ENV, f"network namespace {req.netns} does not exist", str(e)
+                ) from None
+            except (PlumbingError, OSError) as e:
+                raise p.CniError(
+                    p.ERR_PLUMBING, f"cannot plumb interface {iface.interface}: {e}"
+                ) from None
+            lsp = port_name(ns, name, iface.interface)
+            binding = PortBinding(
+                port_name=link.host_name,
+                lsp_name=lsp,
+                mac=iface.mac,
+                container_id=req.container_id,
+                netns=req.netns,
+                pod_namespace=ns,
+                pod_name=name,
+                pod_uid=pod_uid,
+                interface=iface.interface,
+            )
+            try:
+                await asyncio.to_thread(self.ovs.ensure_port, binding, link.recreated)
+            except Exception as e:  # noqa: BLE001 - ovsdbapp raises several kinds
+                raise p.CniError(
+                    p.ERR_TRY_AGAIN_LATER,
+                    f"cannot add port {link.host_name} for {iface.interface} to OVS: {e}",
+                ) from None
+            ports.append(link.host_name)
+            plumbed.append(
+                p.PlumbedInterface(
+                    name=iface.interface,
+                    mac=link.pod_mac,
+                    host_name=link.host_name,
+                    host_mac=link.host_mac,
+                    address=f"{iface.ip}/{iface.prefix_length}",
+                    gateway=iface.gateway,
+                    mtu=iface.mtu,
+                    routes=tuple(wanted_routes(iface)),
+                )
+            )
+        pending = await asyncio.to_thread(
+            self.ovs.wait_installed, ports, req.ovn_installed_timeout
+        )
+        if pending:
+            lsps = [port_name(ns, name, i.interface) for i, h in zip(ifaces, ports) if h in pending]
+            raise p.CniError(
+                p.ERR_OVN_INSTALLED_TIMEOUT,
+                f"ovn-controller did not mark OVS ports {', '.join(pending)} ovn-installed "
+                f"within {req.ovn_installed_timeout:g}s",
+                f"logical switch ports {', '.join(lsps)}: do they exist in the NB, and is "
+                "ovn-controller on this node connected to the SB?",
+            )
+        return p.build_result(req.cni_version, req.netns, plumbed)
+
+    async def delete(self, req: p.CniRequest) -> None:
+        try:
+            owned = await asyncio.to_thread(self.ovs.ports_of_container, req.container_id)
+            await asyncio.to_thread(self.ovs.delete_ports, [name for name, _ in owned])
+        except Exception as e:  # noqa: BLE001
+            raise p.CniError(
+                p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
+            ) from None
+        removed = await asyncio.to_thread(
+            remove_container_links, self.host_netns, req.container_id
+        )
+        log.debug("DEL %s: ports %s, links %s", req.container_id[:12], owned, removed)
+
+    async def check(self, req: p.CniRequest) -> None:
+        ifaces = await self._interfaces_for(req, 0.0)
+        ns, name, _ = self._pod_identity(req)
+        problems: list[str] = []
+        for iface in ifaces:
+            problems += await asyncio.to_thread(
+                check_interface, self.host_netns, req.netns, req.container_id, iface
+            )
+            host = host_veth_name(req.container_id, iface.interface)
+            ids = await asyncio.to_thread(self.ovs.interface_ids, host)
+            lsp = port_name(ns, name, iface.interface)
+            if ids is None:
+                problems.append(f"OVS port {host} for {iface.interface} is missing")
+            else:
+                if ids.get(IFACE_ID) != lsp:
+                    problems.append(f"OVS port {host} is bound to {ids.get(IFACE_ID)}, want {lsp}")
+                if ids.get(OVN_INSTALLED) != "true":
+                    problems.append(f"OVS port {host} ({lsp}) is not ovn-installed")
+        if problems:
+            raise p.CniError(
+                p.ERR_CHECK_FAILED,
+                f"pod {ns}/{name} does not match its ovnIfaceList",
+                "; ".join(problems),
+            )
+
+
+# --- socket server ----------------------------------------------------------------------
+
+
+async def _serve_connection(
+    agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        data = await reader.read(MAX_REQUEST_BYTES + 1)
+        while True:
+            more = await reader.read(65536)
+            if not more:
+                break
+            data += more
+            if len(data) > MAX_REQUEST_BYTES:
+                break
+        try:
+            if len(data) > MAX_REQUEST_BYTES:
+                raise ValueError("request too large")
+            msg = json.loads(data)
+            env = {str(k): str(v) for k, v in msg["env"].items()}
+            config = str(msg["config"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            err = p.CniError(p.ERR_DECODE, f"malformed request from the shim: {e}")
+            code, out = 1, json.dumps(err.to_json("1.0.0"))
+        else:
+            code, out = await agent.handle(env, config)
+        writer.write(f"{code}\n{out}".encode())
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def serve(agent: Agent, socket_path: str | Path) -> asyncio.AbstractServer:
+    """Listen on ``socket_path`` (mode 0600, replacing a stale socket)."""
+    path = Path(socket_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket() or path.exists():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
+        path.unlink()
+    old = os.umask(0o077)  # never let the socket exist with wider permissions, even briefly
+    try:
+        server = await asyncio.start_unix_server(
+            lambda r, w: _serve_connection(agent, r, w), path=str(path)
+        )
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return server
+
+
+def _load_static_pods(path: str) -> list[PodInfo]:
+    data = json.loads(Path(path).read_text())
+    return [
+        PodInfo(
+            namespace=item["namespace"],
+            name=item["name"],
+            uid=item.get("uid", ""),
+            annotations=item.get("annotations", {}),
+        )
+        for item in data
+    ]
+
+
+async def _run(args: argparse.Namespace) -> None:
+    pods: PodSource
+    if args.static_pods:
+        pods = StaticPodSource(_load_static_pods(args.static_pods))
+    else:
+        pods = KubePodSource(args.node, args.kubeconfig)
+    await pods.start()
+    ovs = await asyncio.to_thread(OvsPorts, args.ovs_db, args.bridge)
+    agent = Agent(args.node, pods, ovs, host_netns=args.host_netns)
+    server = await serve(agent, args.socket)
+    log.info("ovnvnet node agent for %s listening on %s", args.node, args.socket)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)
+    await pods.stop()
+    ovs.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ovnvnet.cni.agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--node", required=True, help="this node's name (spec.nodeName)")
+    parser.add_argument("--socket", default="/var/run/ovnvnet/cni.sock")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config)")
+    parser.add_argument("--static-pods", metavar="FILE",
+                        help="JSON list of {namespace,name,uid,annotations} instead of the API "
+                             "server (tests, demos)")
+    parser.add_argument("--ovs-db", default="unix:/var/run/openvswitch/db.sock")
+    parser.add_argument("--bridge", default="br-int")
+    parser.add_argument("--host-netns", help="netns of ovs-vswitchd (default: our own)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""OVS side of a pod interface: a Port/Interface on br-int carrying the OVN binding.
+
+ovn-controller binds an OVS Interface to the logical switch port named by its
+``external_ids:iface-id`` and sets ``external_ids:ovn-installed=true`` once the port's flows are
+in place. Our own keys (pod identity, sandbox, interface) let DEL find every port of a
+container without the pod object.
+
+All methods block (ovsdbapp commits wait for the server): call them with ``asyncio.to_thread``.
+One logical operation is one transaction, always with ``check_error=True``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from ..model.names import (
+    INTERFACE_KEY,
+    OWNER_KEY,
+    OWNER_VALUE,
+    POD_NAME_KEY,
+    POD_NAMESPACE_KEY,
+    POD_UID_KEY,
+)
+
+__all__ = ["SANDBOX_KEY", "OvsPorts", "PortBinding"]
+
+SANDBOX_KEY = "ovnvnet.io/sandbox"  # the CNI container id
+NETNS_KEY = "ovnvnet.io/netns"
+IFACE_ID = "iface-id"
+OVN_INSTALLED = "ovn-installed"
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """Identity written into the OVS Interface's external_ids."""
+
+    port_name: str  # OVS port/interface name (the host veth)
+    lsp_name: str  # OVN logical switch port
+    mac: str
+    container_id: str
+    netns: str
+    pod_namespace: str
+    pod_name: str
+    pod_uid: str
+    interface: str
+
+    def external_ids(self) -> dict[str, str]:
+        return {
+            IFACE_ID: self.lsp_name,
+            "attached-mac": self.mac,
+            "iface-status": "active",
+            OWNER_KEY: OWNER_VALUE,
+            SANDBOX_KEY: self.container_id,
+            NETNS_KEY: self.netns,
+            POD_NAMESPACE_KEY: self.pod_namespace,
+            POD_NAME_KEY: self.pod_name,
+            POD_UID_KEY: self.pod_uid,
+            INTERFACE_KEY: self.interface,
+        }
+
+
+class OvsPorts:
+    """br-int ports of pod interfaces, through ovsdbapp on the local Open_vSwitch DB."""
+
+    def __init__(self, remote: str, bridge: str = "br-int", timeout: float = 30) -> None:
+        self.bridge = bridge
+        idl = connection.OvsdbIdl.from_server(remote, "Open_vSwitch")
+        self._conn = connection.Connection(idl=idl, timeout=timeout)
+        # ovsdbapp keeps the connection at class level: a private subclass per instance lets
+        # several agents (tests) live in one process without sharing a connection.
+        api_cls = type("OvnvnetOvsIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+        self.api = api_cls(self._conn)
+
+    def close(self) -> None:
+        self._conn.stop()
+
+    def ensure_port(self, binding: PortBinding, recreate: bool) -> None:
+        """Port+Interface with our external_ids; ``recreate`` drops a stale binding first."""
+        if recreate:
+            with self.api.transaction(check_error=True) as txn:
+                txn.add(self.api.del_port(binding.port_name, if_exists=True))
+        with self.api.transaction(check_error=True) as txn:
+            txn.add(self.api.add_port(self.bridge, binding.port_name, may_exist=True))
+            # may_exist returns an existing row untouched: set the columns explicitly
+            txn.add(
+                self.api.db_set(
+                    "Interface", binding.port_name, ("external_ids", binding.external_ids())
+                )
+            )
+
+    def interface_ids(self, port_name: str) -> Mapping[str, str] | None:
+        rows = self.api.db_find_rows("Interface", ("name", "=", port_name)).execute(
+            check_error=True
+        )
+        if not rows:
+            return None
+        return dict(rows[0].external_ids)
+
+    def interface_ofport(self, port_name: str) -> int | None:
+        rows = self.api.db_find_rows("Interface", ("name", "=", port_name)).execute(
+            check_error=True
+        )
+        if not rows:
+            return None
+        ofport: Any = rows[0].ofport
+        return ofport[0] if ofport else None
+
+    def wait_installed(self, port_names: list[str], timeout: float) -> list[str]:
+        """Wait for ovn-installed=true on every port; returns those still not installed."""
+        deadline = time.monotonic() + timeout
+        pending = list(port_names)
+        while True:
+            pending = [
+                p for p in pending
+                if (self.interface_ids(p) or {}).get(OVN_INSTALLED) != "true"
+            ]
+            if not pending or time.monotonic() >= deadline:
+                return pending
+            time.sleep(0.1)
+
+    def ports_of_container(self, container_id: str) -> list[tuple[str, Mapping[str, str]]]:
+        rows = self.api.db_find_rows(
+            "Interface", ("external_ids", ">=", {SANDBOX_KEY: container_id})
+        ).execute(check_error=True)
+        return [(row.name, dict(row.external_ids)) for row in rows]
+
+    def delete_ports(self, port_names: list[str]) -> None:
+        if not port_names:
+            return
+        with self.api.transaction(check_error=True) as txn:
+            for name in port_names:
+                txn.add(self.api.del_port(name, if_exists=True))

@@ -1,0 +1,173 @@
+"""A small async Kubernetes client (aiohttp, which Kopf already uses) for the calls Kopf's own
+`patch` cannot make: status merge patches coalesced per network, pod annotation patches guarded by
+the pod's UID, paginated lists for recovery and sweeps, and events for objects read outside a handler.
+Credentials come from the kubeconfig (or in-cluster) through the `kubernetes` package's loader."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import ssl
+from typing import Any, AsyncIterator
+
+import aiohttp
+import kubernetes
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=cfg)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+class KubeClient:
+    def __init__(self, cfg: kubernetes.client.Configuration | None = None):
+        self._cfg = cfg or load_configuration()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "KubeClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = self._cfg.api_key.get("authorization") or self._cfg.api_key.get("BearerToken")
+        if token:
+            prefix = self._cfg.api_key_prefix.get("authorization")
+            headers["Authorization"] = token if token.startswith("Bearer ") else f"{prefix or 'Bearer'} {token}"
+        return headers
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            ctx = ssl.create_default_context(cafile=self._cfg.ssl_ca_cert) if self._cfg.ssl_ca_cert else ssl.create_default_context()
+            if self._cfg.cert_file:
+                ctx.load_cert_chain(self._cfg.cert_file, self._cfg.key_file)
+            if not self._cfg.verify_ssl:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._session = aiohttp.ClientSession(
+                base_url=None, connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
+                      content_type: str = "application/json", accept: str | None = None) -> Any:
+        headers = self._headers()
+        if accept:
+            headers["Accept"] = accept
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        url = self._cfg.host.rstrip("/") + path
+        async with self.session().request(method, url, data=data, params=params, headers=headers) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                try:
+                    message = json.loads(text).get("message", text)
+                except ValueError:
+                    message = text
+                raise ApiError(resp.status, message)
+            return json.loads(text) if text else None
+
+    # ---------------------------------------------------------------- helpers
+    async def get(self, path: str) -> Any:
+        return await self.request("GET", path)
+
+    async def list_all(self, path: str, *, page: int = 500) -> AsyncIterator[dict]:
+        cont: str | None = None
+        while True:
+            params = {"limit": str(page)}
+            if cont:
+                params["continue"] = cont
+            out = await self.request("GET", path, params=params)
+            for item in out.get("items", []):
+                yield item
+            cont = out.get("metadata", {}).get("continue")
+            if not cont:
+                return
+
+    async def merge_patch(self, path: str, body: dict) -> Any:
+        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    async def json_patch(self, path: str, ops: list[dict]) -> Any:
+        return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
+
+    # ---------------------------------------------------------------- objects
+    @staticmethod
+    def pod_path(namespace: str, name: str) -> str:
+        return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+    @staticmethod
+    def vnet_path(name: str, status: bool = False) -> str:
+        return f"/apis/ovnvnet.io/v1/virtualnetworks/{name}" + ("/status" if status else "")
+
+    async def patch_pod_annotations(self, namespace: str, name: str, uid: str,
+                                    set_: dict[str, str], remove: tuple[str, ...] = ()) -> dict:
+        """Set/remove pod annotations, only if the pod still has `uid` (a same-name successor is
+        never annotated with its predecessor's addresses)."""
+        ops: list[dict] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+        for key, value in set_.items():
+            ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value})
+        pod = await self.json_patch(self.pod_path(namespace, name), ops) if set_ else None
+        for key in remove:
+            try:
+                pod = await self.json_patch(self.pod_path(namespace, name), [
+                    {"op": "test", "path": "/metadata/uid", "value": uid},
+                    {"op": "remove", "path": f"/metadata/annotations/{_escape(key)}"}])
+            except ApiError as exc:
+                if exc.status != 422:  # 422: the annotation was not there
+                    raise
+        return pod
+
+    async def post_event(self, obj: dict, *, type_: str, reason: str, message: str,
+                         component: str = "ovnvnet") -> None:
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'ovnvnet')}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                               "name": meta.get("name"), "namespace": meta.get("namespace"),
+                               "uid": meta.get("uid")},
+            "reason": reason, "message": message[:1024], "type": type_,
+            "source": {"component": component}, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": component, "reportingInstance": component,
+        }
+        await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+async def retry(coro_fn, *, attempts: int = 5, delay: float = 0.2):
+    """Retry transient API failures (connection errors, 429, 5xx)."""
+    for i in range(attempts):
+        try:
+            return await coro_fn()
+        except ApiError as exc:
+            if exc.status not in (429, 500, 502, 503, 504) or i == attempts - 1:
+                raise
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            if i == attempts - 1:
+                raise
+        await asyncio.sleep(delay * (2 ** i))

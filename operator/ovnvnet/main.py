@@ -1,0 +1,125 @@
+"""Kopf registrations only; the logic lives in reconcile/."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from ovnvnet.config import ConfigError, Settings
+from ovnvnet.health import start_health_server
+from ovnvnet.kube.client import KubeClient
+from ovnvnet.ovn.nb import NbClient
+from ovnvnet.reconcile import gc
+from ovnvnet.reconcile import network as network_rec
+from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.state import State
+
+log = logging.getLogger("ovnvnet")
+GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
+
+
+def plain(obj: Any) -> Any:
+    """Kopf's bodies are read-only views: take a plain JSON-like copy."""
+    if hasattr(obj, "items"):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = "ovnvnet.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ovnvnet.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="ovnvnet.io", key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    try:
+        cfg = Settings.from_env()
+    except ConfigError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    if "state" not in memo:
+        nb = NbClient(cfg.nb_remote, timeout=cfg.nb_timeout, ssl_key=cfg.ssl_key, ssl_cert=cfg.ssl_cert,
+                      ssl_ca=cfg.ssl_ca)
+        memo.state = State(cfg, KubeClient(), nb)
+        memo.health = await start_health_server(memo.state, cfg.health_port)
+    state: State = memo.state
+    if state.nb.api is None:
+        try:
+            await asyncio.to_thread(state.nb.connect)
+        except ConnectionError as exc:
+            raise kopf.TemporaryError(str(exc), delay=2) from exc
+    try:
+        await gc.rebuild(state)
+    except Exception as exc:
+        raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
+    state.ready.set()
+    memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state))]
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks", []):
+        task.cancel()
+    state: State | None = memo.get("state")
+    if state is not None:
+        await state.status.drain(timeout=5)
+        await state.status.close()
+        await state.kube.close()
+        await asyncio.to_thread(state.nb.close)
+    if memo.get("health") is not None:
+        await memo.health.cleanup()
+
+
+async def _retry_loop(state: State) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(state.wake.wait(), timeout=state.settings.retry_interval)
+        except asyncio.TimeoutError:
+            pass
+        state.wake.clear()
+        if state.pending:
+            try:
+                await pod_rec.retry_pending(state)
+            except Exception:  # noqa: BLE001 - next round
+                log.exception("retrying pending pods failed")
+
+
+async def _sweep_loop(state: State) -> None:
+    while True:
+        await asyncio.sleep(state.settings.sweep_interval)
+        try:
+            await gc.sweep(state)
+        except Exception:  # noqa: BLE001 - next round
+            log.exception("sweep failed")
+
+
+# ---------------------------------------------------------------------------- VirtualNetworks
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def virtualnetwork_ensure(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await network_rec.ensure_network(memo.state, plain(body), logger)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await network_rec.delete_network(memo.state, plain(body))
+
+
+# ---------------------------------------------------------------------------- pods
+@kopf.on.event("", "v1", "pods", annotations={pod_rec.REQUEST: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    state: State = memo.state
+    body = event["object"]
+    try:
+        await pod_rec.handle_pod(state, body, event.get("type"))
+    except kopf.TemporaryError as exc:
+        ns, name, uid = pod_rec.pod_ident(body)
+        log.warning("pod %s/%s: %s (will retry)", ns, name, exc)
+        state.pending[uid] = (ns, name)

@@ -1,0 +1,338 @@
+"""OVN Northbound client: ensure/delete/list the rows ovnvnet owns, through ovsdbapp.
+
+Every method is blocking (ovsdbapp commits on its own connection thread and waits); async callers
+run them with `asyncio.to_thread`. One logical operation is one transaction with check_error=True.
+Ownership lives in `external_ids` (`ovnvnet.io/owner=ovnvnet`); rows without it are never changed:
+an "ensure" that meets a foreign row of the same name fails with NotOwnedError instead.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ovsdbapp.backend.ovs_idl import command as cmd
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.schema.ovn_northbound import impl_idl
+
+from ovnvnet.model.names import OWNER_KEY, OWNER_VALUE, NETWORK_KEY, ROUTER_NAME
+
+log = logging.getLogger(__name__)
+
+
+class NotOwnedError(RuntimeError):
+    """A row with the wanted name exists but ovnvnet does not own it."""
+
+
+def _owned(row) -> bool:
+    return getattr(row, "external_ids", {}).get(OWNER_KEY) == OWNER_VALUE
+
+
+def _owner_ids(**extra: str) -> dict[str, str]:
+    return {OWNER_KEY: OWNER_VALUE, **extra}
+
+
+@dataclass(frozen=True)
+class SwitchSpec:
+    name: str
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouterPortSpec:
+    network: str
+    lrp_name: str
+    lsp_name: str
+    mac: str
+    cidr: str  # gateway/prefix
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    name: str
+    switch: str
+    mac: str
+    ip: str
+    external_ids: tuple[tuple[str, str], ...]
+
+    @property
+    def address(self) -> str:
+        return f"{self.mac} {self.ip}"
+
+
+@dataclass
+class NbState:
+    """The rows ovnvnet owns, as read from the replica."""
+    switches: dict[str, dict[str, str]] = field(default_factory=dict)        # name -> external_ids
+    router_ports: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # lrp -> (mac, networks)
+    switch_router_ports: dict[str, str] = field(default_factory=dict)        # lsp -> switch
+    ports: dict[str, PortSpec] = field(default_factory=dict)                 # pod ports, name -> spec
+    router: bool = False
+
+
+# ---------------------------------------------------------------------------- commands
+class _Cmd(cmd.BaseCommand):
+    def _row(self, table: str, name: str):
+        if table in ("Logical_Switch", "Logical_Router"):
+            return idlutils.row_by_value(self.api.idl, table, "name", name, None)
+        return self.api.lookup(table, name, default=None)
+
+
+class EnsureSwitch(_Cmd):
+    def __init__(self, api, spec: SwitchSpec):
+        super().__init__(api)
+        self.spec = spec
+
+    def run_idl(self, txn):
+        sw = self._row("Logical_Switch", self.spec.name)
+        if sw is None:
+            sw = txn.insert(self.api.tables["Logical_Switch"])
+            sw.name = self.spec.name
+        elif not _owned(sw):
+            raise NotOwnedError(f"logical switch {self.spec.name} exists and is not owned by ovnvnet")
+        ids = _owner_ids(**{NETWORK_KEY: self.spec.name})
+        if dict(sw.external_ids) != ids:
+            sw.external_ids = ids
+        if dict(sw.other_config) != self.spec.other_config:
+            sw.other_config = self.spec.other_config
+        self.result = sw.uuid
+
+
+class EnsureRouterWithPort(_Cmd):
+    """The shared router, its port for one network, and the router-type switch port joining them."""
+
+    def __init__(self, api, spec: RouterPortSpec):
+        super().__init__(api)
+        self.spec = spec
+
+    def run_idl(self, txn):
+        s = self.spec
+        lr = self._row("Logical_Router", ROUTER_NAME)
+        if lr is None:
+            lr = txn.insert(self.api.tables["Logical_Router"])
+            lr.name = ROUTER_NAME
+            lr.external_ids = _owner_ids()
+        elif not _owned(lr):
+            raise NotOwnedError(f"logical router {ROUTER_NAME} exists and is not owned by ovnvnet")
+        lrp = self._row("Logical_Router_Port", s.lrp_name)
+        if lrp is None:
+            lrp = txn.insert(self.api.tables["Logical_Router_Port"])
+            lrp.name = s.lrp_name
+            lr.addvalue("ports", lrp)
+        elif not _owned(lrp):
+            raise NotOwnedError(f"logical router port {s.lrp_name} exists and is not owned by ovnvnet")
+        elif lrp not in lr.ports:
+            lr.addvalue("ports", lrp)
+        ids = _owner_ids(**{NETWORK_KEY: s.network})
+        if lrp.mac != s.mac:
+            lrp.mac = s.mac
+        if list(lrp.networks) != [s.cidr]:
+            lrp.networks = [s.cidr]
+        if dict(lrp.external_ids) != ids:
+            lrp.external_ids = ids
+        sw = self._row("Logical_Switch", s.network)
+        if sw is None:
+            raise RuntimeError(f"logical switch {s.network} is missing")
+        lsp = self._row("Logical_Switch_Port", s.lsp_name)
+        if lsp is None:
+            lsp = txn.insert(self.api.tables["Logical_Switch_Port"])
+            lsp.name = s.lsp_name
+            sw.addvalue("ports", lsp)
+        elif not _owned(lsp):
+            raise NotOwnedError(f"logical switch port {s.lsp_name} exists and is not owned by ovnvnet")
+        elif lsp not in sw.ports:
+            sw.addvalue("ports", lsp)
+        if lsp.type != "router":
+            lsp.type = "router"
+        if dict(lsp.options) != {"router-port": s.lrp_name}:
+            lsp.options = {"router-port": s.lrp_name}
+        if list(lsp.addresses) != ["router"]:
+            lsp.addresses = ["router"]
+        if dict(lsp.external_ids) != ids:
+            lsp.external_ids = ids
+
+
+class EnsurePorts(_Cmd):
+    def __init__(self, api, ports: Iterable[PortSpec]):
+        super().__init__(api)
+        self.ports = list(ports)
+
+    def run_idl(self, txn):
+        switches: dict[str, object] = {}
+        for p in self.ports:
+            sw = switches.get(p.switch)
+            if sw is None:
+                sw = self._row("Logical_Switch", p.switch)
+                if sw is None:
+                    raise RuntimeError(f"logical switch {p.switch} is missing")
+                switches[p.switch] = sw
+            lsp = self._row("Logical_Switch_Port", p.name)
+            if lsp is None:
+                lsp = txn.insert(self.api.tables["Logical_Switch_Port"])
+                lsp.name = p.name
+                sw.addvalue("ports", lsp)
+            elif not _owned(lsp):
+                raise NotOwnedError(f"logical switch port {p.name} exists and is not owned by ovnvnet")
+            elif lsp not in sw.ports:
+                # owned port on another switch (stale): move it
+                for other in self.api.tables["Logical_Switch"].rows.values():
+                    if lsp in other.ports:
+                        other.delvalue("ports", lsp)
+                sw.addvalue("ports", lsp)
+            want_ids = dict(p.external_ids)
+            if list(lsp.addresses) != [p.address]:
+                lsp.addresses = [p.address]
+            if list(lsp.port_security) != [p.address]:
+                lsp.port_security = [p.address]
+            if dict(lsp.external_ids) != want_ids:
+                lsp.external_ids = want_ids
+
+
+class DeleteOwned(_Cmd):
+    """Delete owned switch ports (pod or router-type), router ports or switches, by name."""
+
+    def __init__(self, api, *, ports: Iterable[str] = (), router_ports: Iterable[str] = (),
+                 switches: Iterable[str] = ()):
+        super().__init__(api)
+        self.ports, self.router_ports, self.switches = list(ports), list(router_ports), list(switches)
+
+    def run_idl(self, txn):
+        for name in self.ports:
+            lsp = self._row("Logical_Switch_Port", name)
+            if lsp is None or not _owned(lsp):
+                continue
+            for sw in self.api.tables["Logical_Switch"].rows.values():
+                if lsp in sw.ports:
+                    sw.delvalue("ports", lsp)
+            lsp.delete()
+        for name in self.router_ports:
+            lrp = self._row("Logical_Router_Port", name)
+            if lrp is None or not _owned(lrp):
+                continue
+            for lr in self.api.tables["Logical_Router"].rows.values():
+                if lrp in lr.ports:
+                    lr.delvalue("ports", lrp)
+            lrp.delete()
+        for name in self.switches:
+            sw = self._row("Logical_Switch", name)
+            if sw is None or not _owned(sw):
+                continue
+            sw.delete()
+
+
+class ReadOwned(_Cmd):
+    READ_ONLY = True
+
+    def run_idl(self, txn):
+        from ovnvnet.model import names as n
+        st = NbState()
+        for sw in self.api.tables["Logical_Switch"].rows.values():
+            if not _owned(sw):
+                continue
+            st.switches[sw.name] = dict(sw.external_ids)
+            for lsp in sw.ports:
+                if not _owned(lsp):
+                    continue
+                if lsp.type == "router":
+                    st.switch_router_ports[lsp.name] = sw.name
+                    continue
+                ids = dict(lsp.external_ids)
+                addr = (list(lsp.addresses) or [""])[0].split()
+                if len(addr) < 2:
+                    addr = ["", ""]
+                st.ports[lsp.name] = PortSpec(lsp.name, sw.name, addr[0], addr[1], tuple(sorted(ids.items())))
+        for lr in self.api.tables["Logical_Router"].rows.values():
+            if lr.name == n.ROUTER_NAME and _owned(lr):
+                st.router = True
+                for lrp in lr.ports:
+                    if _owned(lrp):
+                        st.router_ports[lrp.name] = (lrp.mac, tuple(lrp.networks))
+        self.result = st
+
+
+# ---------------------------------------------------------------------------- client
+class _NbApi(impl_idl.OvnNbApiIdlImpl):
+    # ovsdbapp's Backend keeps the connection at class level: shadow it so that each client
+    # (and each test) owns its connection.
+    _ovsdb_connection = None
+
+
+class NbClient:
+    def __init__(self, remote: str, *, timeout: float = 30.0, ssl_key: str | None = None,
+                 ssl_cert: str | None = None, ssl_ca: str | None = None):
+        self.remote = remote
+        self.timeout = timeout
+        self._ssl = (ssl_key, ssl_cert, ssl_ca)
+        self.api: _NbApi | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Blocking; raises ConnectionError when no member of `remote` answers."""
+        key, cert, ca = self._ssl
+        if key and cert and ca:
+            import ovs.stream
+            ovs.stream.Stream.ssl_set_private_key_file(key)
+            ovs.stream.Stream.ssl_set_certificate_file(cert)
+            ovs.stream.Stream.ssl_set_ca_cert_file(ca)
+        try:
+            idl = connection.OvsdbIdl.from_server(self.remote, "OVN_Northbound")
+        except Exception as exc:  # ovsdbapp raises a bare Exception when unreachable
+            raise ConnectionError(f"cannot reach OVN NB at {self.remote}: {exc}") from exc
+        conn = connection.Connection(idl=idl, timeout=self.timeout)
+        api_cls = type("NbApi", (_NbApi,), {"_ovsdb_connection": None})
+        self.api = api_cls(conn)
+
+    def close(self) -> None:
+        if self.api is not None:
+            try:
+                self.api.ovsdb_connection.stop()
+            except Exception:  # noqa: BLE001
+                log.debug("NB connection stop failed", exc_info=True)
+            self.api = None
+
+    def _commit(self, *commands: cmd.BaseCommand) -> None:
+        assert self.api is not None, "NbClient.connect() first"
+        with self.api.transaction(check_error=True) as txn:
+            for c in commands:
+                txn.add(c)
+
+    # -------------------------------------------------------------- operations
+    def ensure_network(self, switch: SwitchSpec, router_port: RouterPortSpec) -> None:
+        self._commit(EnsureSwitch(self.api, switch), EnsureRouterWithPort(self.api, router_port))
+
+    def delete_network(self, name: str, lrp_name: str, lsp_name: str) -> None:
+        self._commit(DeleteOwned(self.api, ports=[lsp_name], router_ports=[lrp_name], switches=[name]))
+
+    def ensure_ports(self, ports: Iterable[PortSpec]) -> None:
+        ports = list(ports)
+        if ports:
+            self._commit(EnsurePorts(self.api, ports))
+
+    def delete_ports(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            self._commit(DeleteOwned(self.api, ports=names))
+
+    def apply(self, *, ensure_networks: Iterable[tuple[SwitchSpec, RouterPortSpec]] = (),
+              ensure_ports: Iterable[PortSpec] = (), delete_ports: Iterable[str] = (),
+              delete_router_ports: Iterable[str] = (), delete_switches: Iterable[str] = ()) -> None:
+        """Apply a whole repair plan in one transaction."""
+        cmds: list[cmd.BaseCommand] = []
+        for sw, rp in ensure_networks:
+            cmds += [EnsureSwitch(self.api, sw), EnsureRouterWithPort(self.api, rp)]
+        ports = list(ensure_ports)
+        if ports:
+            cmds.append(EnsurePorts(self.api, ports))
+        dp, drp, ds = list(delete_ports), list(delete_router_ports), list(delete_switches)
+        if dp or drp or ds:
+            cmds.append(DeleteOwned(self.api, ports=dp, router_ports=drp, switches=ds))
+        if cmds:
+            self._commit(*cmds)
+
+    def read_owned(self) -> NbState:
+        assert self.api is not None
+        return ReadOwned(self.api).execute(check_error=True)
+
+    def connected(self) -> bool:
+        return self.api is not None and self.api.idl.is_connected()

@@ -1,0 +1,205 @@
+"""Exact recovery and drift repair.
+
+`rebuild` runs once at start, before any pod is handled: the allocators are rebuilt from the three
+records (the networks' `status.allocations`, the pods' `ovnIfaceList`, the NB ports ovnvnet owns),
+then status and NB are repaired to match. `sweep` runs periodically: pods that no longer exist
+(seen so on two consecutive passes) are released, and the NB is brought back to the desired rows
+(a wiped NB is rebuilt with the same addresses).
+
+The NB repair is a pure `plan_repair(desired, actual) -> RepairPlan` plus one executor.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import netaddr
+
+from ovnvnet import metrics
+from ovnvnet.ipam.allocator import AllocationError, Holder
+from ovnvnet.kube.client import KubeClient
+from ovnvnet.model import names
+from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
+from ovnvnet.reconcile import network as network_rec
+from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.state import State, network_rows, port_spec, status_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RepairPlan:
+    ensure_networks: list[tuple[SwitchSpec, RouterPortSpec]] = field(default_factory=list)
+    ensure_ports: list[PortSpec] = field(default_factory=list)
+    delete_ports: list[str] = field(default_factory=list)
+    delete_router_ports: list[str] = field(default_factory=list)
+    delete_switches: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.ensure_networks or self.ensure_ports or self.delete_ports
+                    or self.delete_router_ports or self.delete_switches)
+
+    def summary(self) -> str:
+        return (f"networks+{len(self.ensure_networks)} ports+{len(self.ensure_ports)} "
+                f"ports-{len(self.delete_ports)} router-ports-{len(self.delete_router_ports)} "
+                f"switches-{len(self.delete_switches)}")
+
+
+def plan_repair(desired_networks: dict[str, tuple[SwitchSpec, RouterPortSpec]],
+                desired_ports: dict[str, PortSpec], known_networks: set[str], actual: NbState) -> RepairPlan:
+    plan = RepairPlan()
+    for name, (sw, rp) in desired_networks.items():
+        ok = (name in actual.switches and actual.router
+              and actual.router_ports.get(rp.lrp_name) == (rp.mac, (rp.cidr,))
+              and actual.switch_router_ports.get(rp.lsp_name) == name)
+        if not ok:
+            plan.ensure_networks.append((sw, rp))
+    for name, want in desired_ports.items():
+        have = actual.ports.get(name)
+        if have != want:
+            plan.ensure_ports.append(want)
+    plan.delete_ports = sorted(set(actual.ports) - set(desired_ports))
+    plan.delete_switches = sorted(s for s in actual.switches if s not in known_networks)
+    plan.delete_router_ports = sorted(
+        lrp for lrp in actual.router_ports
+        if lrp.startswith("rtr-") and lrp[4:] not in known_networks)
+    return plan
+
+
+def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortSpec]], dict[str, PortSpec]]:
+    """Snapshot (synchronous, so consistent) of the rows the NB should hold."""
+    nets = {name: network_rows(name, net.spec) for name, net in state.networks.items()}
+    ports: dict[str, PortSpec] = {}
+    for name, net in state.networks.items():
+        for ip, holder in net.allocator.holders().items():
+            p = port_spec(name, ip, holder)
+            ports[p.name] = p
+    return nets, ports
+
+
+async def repair_nb(state: State) -> RepairPlan:
+    # Read the NB first, then snapshot the desired state: a port created after the read is not
+    # in `actual`, so it can never be deleted by this pass.
+    actual = await state.nb_call(state.nb.read_owned)
+    nets, ports = desired_state(state)
+    plan = plan_repair(nets, ports, set(state.known_networks), actual)
+    if not plan.empty():
+        log.warning("NB drift repaired: %s", plan.summary())
+        async with state.nb_lock:
+            await state.nb_call(state.nb.apply, ensure_networks=plan.ensure_networks,
+                                ensure_ports=plan.ensure_ports, delete_ports=plan.delete_ports,
+                                delete_router_ports=plan.delete_router_ports,
+                                delete_switches=plan.delete_switches)
+        metrics.NB_REPAIRS.inc()
+    return plan
+
+
+async def rebuild(state: State) -> None:
+    started = time.monotonic()
+    vnets = [v async for v in state.kube.list_all("/apis/ovnvnet.io/v1/virtualnetworks")]
+    for body in vnets:
+        network_rec.restore_network(state, body)
+
+    pods = 0
+    async for body in state.kube.list_all("/api/v1/pods"):
+        if pod_rec.restore_record(state, body):
+            pods += 1
+
+    # NB ports of pods that were never annotated (crash between the NB commit and the annotation)
+    actual = await state.nb_call(state.nb.read_owned)
+    from_nb = 0
+    for port in actual.ports.values():
+        ids = dict(port.external_ids)
+        network, uid = ids.get(names.NETWORK_KEY), ids.get(names.POD_UID_KEY)
+        net = state.networks.get(network or "")
+        if net is None or not uid or not port.ip or net.allocator.holder_of(port.ip) is not None:
+            continue
+        holder = Holder(f"{ids.get(names.POD_NAMESPACE_KEY)}/{ids.get(names.POD_NAME_KEY)}", uid,
+                        ids.get(names.INTERFACE_KEY, ""), port.mac)
+        if _reserve(state, network, port.ip, holder):
+            from_nb += 1
+
+    # status records (e.g. the NB was wiped while the operator was down)
+    from_status = 0
+    for body in vnets:
+        name = body["metadata"]["name"]
+        for ip, entry in ((body.get("status") or {}).get("allocations") or {}).items():
+            net = state.networks.get(name)
+            if net is None or net.allocator.holder_of(ip) is not None or not isinstance(entry, dict):
+                continue
+            holder = Holder(entry.get("pod", ""), entry.get("podUID", ""), entry.get("interface", ""),
+                            entry.get("mac", ""))
+            if holder.pod_uid and _reserve(state, name, ip, holder):
+                from_status += 1
+
+    # make every network's status record say exactly what the allocator holds
+    for body in vnets:
+        name = body["metadata"]["name"]
+        net = state.networks.get(name)
+        if net is None:
+            continue
+        recorded = (body.get("status") or {}).get("allocations") or {}
+        holders = net.allocator.holders()
+        changed = False
+        for ip in set(recorded) - set(holders):
+            state.status.set_allocation(name, ip, None)
+            changed = True
+        for ip, holder in holders.items():
+            if recorded.get(ip) != status_entry(holder):
+                state.status.set_allocation(name, ip, status_entry(holder))
+                changed = True
+        if not changed:
+            state.status.set_fields(name)  # refresh the counters
+    await repair_nb(state)
+    took = time.monotonic() - started
+    metrics.REBUILD_SECONDS.set(took)
+    log.info("rebuilt from records in %.2fs: %d networks, %d attached pods, %d from NB ports, %d from status",
+             took, len(state.networks), pods, from_nb, from_status)
+
+
+def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
+    net = state.networks[network]
+    try:
+        net.allocator.reserve(netaddr.IPAddress(ip), holder)
+    except AllocationError as exc:
+        log.warning("rebuild: record %s on %s for %s skipped: %s", ip, network, holder.pod, exc)
+        return False
+    state.hold(network, ip, net.allocator.holder_of(ip), record_status=False)
+    return True
+
+
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
+
+async def live_pod_uids(kube: KubeClient) -> set[str]:
+    """UIDs of every pod, from a paginated metadata-only list (no specs or statuses)."""
+    uids: set[str] = set()
+    cont = None
+    while True:
+        params = {"limit": "1000"}
+        if cont:
+            params["continue"] = cont
+        out = await kube.request("GET", "/api/v1/pods", params=params, accept=METADATA_LIST)
+        for item in out.get("items", []):
+            uids.add(item["metadata"]["uid"])
+        cont = out.get("metadata", {}).get("continue")
+        if not cont:
+            return uids
+
+
+async def sweep(state: State) -> None:
+    """Release pods gone on two consecutive passes, then repair NB drift."""
+    live = await live_pod_uids(state.kube)
+    orphans = {uid for uid in state.holdings if uid not in live}
+    confirmed = orphans & state.orphan_suspects
+    state.orphan_suspects = orphans - confirmed
+    for uid in confirmed:
+        async with state.pod_lock(uid):
+            if uid in state.holdings:
+                await pod_rec.release_pod(state, uid, why="pod no longer exists (sweep)")
+        state.locks.pop(uid, None)
+        metrics.ORPHANS_RELEASED.inc()
+    for uid in [u for u in state.pending if u not in live]:
+        state.pending.pop(uid, None)
+    await repair_nb(state)

@@ -1,0 +1,129 @@
+"""The operator's in-memory state: one allocator per network, the attached pods, and the clients.
+
+All allocator operations are synchronous and run on the event loop, so between two `await`s they
+are atomic; that is what keeps concurrent pods from ever getting the same address. Blocking NB
+commits run in threads (`nb_call`).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ovnvnet.config import Settings
+from ovnvnet.ipam.allocator import Holder, SubnetAllocator
+from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.status import StatusWriter
+from ovnvnet.model import names
+from ovnvnet.model.annotation import InterfaceResult
+from ovnvnet.model.network import NetworkSpec
+from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PodRecord:
+    namespace: str
+    name: str
+    uid: str
+    results: list[InterfaceResult]
+    warned_request: str | None = None  # the ovnNetwork value we already warned about (not applied)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Network:
+    name: str
+    spec: NetworkSpec  # the configuration in force in OVN
+    allocator: SubnetAllocator
+    body: dict[str, Any] = field(default_factory=dict)  # last seen object, for events
+
+
+class State:
+    def __init__(self, settings: Settings, kube: KubeClient, nb: NbClient):
+        self.settings = settings
+        self.kube = kube
+        self.nb = nb
+        self.networks: dict[str, Network] = {}          # applied networks (allocator ready)
+        self.known_networks: set[str] = set()           # VirtualNetwork objects that exist
+        self.network_problems: dict[str, str] = {}      # name -> why it is not ready
+        self.attached: dict[str, PodRecord] = {}        # pod uid -> record
+        self.holdings: dict[str, set[tuple[str, str]]] = {}   # pod uid -> {(network, ip)} incl. not yet attached
+        self.pending: dict[str, tuple[str, str]] = {}   # pod uid -> (namespace, name) waiting for a retry
+        self.errors: dict[str, str] = {}                # pod uid -> last error message written
+        self.orphan_suspects: set[str] = set()          # pod uids seen orphaned by the previous sweep
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.ready = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.status = StatusWriter(kube, self.counters, delay=settings.status_flush_delay)
+        self.nb_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ helpers
+    def pod_lock(self, uid: str) -> asyncio.Lock:
+        lock = self.locks.get(uid)
+        if lock is None:
+            lock = self.locks[uid] = asyncio.Lock()
+        return lock
+
+    async def nb_call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    def counters(self, network: str) -> dict[str, Any]:
+        net = self.networks.get(network)
+        if net is None:
+            return {}
+        a = net.allocator
+        return {"usedIPs": a.used, "availableIPs": a.available, "cursor": str(net.spec.address(a.cursor))}
+
+    # ------------------------------------------------------------------ holdings
+    def hold(self, network: str, ip: str, holder: Holder, *, record_status: bool = True) -> None:
+        """Book-keeping after the allocator accepted (network, ip) for holder."""
+        self.holdings.setdefault(holder.pod_uid, set()).add((network, ip))
+        if record_status:
+            self.status.set_allocation(network, ip, status_entry(holder))
+
+    def unhold(self, network: str, ip: str) -> Holder | None:
+        net = self.networks.get(network)
+        holder = net.allocator.release(ip) if net else None
+        if holder is not None:
+            held = self.holdings.get(holder.pod_uid)
+            if held is not None:
+                held.discard((network, ip))
+                if not held:
+                    del self.holdings[holder.pod_uid]
+        self.status.set_allocation(network, ip, None)
+        self.wake.set()
+        return holder
+
+    def holders_of_network(self, network: str) -> dict[str, Holder]:
+        net = self.networks.get(network)
+        return net.allocator.holders() if net else {}
+
+
+def status_entry(holder: Holder) -> dict[str, str]:
+    return {"pod": holder.pod, "podUID": holder.pod_uid, "interface": holder.interface, "mac": holder.mac}
+
+
+def port_spec(network: str, ip: str, holder: Holder) -> PortSpec:
+    ns, _, pod = holder.pod.partition("/")
+    ids = {
+        names.OWNER_KEY: names.OWNER_VALUE, names.NETWORK_KEY: network,
+        names.POD_NAMESPACE_KEY: ns, names.POD_NAME_KEY: pod,
+        names.POD_UID_KEY: holder.pod_uid, names.INTERFACE_KEY: holder.interface,
+    }
+    return PortSpec(names.port_name(ns, pod, holder.interface), network, holder.mac, ip, tuple(sorted(ids.items())))
+
+
+def network_rows(name: str, spec: NetworkSpec) -> tuple[SwitchSpec, RouterPortSpec]:
+    other = {"mtu": str(spec.mtu)} if spec.mtu else {}
+    rp = RouterPortSpec(
+        network=name, lrp_name=names.router_port_name(name), lsp_name=names.switch_router_port_name(name),
+        mac=names.mac_from_ip(spec.gateway), cidr=f"{spec.gateway}/{spec.prefix_length}",
+    )
+    return SwitchSpec(name, other), rp

@@ -1,0 +1,378 @@
+"""The CNI shim + node agent + plumbing, on a real OVN data plane (packets really cross OVN).
+
+Topology: logical switches net-a (172.16.25.0/24) and net-b (172.16.26.0/24) joined by one
+logical router. "pods" are network namespaces; logical switch ports are created here with
+ovn-nbctl to match hand-written ovnIfaceList annotations (the operator's job in production).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from ovnvnet.cni.netlink import host_veth_name
+from ovnvnet.model.names import port_name
+
+from .conftest import Netns, run_shim
+
+pytestmark = pytest.mark.timeout(300)
+
+NETS = {
+    "net-a": ("172.16.25", "0a:58:ac:10:19:01"),
+    "net-b": ("172.16.26", "0a:58:ac:10:1a:01"),
+}
+NS = "default"
+
+
+def entry(interface: str, network: str, host: int, *, default: bool = False,
+          mtu: int | None = 1400, routes: list | None = None) -> dict:
+    base, _ = NETS[network]
+    third = int(base.split(".")[2])
+    return {
+        "interface": interface, "name": network, "ip_address": f"{base}.{host}",
+        "prefix_length": 24, "mac_address": f"0a:58:ac:10:{third:02x}:{host:02x}",
+        "gateway_ip": f"{base}.1", "defaultGateway": default, "mtu": mtu,
+        "routes": routes or [],
+    }
+
+
+@pytest.fixture(scope="module")
+def topology(central):
+    central.nbctl("lr-add", "ovnvnet-router")
+    for net, (base, mac) in NETS.items():
+        central.nbctl("ls-add", net)
+        central.nbctl("lrp-add", "ovnvnet-router", f"rtr-{net}", mac, f"{base}.1/24")
+        central.nbctl("lsp-add", net, f"rtr-{net}-ls", "--", "lsp-set-type", f"rtr-{net}-ls",
+                      "router", "--", "lsp-set-addresses", f"rtr-{net}-ls", "router",
+                      "--", "lsp-set-options", f"rtr-{net}-ls", f"router-port=rtr-{net}")
+    return central
+
+
+class Pod:
+    def __init__(self, name: str, ifaces: list[dict], netns: Netns) -> None:
+        self.name = name
+        self.uid = str(uuid.uuid4())
+        self.ifaces = ifaces
+        self.netns = netns
+        self.container_id = uuid.uuid4().hex + uuid.uuid4().hex
+
+    @property
+    def args(self) -> str:
+        return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={NS};K8S_POD_NAME={self.name};"
+                f"K8S_POD_INFRA_CONTAINER_ID={self.container_id};K8S_POD_UID={self.uid}")
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return {"ovnNetwork": json.dumps([{"name": i["name"], "interface": i["interface"]}
+                                          for i in self.ifaces]),
+                "ovnIfaceList": json.dumps(self.ifaces)}
+
+    def cni(self, binaries, agent, command: str, **kw):
+        return run_shim(binaries["shim"], agent.socket, command, container_id=self.container_id,
+                        netns=self.netns.path, args=self.args, **kw)
+
+
+def create_lsps(central, pod: Pod) -> None:
+    for i in pod.ifaces:
+        lsp = port_name(NS, pod.name, i["interface"])
+        addr = f"{i['mac_address']} {i['ip_address']}"
+        central.nbctl("--may-exist", "lsp-add", i["name"], lsp, "--",
+                      "lsp-set-addresses", lsp, addr, "--", "lsp-set-port-security", lsp, addr)
+
+
+def new_pod(topology, agent, make_netns, name: str, ifaces: list[dict]) -> Pod:
+    pod = Pod(name, ifaces, make_netns())
+    create_lsps(topology, pod)
+    agent.put_pod(NS, pod.name, pod.uid, pod.annotations)
+    return pod
+
+
+@pytest.fixture(scope="module")
+def module_netns():
+    created: list[Netns] = []
+
+    def make() -> Netns:
+        ns = Netns()
+        created.append(ns)
+        return ns
+
+    yield make
+    for ns in created:
+        ns.delete()
+
+
+@pytest.fixture(scope="module")
+def pods(topology, agent, binaries, module_netns):
+    """The seed-like pair on both networks, plus one single-homed pod on each network."""
+    p1 = new_pod(topology, agent, module_netns, "pod-ovn",
+                 [entry("net0", "net-a", 2), entry("net1", "net-b", 3)])
+    p2 = new_pod(topology, agent, module_netns, "pod-two",
+                 [entry("net0", "net-a", 3), entry("net1", "net-b", 4)])
+    # single-homed: p3 only on net-a with the default route; p4 only on net-b with a route
+    p3 = new_pod(topology, agent, module_netns, "pod-a-only",
+                 [entry("net0", "net-a", 10, default=True, mtu=None)])
+    p4 = new_pod(topology, agent, module_netns, "pod-b-only",
+                 [entry("net5", "net-b", 10, routes=[{"dst": "172.16.25.0/24",
+                                                     "gw": "172.16.26.1"}])])
+    all_pods = [p1, p2, p3, p4]
+    results = {}
+    for pod in all_pods:
+        r = pod.cni(binaries, agent, "ADD")
+        assert r.code == 0, (r.out, r.err)
+        results[pod.name] = r.json
+    yield {"p1": p1, "p2": p2, "p3": p3, "p4": p4, "results": results}
+    for pod in all_pods:
+        pod.cni(binaries, agent, "DEL")
+
+
+def test_version(binaries, agent):
+    r = run_shim(binaries["shim"], agent.socket, "VERSION")
+    assert r.code == 0, r.out
+    assert {"0.4.0", "1.0.0"} <= set(r.json["supportedVersions"])
+
+
+def test_add_result_follows_spec(pods):
+    res = pods["results"]["pod-ovn"]
+    p1 = pods["p1"]
+    assert res["cniVersion"] == "1.0.0"
+    ifs = res["interfaces"]
+    assert [i["name"] for i in ifs[1::2]] == ["net0", "net1"]
+    assert all(i["sandbox"] == p1.netns.path for i in ifs[1::2])
+    assert all("sandbox" not in i and len(i["name"]) <= 15 for i in ifs[0::2])
+    assert ifs[1]["mac"] == "0a:58:ac:10:19:02"
+    assert res["ips"] == [
+        {"address": "172.16.25.2/24", "gateway": "172.16.25.1", "interface": 1},
+        {"address": "172.16.26.3/24", "gateway": "172.16.26.1", "interface": 3},
+    ]
+    assert res["routes"] == []  # no defaultGateway, no extra routes
+    assert pods["results"]["pod-a-only"]["routes"] == [{"dst": "0.0.0.0/0", "gw": "172.16.25.1"}]
+
+
+def test_pod_side_configuration(pods):
+    p1 = pods["p1"]
+    link = json.loads(p1.netns.run("ip", "-j", "addr", "show", "net0", check=True).stdout)[0]
+    assert link["address"] == "0a:58:ac:10:19:02"
+    assert link["mtu"] == 1400
+    assert "UP" in link["flags"]
+    assert [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"] \
+        == [("172.16.25.2", 24)]
+    # no default route unless an interface is marked defaultGateway
+    assert "default" not in p1.netns.run("ip", "route", check=True).stdout
+    assert "default via 172.16.25.1 dev net0" in pods["p3"].netns.run("ip", "route").stdout
+    assert "172.16.25.0/24 via 172.16.26.1 dev net5" in pods["p4"].netns.run("ip", "route").stdout
+
+
+def test_ovs_binding(pods, dataplane):
+    p1 = pods["p1"]
+    host = host_veth_name(p1.container_id, "net0")
+    ids = dataplane.vsctl("get", "Interface", host, "external_ids")
+    assert f'iface-id="{port_name(NS, "pod-ovn", "net0")}"' in ids
+    assert 'ovn-installed="true"' in ids
+    assert 'attached-mac="0a:58:ac:10:19:02"' in ids
+    assert f'"ovnvnet.io/pod-uid"="{p1.uid}"' in ids
+
+
+def test_ping_across_each_switch(pods):
+    p1, p2 = pods["p1"], pods["p2"]
+    assert p1.netns.ping("172.16.25.3")  # net-a
+    assert p1.netns.ping("172.16.26.4")  # net-b
+    assert p2.netns.ping("172.16.25.2")
+    assert p2.netns.ping("172.16.26.3")
+
+
+def test_ping_gateways_and_through_router(pods):
+    p1, p3, p4 = pods["p1"], pods["p3"], pods["p4"]
+    assert p1.netns.ping("172.16.25.1")
+    assert p1.netns.ping("172.16.26.1")
+    # single-homed pods on different switches reach each other only through the router
+    assert p3.netns.ping("172.16.26.10")
+    assert p4.netns.ping("172.16.25.10")
+    assert p3.netns.ping("172.16.26.1")  # the router's far-side port
+
+
+def test_port_security_drops_spoofed_source(pods):
+    p1 = pods["p1"]
+    p1.netns.run("ip", "addr", "add", "172.16.25.99/24", "dev", "net0", check=True)
+    try:
+        assert not p1.netns.ping("172.16.25.3", "-I", "172.16.25.99", count=3)
+        assert p1.netns.ping("172.16.25.3", "-I", "172.16.25.2")  # the owned address works
+    finally:
+        p1.netns.run("ip", "addr", "del", "172.16.25.99/24", "dev", "net0")
+
+
+def test_check_passes_then_fails_after_address_removed(pods, binaries, agent):
+    p2 = pods["p2"]
+    r = p2.cni(binaries, agent, "CHECK")
+    assert r.code == 0, r.out
+    p2.netns.run("ip", "addr", "del", "172.16.26.4/24", "dev", "net1", check=True)
+    r = p2.cni(binaries, agent, "CHECK")
+    assert r.code == 1
+    assert "lacks address 172.16.26.4/24" in r.json["details"]
+    # a repeated ADD converges: the address comes back, CHECK passes again
+    r = p2.cni(binaries, agent, "ADD")
+    assert r.code == 0, r.out
+    assert p2.cni(binaries, agent, "CHECK").code == 0
+    assert p2.netns.ping("172.16.26.3")
+
+
+def test_check_fails_after_interface_deleted(topology, agent, binaries, make_netns, dataplane):
+    pod = new_pod(topology, agent, make_netns, "pod-check",
+                  [entry("net0", "net-a", 40), entry("net1", "net-b", 40)])
+    assert pod.cni(binaries, agent, "ADD").code == 0
+    assert pod.cni(binaries, agent, "CHECK").code == 0
+    pod.netns.run("ip", "link", "del", "net1", check=True)
+    r = pod.cni(binaries, agent, "CHECK")
+    assert r.code == 1 and "net1 is missing" in r.json["details"], r.out
+    # ADD twice converges and recreates the interface
+    assert pod.cni(binaries, agent, "ADD").code == 0, "re-ADD"
+    assert pod.cni(binaries, agent, "ADD").code == 0, "third ADD"
+    assert pod.cni(binaries, agent, "CHECK").code == 0
+    assert pod.netns.ping("172.16.26.1")
+    assert pod.cni(binaries, agent, "DEL").code == 0
+
+
+def _host_links(dp) -> str:
+    return subprocess.run(["ip", "-n", dp.netns, "-o", "link"], capture_output=True,
+                          text=True).stdout
+
+
+def test_del_removes_everything_and_is_idempotent(topology, agent, binaries, make_netns,
+                                                  dataplane):
+    pod = new_pod(topology, agent, make_netns, "pod-del",
+                  [entry("net0", "net-a", 50), entry("net1", "net-b", 50)])
+    assert pod.cni(binaries, agent, "ADD").code == 0
+    hosts = [host_veth_name(pod.container_id, n) for n in ("net0", "net1")]
+    assert all(h in _host_links(dataplane) for h in hosts)
+    r = pod.cni(binaries, agent, "DEL")
+    assert r.code == 0, r.out
+    assert not any(h in _host_links(dataplane) for h in hosts)
+    ports = dataplane.vsctl("list-ports", dataplane.bridge).split()
+    assert not set(hosts) & set(ports)
+    assert "net0" not in pod.netns.run("ip", "link").stdout
+    # again, then with the pod object and the netns gone too
+    assert pod.cni(binaries, agent, "DEL").code == 0
+    agent.pods.delete(NS, pod.name)
+    pod.netns.delete()
+    assert pod.cni(binaries, agent, "DEL").code == 0
+
+
+def test_operator_error_fails_fast(agent, binaries, make_netns):
+    pod = Pod("pod-bad", [], make_netns())
+    agent.put_pod(NS, pod.name, pod.uid,
+                  {"ovnNetwork": "[]", "ovnNetworkError": "ovnNetwork lists no interfaces"})
+    started = time.monotonic()
+    r = pod.cni(binaries, agent, "ADD")
+    assert time.monotonic() - started < 5
+    assert r.code == 1
+    assert "ovnNetwork lists no interfaces" in r.json["msg"]
+
+
+def test_timeout_says_what_it_waited_for(agent, binaries, make_netns):
+    pod = Pod("pod-slow", [], make_netns())
+    agent.put_pod(NS, pod.name, pod.uid, {"ovnNetwork": '[{"name": "net-z", "interface": "net0"}]'})
+    conf = {"cniVersion": "0.4.0", "name": "ovn", "type": "ovn-k8s-cni-overlay",
+            "annotationTimeout": 1}
+    r = pod.cni(binaries, agent, "ADD", config=conf)
+    assert r.code == 1
+    err = r.json
+    assert err["cniVersion"] == "0.4.0"
+    assert "ovnIfaceList" in err["msg"] and "default/pod-slow" in err["msg"]
+    assert "net-z" in err["details"]
+
+
+def test_uid_mismatch_is_refused(agent, binaries, make_netns):
+    pod = Pod("pod-uid", [entry("net0", "net-a", 60)], make_netns())
+    agent.put_pod(NS, pod.name, str(uuid.uuid4()), pod.annotations)
+    r = pod.cni(binaries, agent, "ADD", config={"cniVersion": "1.0.0", "name": "ovn",
+                                                "type": "x", "annotationTimeout": 1})
+    assert r.code == 1 and "uid" in r.json["msg"], r.out
+
+
+def test_late_annotation_still_succeeds(topology, agent, binaries, make_netns):
+    ifaces = [entry("net0", "net-a", 70)]
+    pod = Pod("pod-late", ifaces, make_netns())
+    create_lsps(topology, pod)
+    agent.put_pod(NS, pod.name, pod.uid, {"ovnNetwork": pod.annotations["ovnNetwork"]})
+    timer = threading.Timer(1.5, agent.put_pod, (NS, pod.name, pod.uid, pod.annotations))
+    timer.start()
+    try:
+        r = pod.cni(binaries, agent, "ADD")
+        assert r.code == 0, r.out
+        assert pod.netns.ping("172.16.25.1")
+    finally:
+        timer.cancel()
+        pod.cni(binaries, agent, "DEL")
+
+
+def test_libcni_runtime_with_tuning_chained(topology, agent, binaries, make_netns, workdir):
+    pod = new_pod(topology, agent, make_netns, "pod-libcni",
+                  [entry("net0", "net-a", 80), entry("net1", "net-b", 80)])
+    conflist = workdir / "ovn.conflist"
+    conflist.write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "ovn-network",
+        "plugins": [
+            {"type": "ovn-k8s-cni-overlay", "agentSocket": str(agent.socket),
+             "annotationTimeout": 10},
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.net0.arp_notify": "1"}},
+        ],
+    }))
+    plugin_dirs = f"{binaries['shim'].parent}:/usr/lib/cni"
+    cache = workdir / "cni-cache"
+
+    def runtime(action: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "OVNVNET_AGENT_SOCKET"}
+        return subprocess.run(
+            [str(binaries["runtime"]), action, str(conflist), pod.container_id, pod.netns.path,
+             "net0", pod.args, plugin_dirs, str(cache)],
+            capture_output=True, text=True, timeout=120, env=env)
+
+    r = runtime("add")
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert [ip["address"] for ip in result["ips"]] == ["172.16.25.80/24", "172.16.26.80/24"]
+    # tuning ran inside the pod's netns on the interface we created
+    sysctl = pod.netns.run("sysctl", "-n", "net.ipv4.conf.net0.arp_notify").stdout.strip()
+    assert sysctl == "1"
+    assert pod.netns.ping("172.16.26.1")
+    r = runtime("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = runtime("del")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "net0" not in pod.netns.run("ip", "link").stdout
+    assert runtime("del").returncode == 0
+
+
+def test_shim_refuses_world_accessible_socket(binaries, workdir):
+    path = workdir / "open.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.listen(1)
+    try:
+        os.chmod(path, 0o666)
+        r = run_shim(binaries["shim"], path, "VERSION")
+        assert r.code == 1
+        assert "accessible by group or others" in r.json["msg"]
+        assert "0666" in r.json["details"]
+    finally:
+        s.close()
+        path.unlink()
+
+
+def test_agent_socket_is_root_only(agent):
+    assert (agent.socket.stat().st_mode & 0o777) == 0o600
+
+
+def test_shim_without_agent_says_try_again(binaries, workdir):
+    r = run_shim(binaries["shim"], workdir / "nobody-here.sock", "ADD", container_id="x",
+                 netns="/nonexistent", config={"cniVersion": "0.4.0", "name": "n", "type": "t"})
+    assert r.code == 1
+    err = r.json
+    assert err["code"] == 11 and err["cniVersion"] == "0.4.0"
+    assert "nobody-here.sock" in err["details"]

@@ -1,0 +1,404 @@
+"""Property tests: the parsers are total (only their own error, quickly) and the allocator
+never hands one address to two holders while keeping its counters exact."""
+
+import json
+import time
+
+import netaddr
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from ovnvnet.ipam import AllocationError, Holder, NetworkExhausted, SubnetAllocator
+from ovnvnet.model.annotation import (
+    MAX_INTERFACES,
+    AnnotationError,
+    InterfaceResult,
+    decode_iface_list,
+    encode_iface_list,
+    parse_ovn_network,
+)
+from ovnvnet.model.network import Route, SpecError, parse_network_spec
+
+FAST = settings(
+    max_examples=1000,
+    deadline=1000,  # ms per example: "bounded time"
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# -- strategies ---------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=40,
+)
+
+octet = st.integers(0, 255)
+ipv4_text = st.tuples(octet, octet, octet, octet).map(lambda t: ".".join(map(str, t)))
+near_addresses = st.sampled_from(
+    ["172.16.25.3", "172.16.25.0", "172.16.25.255", "172.16.2526.3", "10.0.0.1", "", "1.2.3",
+     "01.2.3.4", "172.16.25.3/24", "::1", " 172.16.25.4", "\u0661.2.3.4", "1e3.0.0.1"]
+)
+addresses = near_addresses | ipv4_text
+macs = st.sampled_from(
+    ["0a:00:00:00:00:15", "0A-00-00-00-00-16", "01:00:00:00:00:01", "00:00:00:00:00:00",
+     "zz", "0a0000000017", "0a:00:00:00:00:1524", "ff:ff:ff:ff:ff:ff", ""]
+) | st.text(alphabet="0123456789abcdefABCDEF:-", max_size=20)
+iface_names = st.sampled_from(
+    ["net0", "net1", "eth1", "eth", "et-h1", "abcdefghijklmnop1", "n\u00e91", "x9", "", "N5"]
+) | st.text(alphabet="abcxyz019-_", max_size=18)
+net_names = st.sampled_from(
+    ["ovn-ls-25", "ovn-ls-26", "Foo_", "a.b", "-a", "a" * 254, ""]
+) | st.text(alphabet="abc-.0_A", max_size=30)
+anything = json_values
+
+entry = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": net_names | anything,
+        "interface": iface_names | anything,
+        "ip_address": addresses | anything,
+        "ipAddress": addresses,
+        "mac_address": macs | anything,
+        "macAddress": macs,
+        "defaultGateway": st.sampled_from([True, False, "true", "false", "TRUE", "yes", 1, None]),
+        "netType": st.text(max_size=8),
+    },
+)
+entries = st.lists(entry | anything, min_size=0, max_size=14)
+
+
+def check_requests(reqs) -> None:
+    assert 1 <= len(reqs) <= MAX_INTERFACES
+    digits = [r.interface[-1] for r in reqs]
+    assert len(set(digits)) == len(digits)
+    assert sum(r.default_gateway for r in reqs) <= 1
+    for r in reqs:
+        assert r.interface.isascii() and r.interface.isalnum() and len(r.interface) <= 15
+        assert r.ip is None or r.ip.version == 4
+        assert r.mac is None or (r.mac == r.mac.lower() and len(r.mac) == 17)
+
+
+def parse_total(raw: str) -> None:
+    start = time.perf_counter()
+    try:
+        check_requests(parse_ovn_network(raw))
+    except AnnotationError as e:
+        msg = str(e)
+        assert msg and len(msg) < 1000
+        msg.encode("utf-8")  # always printable in logs and events
+    assert time.perf_counter() - start < 0.5
+
+
+# -- parse_ovn_network --------------------------------------------------------------------
+
+
+@FAST
+@given(st.text(max_size=2000))
+def test_annotation_arbitrary_text(raw):
+    parse_total(raw)
+
+
+@FAST
+@given(json_values)
+def test_annotation_arbitrary_json(value):
+    parse_total(json.dumps(value))
+
+
+@FAST
+@given(entries)
+def test_annotation_adversarial_lists(value):
+    parse_total(json.dumps(value))
+
+
+@FAST
+@given(st.integers(1, 200_000), st.sampled_from(["[", "{\"a\":", "[{\"name\":["]))
+def test_annotation_deep_nesting(depth, opener):
+    parse_total(opener * depth + "1" + ("]" if opener == "[" else "}") * depth)
+
+
+@FAST
+@given(st.integers(0, 300_000), st.sampled_from(["x", "[", " ", "\u00e9", "\U0001f600", '"']))
+def test_annotation_huge_inputs(size, char):
+    parse_total(char * size)
+
+
+@FAST
+@given(st.lists(st.just({"name": "a", "interface": "net1"}), min_size=11, max_size=4000))
+def test_annotation_huge_lists(value):
+    raw = json.dumps(value)
+    if len(raw) <= 65536:
+        with pytest.raises(AnnotationError, match=r"ovnNetwork lists \d+ interfaces"):
+            parse_ovn_network(raw)
+    else:
+        parse_total(raw)
+
+
+def test_annotation_ten_megabytes():
+    for raw in ("x" * 10_000_000, '["' + "a" * 10_000_000 + '"]', "[" * 10_000_000):
+        start = time.perf_counter()
+        with pytest.raises(AnnotationError, match="too large"):
+            parse_ovn_network(raw)
+        with pytest.raises(AnnotationError, match="too large"):
+            decode_iface_list(raw)
+        assert time.perf_counter() - start < 0.5
+
+
+@FAST
+@given(st.one_of(st.text(max_size=500), json_values.map(json.dumps), entries.map(json.dumps)))
+def test_decode_iface_list_total(raw):
+    try:
+        decode_iface_list(raw)
+    except AnnotationError:
+        pass
+
+
+@FAST
+@given(st.one_of(st.none(), st.integers(), st.binary(max_size=10), json_values))
+def test_annotation_non_string_input(value):
+    try:
+        parse_ovn_network(value)
+    except AnnotationError:
+        pass
+
+
+results = st.builds(
+    InterfaceResult,
+    interface=st.sampled_from(["net0", "net1", "eth9"]),
+    network=net_names.filter(bool),
+    ip=ipv4_text,
+    prefix_length=st.integers(0, 32),
+    mac=st.tuples(*[st.integers(0, 255)] * 6).map(lambda t: ":".join(f"{b:02x}" for b in t)),
+    gateway=ipv4_text,
+    default_gateway=st.booleans(),
+    mtu=st.none() | st.integers(576, 9216),
+    routes=st.lists(
+        st.builds(Route, dst=st.sampled_from(["10.0.0.0/8", "0.0.0.0/0"]), gw=ipv4_text),
+        max_size=3,
+    ).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.lists(results, max_size=MAX_INTERFACES))
+def test_iface_list_round_trip(items):
+    assert decode_iface_list(encode_iface_list(items)) == items
+
+
+# -- parse_network_spec -------------------------------------------------------------------
+
+cidrs = st.sampled_from(
+    ["172.16.25.0/24", "172.16.25.1/24", "10.0.0.0/30", "10.0.0.0/31", "10.0.0.0/8", "x",
+     "fd00::/64", "172.16.25.0", "0.0.0.0/0"]
+) | st.tuples(ipv4_text, st.integers(-1, 40)).map(lambda t: f"{t[0]}/{t[1]}")
+spec_dicts = st.fixed_dictionaries(
+    {"subnet": cidrs | anything},
+    optional={
+        "gateway": addresses | anything,
+        "excludeIPs": st.lists(
+            addresses | st.tuples(addresses, addresses).map("..".join) | anything, max_size=6
+        ) | anything,
+        "mtu": st.integers(0, 20000) | anything,
+        "routes": st.lists(
+            st.fixed_dictionaries({}, optional={"dst": cidrs | anything, "gw": addresses | anything})
+            | anything,
+            max_size=4,
+        ) | anything,
+    },
+)
+
+
+def spec_total(value) -> None:
+    start = time.perf_counter()
+    try:
+        spec = parse_network_spec(value)
+    except SpecError as e:
+        msg = str(e)
+        assert msg and len(msg) < 1000
+        msg.encode("utf-8")
+    else:
+        assert parse_network_spec(spec.to_dict()) == spec
+        assert spec.subnet.prefixlen <= 30
+        assert spec.subnet.first < int(spec.gateway) < spec.subnet.last
+    assert time.perf_counter() - start < 0.5
+
+
+@FAST
+@given(json_values)
+def test_spec_arbitrary_values(value):
+    spec_total(value)
+
+
+@FAST
+@given(spec_dicts)
+def test_spec_adversarial_dicts(value):
+    spec_total(value)
+
+
+@FAST
+@given(st.integers(0, 11_000_000), st.sampled_from(["subnet", "gateway", "excludeIPs", "routes"]))
+def test_spec_huge_strings(size, field):
+    value = "1" * size
+    spec = {"subnet": "172.16.25.0/24"}
+    spec[field] = [value] if field in ("excludeIPs", "routes") else value
+    spec_total(spec)
+
+
+def test_spec_ten_megabytes():
+    start = time.perf_counter()
+    for field in ("subnet", "gateway"):
+        with pytest.raises(SpecError):
+            parse_network_spec({"subnet": "172.16.25.0/24", field: "9" * 10_000_000})
+    with pytest.raises(SpecError):
+        parse_network_spec({"subnet": "172.16.25.0/24", "excludeIPs": ["." * 10_000_000]})
+    assert time.perf_counter() - start < 1
+
+
+def test_spec_deep_nesting():
+    deep: object = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SpecError):
+        parse_network_spec({"subnet": deep})
+    with pytest.raises(SpecError):
+        parse_network_spec({"subnet": "10.0.0.0/24", "routes": deep})
+
+
+# -- allocator vs a naive model -----------------------------------------------------------
+
+
+class AllocatorMachine(RuleBasedStateMachine):
+    """Random allocate/reserve/release/with_spec against a set-based model."""
+
+    holders = Bundle("holders")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = parse_network_spec(
+            {"subnet": "10.0.0.0/27", "gateway": "10.0.0.9",
+             "excludeIPs": ["10.0.0.3", "10.0.0.12..10.0.0.15", "10.0.0.30"]}
+        )
+        self.alloc = SubnetAllocator("net-a", self.spec)
+        self.model: dict[int, tuple[str, str]] = {}
+        self.serial = 0
+
+    def usable(self) -> set[int]:
+        first, last = self.spec.first, self.spec.last
+        return {
+            ip for ip in range(first + 1, last)
+            if ip != int(self.spec.gateway) and not self.spec.is_excluded(ip)
+        }
+
+    def new_holder(self, iface: str) -> Holder:
+        self.serial += 1
+        return Holder(pod=f"ns/p{self.serial}", pod_uid=f"u{self.serial}", interface=iface, mac="")
+
+    @rule(target=holders, iface=st.sampled_from(["net0", "net1"]))
+    def allocate(self, iface):
+        h = self.new_holder(iface)
+        free = self.usable() - set(self.model)
+        try:
+            got = int(self.alloc.allocate(h))
+        except NetworkExhausted:
+            assert not free
+            return h
+        assert got in free, "allocated a held, excluded or reserved address"
+        self.model[got] = (h.pod_uid, h.interface)
+        return h
+
+    @rule(target=holders, offset=st.integers(-2, 40))
+    def reserve(self, offset):
+        h = self.new_holder("net2")
+        ip = self.spec.first + offset
+        ok = ip in self.usable() and ip not in self.model
+        try:
+            self.alloc.reserve(netaddr.IPAddress(ip), h)
+        except AllocationError:
+            assert not ok
+            return h
+        assert ok, f"reserved {netaddr.IPAddress(ip)} which should have been refused"
+        self.model[ip] = (h.pod_uid, h.interface)
+        return h
+
+    @rule(h=holders)
+    def allocate_again_is_idempotent(self, h):
+        held = self.alloc.find(h.pod_uid, h.interface)
+        if held is not None:
+            assert self.alloc.allocate(h) == held
+
+    @rule(h=consumes(holders))
+    def release(self, h):
+        held = self.alloc.find(h.pod_uid, h.interface)
+        if held is None:
+            assert (h.pod_uid, h.interface) not in self.model.values()
+            return
+        released = self.alloc.release(held)
+        assert released is not None and released.pod_uid == h.pod_uid
+        del self.model[int(held)]
+
+    @rule(offset=st.integers(0, 31))
+    def release_random_address(self, offset):
+        ip = self.spec.first + offset
+        released = self.alloc.release(netaddr.IPAddress(ip))
+        assert (released is not None) == (ip in self.model)
+        self.model.pop(ip, None)
+
+    @rule(exclude_hi=st.integers(16, 20))
+    def change_spec(self, exclude_hi):
+        new = parse_network_spec(
+            {"subnet": "10.0.0.0/27", "gateway": "10.0.0.9",
+             "excludeIPs": ["10.0.0.3", f"10.0.0.12..10.0.0.{exclude_hi}", "10.0.0.30"]}
+        )
+        if any(new.is_excluded(ip) for ip in self.model):
+            return  # the operator refuses this (spec_conflicts); not modelled here
+        self.spec = new
+        self.alloc = self.alloc.with_spec(new)
+
+    @invariant()
+    def matches_model(self):
+        held = self.alloc.holders()
+        assert {int(netaddr.IPAddress(k)) for k in held} == set(self.model)
+        keys = [(h.pod_uid, h.interface) for h in held.values()]
+        assert len(keys) == len(set(keys)), "one holder holds two addresses"
+        macs = [h.mac for h in held.values()]
+        assert len(macs) == len(set(macs)), "one MAC on two holders"
+        assert self.alloc.used == len(self.model)
+        assert self.alloc.available == len(self.usable() - set(self.model))
+
+
+AllocatorMachine.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=60, deadline=None
+)
+test_allocator_state_machine = AllocatorMachine.TestCase
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 1000)), max_size=400))
+def test_random_sequences_never_double_allocate(ops):
+    spec = parse_network_spec({"subnet": "10.1.0.0/26", "excludeIPs": ["10.1.0.20..10.1.0.29"]})
+    alloc = SubnetAllocator("net-b", spec)
+    owner: dict[int, str] = {}
+    for n, (is_alloc, pick) in enumerate(ops):
+        if is_alloc or not owner:
+            try:
+                got = int(alloc.allocate(Holder(f"ns/p{n}", f"u{n}", "net0", "")))
+            except NetworkExhausted:
+                assert alloc.available == 0
+                continue
+            assert got not in owner
+            owner[got] = f"u{n}"
+        else:
+            ip = sorted(owner)[pick % len(owner)]
+            assert alloc.release(netaddr.IPAddress(ip)).pod_uid == owner.pop(ip)
+        assert alloc.used == len(owner)
+        assert alloc.available == 61 - 10 - len(owner)
