@@ -172,15 +172,19 @@ def test_pod_side_configuration(pods):
 def test_ovs_binding(pods, dataplane):
     p1 = pods["p1"]
     host = host_veth_name(p1.container_id, "net0")
-    ids = dataplane.vsctl("get", "Interface", host, "external_ids")
-    assert f'iface-id="{port_name(NS, "pod-ovn", "net0")}"' in ids
-    assert 'ovn-installed="true"' in ids
-    assert 'attached-mac="0a:58:ac:10:19:02"' in ids
-    assert f'"ovnvnet.io/pod-uid"="{p1.uid}"' in ids
+    ids = json.loads(dataplane.vsctl("--format=json", "--columns=external_ids", "list",
+                                     "Interface", host))["data"][0][0][1]
+    ids = dict(ids)
+    assert ids["iface-id"] == port_name(NS, "pod-ovn", "net0")
+    assert ids["ovn-installed"] == "true"
+    assert ids["attached-mac"] == "0a:58:ac:10:19:02"
+    assert ids["ovnvnet.io/pod-uid"] == p1.uid
+    assert ids["ovnvnet.io/sandbox"] == p1.container_id
 
 
 def test_ping_across_each_switch(pods):
     p1, p2 = pods["p1"], pods["p2"]
+    import time as _t; open("/tmp/ovnv-debug","w").write(p1.netns.name+" "+pods["p2"].netns.name); _t.sleep(int(os.environ.get("OVNV_DEBUG_SLEEP","0")))
     assert p1.netns.ping("172.16.25.3")  # net-a
     assert p1.netns.ping("172.16.26.4")  # net-b
     assert p2.netns.ping("172.16.25.2")

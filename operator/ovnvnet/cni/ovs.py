@@ -126,7 +126,7 @@ class OvsPorts:
 
     def ports_of_container(self, container_id: str) -> list[tuple[str, Mapping[str, str]]]:
         rows = self.api.db_find_rows(
-            "Interface", ("external_ids", ">=", {SANDBOX_KEY: container_id})
+            "Interface", ("external_ids", "=", {SANDBOX_KEY: container_id})  # subset match
         ).execute(check_error=True)
         return [(row.name, dict(row.external_ids)) for row in rows]
 

@@ -72,6 +72,22 @@ class NbState:
 
 
 # ---------------------------------------------------------------------------- commands
+def _set(row, column: str, value) -> None:
+    """Write a column only when it differs (a freshly inserted row has no value to read yet)."""
+    try:
+        current = getattr(row, column)
+    except AttributeError:
+        current = None
+    if isinstance(value, dict):
+        same = current is not None and dict(current) == value
+    elif isinstance(value, list):
+        same = current is not None and list(current) == value
+    else:
+        same = current == value
+    if not same:
+        setattr(row, column, value)
+
+
 class _Cmd(cmd.BaseCommand):
     def _row(self, table: str, name: str):
         if table in ("Logical_Switch", "Logical_Router"):
@@ -92,10 +108,8 @@ class EnsureSwitch(_Cmd):
         elif not _owned(sw):
             raise NotOwnedError(f"logical switch {self.spec.name} exists and is not owned by ovnvnet")
         ids = _owner_ids(**{NETWORK_KEY: self.spec.name})
-        if dict(sw.external_ids) != ids:
-            sw.external_ids = ids
-        if dict(sw.other_config) != self.spec.other_config:
-            sw.other_config = self.spec.other_config
+        _set(sw, 'external_ids', ids)
+        _set(sw, 'other_config', self.spec.other_config)
         self.result = sw.uuid
 
 
@@ -125,12 +139,9 @@ class EnsureRouterWithPort(_Cmd):
         elif lrp not in lr.ports:
             lr.addvalue("ports", lrp)
         ids = _owner_ids(**{NETWORK_KEY: s.network})
-        if lrp.mac != s.mac:
-            lrp.mac = s.mac
-        if list(lrp.networks) != [s.cidr]:
-            lrp.networks = [s.cidr]
-        if dict(lrp.external_ids) != ids:
-            lrp.external_ids = ids
+        _set(lrp, 'mac', s.mac)
+        _set(lrp, 'networks', [s.cidr])
+        _set(lrp, 'external_ids', ids)
         sw = self._row("Logical_Switch", s.network)
         if sw is None:
             raise RuntimeError(f"logical switch {s.network} is missing")
@@ -143,14 +154,10 @@ class EnsureRouterWithPort(_Cmd):
             raise NotOwnedError(f"logical switch port {s.lsp_name} exists and is not owned by ovnvnet")
         elif lsp not in sw.ports:
             sw.addvalue("ports", lsp)
-        if lsp.type != "router":
-            lsp.type = "router"
-        if dict(lsp.options) != {"router-port": s.lrp_name}:
-            lsp.options = {"router-port": s.lrp_name}
-        if list(lsp.addresses) != ["router"]:
-            lsp.addresses = ["router"]
-        if dict(lsp.external_ids) != ids:
-            lsp.external_ids = ids
+        _set(lsp, 'type', "router")
+        _set(lsp, 'options', {"router-port": s.lrp_name})
+        _set(lsp, 'addresses', ["router"])
+        _set(lsp, 'external_ids', ids)
 
 
 class EnsurePorts(_Cmd):
@@ -181,12 +188,9 @@ class EnsurePorts(_Cmd):
                         other.delvalue("ports", lsp)
                 sw.addvalue("ports", lsp)
             want_ids = dict(p.external_ids)
-            if list(lsp.addresses) != [p.address]:
-                lsp.addresses = [p.address]
-            if list(lsp.port_security) != [p.address]:
-                lsp.port_security = [p.address]
-            if dict(lsp.external_ids) != want_ids:
-                lsp.external_ids = want_ids
+            _set(lsp, 'addresses', [p.address])
+            _set(lsp, 'port_security', [p.address])
+            _set(lsp, 'external_ids', want_ids)
 
 
 class DeleteOwned(_Cmd):
@@ -335,4 +339,4 @@ class NbClient:
         return ReadOwned(self.api).execute(check_error=True)
 
     def connected(self) -> bool:
-        return self.api is not None and self.api.idl.is_connected()
+        return self.api is not None and self.api.idl._session.is_connected()
