@@ -184,7 +184,6 @@ def test_ovs_binding(pods, dataplane):
 
 def test_ping_across_each_switch(pods):
     p1, p2 = pods["p1"], pods["p2"]
-    import time as _t; open("/tmp/ovnv-debug","w").write(p1.netns.name+" "+pods["p2"].netns.name); _t.sleep(int(os.environ.get("OVNV_DEBUG_SLEEP","0")))
     assert p1.netns.ping("172.16.25.3")  # net-a
     assert p1.netns.ping("172.16.26.4")  # net-b
     assert p2.netns.ping("172.16.25.2")
