@@ -80,7 +80,7 @@ class Central:
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="ovnv-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="ovnvcni-", dir="/tmp"))
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -113,7 +113,7 @@ def central(workdir: Path) -> Iterator[Central]:
 
 @pytest.fixture(scope="session")
 def dataplane(workdir: Path, central: Central) -> Iterator[Dataplane]:
-    netns = f"ovnv-node-{secrets.token_hex(3)}"
+    netns = f"ovnvcni-node-{secrets.token_hex(3)}"
     dp = start_dataplane(workdir / "node1", central.sb, "node1", netns=netns)
     try:
         yield dp
@@ -214,7 +214,7 @@ class Netns:
     """A network namespace playing a pod; deleted at teardown."""
 
     def __init__(self) -> None:
-        self.name = f"ovnv-pod-{secrets.token_hex(4)}"
+        self.name = f"ovnvcni-pod-{secrets.token_hex(4)}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
 
