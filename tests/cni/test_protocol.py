@@ -1,0 +1,72 @@
+"""Pure CNI protocol pieces: request validation, result shapes per spec version, names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ovnvnet.cni import protocol as p
+from ovnvnet.cni.netlink import host_prefix, host_veth_name
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/var/run/netns/x",
+       "CNI_IFNAME": "eth0", "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod;X=a=b"}
+
+
+def conf(**kw) -> str:
+    return json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ovn-k8s-cni-overlay", **kw})
+
+
+def test_parse_request_reads_args_and_timeouts():
+    req = p.parse_request(ENV, conf(annotationTimeout=5))
+    assert (req.pod_namespace, req.pod_name, req.pod_uid) == ("ns", "pod", "")
+    assert req.args["X"] == "a=b"
+    assert req.annotation_timeout == 5.0
+    assert p.parse_request(ENV, conf()).annotation_timeout == 30.0
+
+
+@pytest.mark.parametrize("env,config,code", [
+    ({**ENV, "CNI_COMMAND": "FROB"}, conf(), 4),
+    ({**ENV, "CNI_CONTAINERID": ""}, conf(), 4),
+    ({**ENV, "CNI_NETNS": ""}, conf(), 4),
+    (ENV, "{not json", 6),
+    (ENV, json.dumps({"cniVersion": "0.2.0"}), 1),
+    ({**ENV, "CNI_COMMAND": "CHECK"}, json.dumps({"cniVersion": "0.3.1"}), 1),
+    (ENV, conf(annotationTimeout="soon"), 7),
+    ({**ENV, "CNI_ARGS": "novalue"}, conf(), 4),
+])
+def test_parse_request_errors_use_spec_codes(env, config, code):
+    with pytest.raises(p.CniError) as e:
+        p.parse_request(env, config)
+    assert e.value.code == code
+
+
+def test_del_needs_no_netns():
+    req = p.parse_request({**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}, conf())
+    assert req.command == "DEL"
+
+
+def test_result_versions():
+    plumbed = [p.PlumbedInterface("net0", "0a:58:ac:10:19:02", "ovX", "aa:bb:cc:dd:ee:ff",
+                                  "172.16.25.2/24", "172.16.25.1", 1400,
+                                  (("0.0.0.0/0", "172.16.25.1"),))]
+    r1 = p.build_result("1.0.0", "/ns", plumbed)
+    assert r1["ips"] == [{"address": "172.16.25.2/24", "gateway": "172.16.25.1", "interface": 1}]
+    assert r1["interfaces"][1] == {"name": "net0", "mac": "0a:58:ac:10:19:02", "sandbox": "/ns"}
+    assert r1["routes"] == [{"dst": "0.0.0.0/0", "gw": "172.16.25.1"}]
+    r04 = p.build_result("0.4.0", "/ns", plumbed)
+    assert r04["ips"][0]["version"] == "4" and r04["cniVersion"] == "0.4.0"
+
+
+def test_host_veth_names_fit_and_group_by_container():
+    a0, a1 = host_veth_name("cid-a", "net0"), host_veth_name("cid-a", "net1")
+    assert len(a0) == 15 and a0 != a1
+    assert a0.startswith(host_prefix("cid-a")) and a1.startswith(host_prefix("cid-a"))
+    assert host_veth_name("cid-a", "net0") == a0  # deterministic
+    assert not host_veth_name("cid-b", "net0").startswith(host_prefix("cid-a"))
+
+
+def test_error_json():
+    e = p.CniError(11, "try again later", "because")
+    assert e.to_json("0.4.0") == {"cniVersion": "0.4.0", "code": 11, "msg": "try again later",
+                                  "details": "because"}
