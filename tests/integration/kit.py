@@ -175,7 +175,21 @@ def _ovs_value(v: Any) -> Any:
     return v
 
 
-def check_invariant(cluster: Cluster, networks: list[str] | None = None) -> dict[str, int]:
+def check_invariant(cluster: Cluster, networks: list[str] | None = None, timeout: float = 20) -> dict[str, int]:
+    """The invariant must hold once the operator has converged (status writes are coalesced, so
+    they trail the pod annotation by a moment): retry until it holds or `timeout` passes, then
+    fail with the last violation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return invariant_now(cluster, networks)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[str, int]:
     """Read the real systems and fail loudly unless they agree:
     every live attached pod has all its interfaces; per network no address or MAC is held twice;
     the NB pod ports ovnvnet owns are exactly the live pods' interfaces; status.allocations equals
