@@ -379,3 +379,40 @@ def test_shim_without_agent_says_try_again(binaries, workdir):
     err = r.json
     assert err["code"] == 11 and err["cniVersion"] == "0.4.0"
     assert "nobody-here.sock" in err["details"]
+
+
+def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netns, workdir):
+    """`python -m ovnvnet.cni.agent` as deployed (static pods file instead of an API server)."""
+    import signal
+    import sys
+
+    pod = Pod("pod-cli", [entry("net0", "net-a", 90)], make_netns())
+    create_lsps(topology, pod)
+    pods_file = workdir / "pods.json"
+    pods_file.write_text(json.dumps([{"namespace": NS, "name": pod.name, "uid": pod.uid,
+                                      "annotations": pod.annotations}]))
+    sock = workdir / "cli-agent.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ovnvnet.cni.agent", "--node", "node1", "--socket", str(sock),
+         "--static-pods", str(pods_file), "--ovs-db", dataplane.ovs_remote,
+         "--host-netns", dataplane.netns],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (sock.stat().st_mode & 0o777) == 0o600
+        r = run_shim(binaries["shim"], sock, "ADD", container_id=pod.container_id,
+                     netns=pod.netns.path, args=pod.args)
+        assert r.code == 0, r.out
+        assert pod.netns.ping("172.16.25.1")
+        r = run_shim(binaries["shim"], sock, "DEL", container_id=pod.container_id,
+                     netns=pod.netns.path, args=pod.args)
+        if r.code != 0:
+            proc.send_signal(signal.SIGTERM)
+            raise AssertionError(r.out + proc.communicate(timeout=20)[0])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert not sock.exists()
