@@ -26,7 +26,9 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index /wheels/*.whl
 COPY --from=build /out/bin/ovn-k8s-cni-overlay /opt/ovnvnet/bin/ovn-k8s-cni-overlay
-COPY operator/ovnvnet /app/ovnvnet
+# Owned by the operator's user only so Tilt's live_update can sync into it; in a cluster the
+# Deployment's readOnlyRootFilesystem keeps it read-only.
+COPY --chown=65532:65532 operator/ovnvnet /app/ovnvnet
 ENV PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
