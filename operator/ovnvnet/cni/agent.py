@@ -372,8 +372,17 @@ async def _run(args: argparse.Namespace) -> None:
     log.info("ovnvnet node agent for %s listening on %s", args.node, args.socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main_pid = os.getpid()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # Not loop.add_signal_handler: its wakeup fd is inherited by the short-lived children
+        # pyroute2 forks to enter network namespaces, and a signal delivered to such a child
+        # would then stop *this* process. A plain handler runs in whichever process got it.
+        if os.getpid() == main_pid:
+            loop.call_soon_threadsafe(stop.set)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, on_signal)
     await stop.wait()
     server.close()
     await server.wait_closed()
