@@ -17,7 +17,7 @@ SUDO=""
 apt_pkgs=(ovn-central ovn-host openvswitch-switch etcd-server
           containernetworking-plugins golang-github-appc-cni-dev golang-go
           dpkg-dev rsync jq golang-github-modern-go-reflect2-dev iproute2 openssl gcc make
-          python3-venv)
+          python3-venv iputils-ping)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do

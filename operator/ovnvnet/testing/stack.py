@@ -51,6 +51,10 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+class ProcessDied(RuntimeError):
+    pass
+
+
 def wait_for(check, timeout: float, what: str, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -59,6 +63,8 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.1):
             result = check()
             if result:
                 return result
+        except ProcessDied:
+            raise
         except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last_exc = exc
         time.sleep(interval)
@@ -111,6 +117,23 @@ class Stack:
         log.close()
         self._pidfile(name).write_text(str(proc.pid))
         return proc
+
+    def _wait_started(self, name: str, check, timeout: float, what: str, interval: float = 0.1) -> None:
+        """wait_for, but fail at once with the log's tail if the process died."""
+        def probe():
+            if not self.running(name):
+                raise ProcessDied(f"{name} exited; last log lines:\n{self.log_tail(name)}")
+            return check()
+        try:
+            wait_for(probe, timeout, what, interval)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nlast log lines of {name}:\n{self.log_tail(name)}") from None
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     def kill(self, name: str, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
         pid = self.pid(name)
@@ -186,7 +209,8 @@ class Stack:
             "--initial-cluster", f"ovnvnet=http://127.0.0.1:{peer}",
             "--quota-backend-bytes", str(4 * 1024**3),
         ])
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200, 30, "etcd")
+        self._wait_started("etcd", lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200,
+                           60, "etcd")
 
     def _kube_pki(self) -> None:
         pki = self.root / "pki"
@@ -229,7 +253,7 @@ class Stack:
             req = urllib.request.Request(self.api_url + "/readyz", headers={"Authorization": f"Bearer {self.token}"})
             return urllib.request.urlopen(req, timeout=2, context=ctx).status == 200
 
-        wait_for(ready, 90, "kube-apiserver /readyz", interval=0.3)
+        self._wait_started("kube-apiserver", ready, 120, "kube-apiserver /readyz", interval=0.3)
 
     def _write_kubeconfig(self) -> None:
         cfg = {
@@ -278,7 +302,7 @@ class Stack:
             f"--unixctl={ovn / f'ovsdb-{name}.ctl'}",
             f"--remote=punix:{sock}", f"--remote=ptcp:{port}:127.0.0.1", str(db),
         ], env=self._ovs_env())
-        wait_for(lambda: _tcp_open(port), 20, f"ovsdb-server {name}")
+        self._wait_started(f"ovsdb-{name}", lambda: _tcp_open(port), 30, f"ovsdb-server {name}")
 
     def _start_ovn(self) -> None:
         if not self.running("ovsdb-nb"):
@@ -324,12 +348,8 @@ class Stack:
     def wait_operator_ready(self, timeout: float = 60) -> None:
         url = f"http://127.0.0.1:{self.health_port}/readyz"
 
-        def ready() -> bool:
-            if not self.running("operator"):
-                raise RuntimeError("operator exited; see " + str(self.logs / "operator.log"))
-            return urllib.request.urlopen(url, timeout=1).status == 200
-
-        wait_for(ready, timeout, "operator /readyz", interval=0.2)
+        self._wait_started("operator", lambda: urllib.request.urlopen(url, timeout=1).status == 200,
+                           timeout, "operator /readyz", interval=0.2)
 
     def stop_operator(self, sig: int = signal.SIGTERM) -> None:
         self.kill("operator", sig)

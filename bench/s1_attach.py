@@ -1,0 +1,235 @@
+"""Scenario 1: attach throughput and latency.
+
+N pods (default 1,000) with 2 interfaces each over 4 networks, created as fast as the API server
+takes them (a thread pool). A raw watch timestamps the first `ovnIfaceList` of every pod.
+Reported: pods/s from the first create to the last annotation, and each pod's latency from its
+creation (the API server's answer) to its annotation (p50/p95/p99).
+
+Baselines, in the same run and on the same stack:
+  - API floor: bench/api_floor.py, a minimal Kopf operator writing a fixed annotation to the same
+    pods (what the API server and Kopf cost alone);
+  - NB floor: plain ovsdbapp creating the same ports with addresses, one transaction per pod.
+Targets: throughput >= 0.8 x API floor; p99 latency <= 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bench.common import (Kube, PodWatcher, Result, bench_stack, cpu_seconds, create_pods, log, median,
+                          percentile, rss_hwm_mb, start_api_floor, stop_api_floor, unique)
+
+from ovnvnet.testing.stack import Stack
+
+TARGET_RATIO = 0.8
+TARGET_P99 = 1.0
+OPERATOR_ENV: dict[str, str] = {}  # the operator's defaults
+
+
+def networks(count: int = 4) -> list[tuple[str, str]]:
+    return [(f"bench-n{k}", f"10.{60 + k}.0.0/16") for k in range(count)]
+
+
+def pod_specs(n: int, nets: list[str], ifaces: int = 2, prefix: str = "p") -> list[tuple[str, list[dict]]]:
+    return [(f"{prefix}-{i:05d}",
+             [{"name": nets[(i + j) % len(nets)], "interface": f"net{j}"} for j in range(ifaces)])
+            for i in range(n)]
+
+
+# ---------------------------------------------------------------------------- NB floor
+def nb_floor(stack: Stack, n: int, nets: list[str], ifaces: int = 2) -> float:
+    """Plain ovsdbapp: the same ports with addresses, one transaction per pod. Returns pods/s."""
+    from ovsdbapp.backend.ovs_idl import connection
+    from ovsdbapp.schema.ovn_northbound import impl_idl
+
+    class Api(impl_idl.OvnNbApiIdlImpl):
+        _ovsdb_connection = None
+
+    idl = connection.OvsdbIdl.from_server(stack.nb_remote, "OVN_Northbound")
+    api = Api(connection.Connection(idl=idl, timeout=60))
+    switches = [f"nbfloor-{unique('s')}" for _ in nets]
+    try:
+        with api.transaction(check_error=True) as txn:
+            for sw in switches:
+                txn.add(api.ls_add(sw))
+        plan = []
+        for i in range(n):
+            ports = []
+            for j in range(ifaces):
+                k = (i + j) % len(switches)
+                ip = 0x0A000000 + (k << 16) + i + 2
+                addr = f"0a:58:{(ip >> 24) & 255:02x}:{(ip >> 16) & 255:02x}:{(ip >> 8) & 255:02x}:{ip & 255:02x} " \
+                       f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}"
+                ports.append((switches[k], f"nbfloor_p{i}_net{j}", addr))
+            plan.append(ports)
+        t0 = time.monotonic()
+        for ports in plan:
+            with api.transaction(check_error=True) as txn:
+                for sw, name, addr in ports:
+                    txn.add(api.lsp_add(sw, name))
+                    txn.add(api.lsp_set_addresses(name, [addr]))
+                    txn.add(api.lsp_set_port_security(name, [addr]))
+        took = time.monotonic() - t0
+        return n / took
+    finally:
+        with api.transaction(check_error=True) as txn:
+            for sw in switches:
+                txn.add(api.ls_del(sw, if_exists=True))
+        api.ovsdb_connection.stop()
+
+
+# ---------------------------------------------------------------------------- burst
+def burst(kube: Kube, ns: str, specs: list, *, timeout: float) -> dict:
+    """Create the pods, wait for every annotation; returns throughput and latencies."""
+    with PodWatcher(kube, ns) as watch:
+        # one warm-up pod: the watches of whoever annotates are established
+        warm = specs[0][0] + "-warmup"
+        kube.create_pod(ns, warm, specs[0][1])
+        watch.wait_annotated([warm], 60)
+        t0 = time.monotonic()
+        created = create_pods(kube, ns, specs)
+        t_created = time.monotonic()
+        watch.wait_annotated([name for name, _ in specs], timeout)
+        last = max(watch.annotated[name] for name, _ in specs)
+    lat = [max(0.0, watch.annotated[name] - created[name]) for name, _ in specs]
+    n = len(specs)
+    return {"pods_per_s": n / (last - t0), "create_per_s": n / (t_created - t0), "wall_s": last - t0,
+            "p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
+            "max": max(lat)}
+
+
+def wait_released(kube: Kube, nets: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        used = {n: (kube.vnet(n).get("status") or {}).get("usedIPs") for n in nets}
+        if all(u == 0 for u in used.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"allocations not released after {timeout}s: {used}")
+        time.sleep(0.3)
+
+
+class Profiler:
+    """py-spy record of a process for the duration of a `with` block (if py-spy is available)."""
+
+    def __init__(self, pid: int | None, out: Path | None, rate: int = 100):
+        self.pid, self.out, self.rate = pid, out, rate
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Profiler":
+        exe = os.environ.get("PY_SPY") or shutil.which("py-spy")
+        if self.out and self.pid and exe:
+            fmt = "speedscope" if self.out.suffix == ".json" else ("raw" if self.out.suffix == ".txt" else "flamegraph")
+            self.proc = subprocess.Popen([exe, "record", "--pid", str(self.pid), "--rate", str(self.rate),
+                                          "--format", fmt, "--output", str(self.out), "--nonblocking"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        elif self.out:
+            log("py-spy not found (set PY_SPY=/path/to/py-spy): not profiling")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            log(f"profile written to {self.out}")
+
+
+def run(n: int = 1000, repeats: int = 1, *, keep: bool = False, profile: Path | None = None,
+        operator_env: dict[str, str] | None = None) -> Result:
+    nets = networks(4)
+    net_names = [name for name, _ in nets]
+    specs = pod_specs(n, net_names)
+    timeout = max(120.0, n * 0.5)
+    res = Result("s1_attach", f"attach throughput and latency: {n} pods x 2 interfaces over 4 networks",
+                 params={"pods": n, "interfaces": 2, "networks": 4, "repeats": repeats})
+    runs: dict[str, list[dict]] = {"nb_floor": [], "api_floor": [], "operator": []}
+    with bench_stack(keep=keep) as stack:
+        kube = Kube(stack)
+        for r in range(repeats):
+            pods_s = nb_floor(stack, n, net_names)
+            runs["nb_floor"].append({"pods_per_s": pods_s})
+            log(f"[{r + 1}/{repeats}] NB floor: {pods_s:.0f} pods/s")
+
+            ns = unique("floor")
+            kube.ensure_namespace(ns)
+            start_api_floor(stack)
+            try:
+                out = burst(kube, ns, specs, timeout=timeout)
+            finally:
+                stop_api_floor(stack)
+            runs["api_floor"].append(out)
+            log(f"[{r + 1}/{repeats}] API floor: {out['pods_per_s']:.0f} pods/s, p50 {out['p50']:.3f}s "
+                f"p99 {out['p99']:.3f}s (created at {out['create_per_s']:.0f}/s)")
+            kube.delete_all_pods(ns)
+
+            ns = unique("attach")
+            kube.ensure_namespace(ns)
+            if r == 0:
+                for name, subnet in nets:
+                    kube.create_vnet(name, subnet)
+            stack.start_operator({**OPERATOR_ENV, **(operator_env or {})})
+            kube.wait_vnets_ready(net_names)
+            pid = stack.pid("operator")
+            cpu0 = cpu_seconds(pid)
+            prof_out = profile.with_name(f"{profile.stem}-{r}{profile.suffix}") if profile and repeats > 1 else profile
+            with Profiler(pid, prof_out):
+                out = burst(kube, ns, specs, timeout=timeout)
+            out["operator_cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
+            out["operator_rss_hwm_mb"] = rss_hwm_mb(pid)
+            runs["operator"].append(out)
+            log(f"[{r + 1}/{repeats}] operator: {out['pods_per_s']:.0f} pods/s, p50 {out['p50']:.3f}s "
+                f"p99 {out['p99']:.3f}s (created at {out['create_per_s']:.0f}/s; operator CPU "
+                f"{out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod)")
+            kube.delete_all_pods(ns)
+            wait_released(kube, net_names)
+            stack.stop_operator()
+
+    def med(kind: str, key: str) -> float | None:
+        return median(x[key] for x in runs[kind])
+
+    op, api, nbf = med("operator", "pods_per_s"), med("api_floor", "pods_per_s"), med("nb_floor", "pods_per_s")
+    ratio = op / api
+    res.add("throughput (pods/s)", op, "pods/s", baseline=api, baseline_name="API floor",
+            target=f">= {TARGET_RATIO} x API floor", met=ratio >= TARGET_RATIO)
+    res.add("throughput vs NB floor", op, "pods/s", baseline=nbf, baseline_name="NB floor, 1 txn/pod")
+    for p in ("p50", "p95", "p99"):
+        v = med("operator", p)
+        row = res.add(f"latency {p}", v, "s", baseline=med("api_floor", p), baseline_name="API floor")
+        if p == "p99":
+            row.target, row.met = f"<= {TARGET_P99:g} s", v <= TARGET_P99
+    res.add("operator CPU per pod", med("operator", "operator_cpu_s") * 1000 / n, "ms")
+    res.add("operator peak RSS", med("operator", "operator_rss_hwm_mb"), "MiB")
+    res.add("pod create rate (operator run)", med("operator", "create_per_s"), "pods/s",
+            baseline=med("api_floor", "create_per_s"), baseline_name="API floor run")
+    res.extra["runs"] = runs
+    res.notes.append("latency = watch event with ovnIfaceList - create call answered; medians over repeats")
+    return res
+
+
+def main(argv: list[str] | None = None) -> Result:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pods", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the stack directory")
+    ap.add_argument("--profile", type=Path, help="py-spy output for the operator during the burst "
+                    "(.svg flamegraph, .json speedscope, .txt raw)")
+    ap.add_argument("--operator-env", action="append", default=[], metavar="K=V")
+    args = ap.parse_args(argv)
+    env = dict(kv.split("=", 1) for kv in args.operator_env)
+    res = run(args.pods, args.repeats, keep=args.keep, profile=args.profile, operator_env=env)
+    print(res.table())
+    log(f"wrote {res.write()}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
