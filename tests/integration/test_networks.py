@@ -104,3 +104,34 @@ def test_rows_not_owned_are_never_touched(cluster: Cluster, ns: str, subnet, net
         assert "foreign-port" in {r["name"] for r in cluster.nb_rows("Logical_Switch_Port")}
     finally:
         cluster.stack.nbctl("--if-exists", "ls-del", foreign)
+
+
+def test_unrouted_network_has_no_router_port(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    iso = net_name("iso")
+    sn = subnet()
+    cluster.create_vnet(iso, sn, routed=False)
+    try:
+        cond = cluster.wait_ready(iso)
+        assert "isolated" in cond["message"]
+        assert iso in cluster.nb_switches()
+        lrps = lambda: {r["name"] for r in cluster.nb_rows("Logical_Router_Port")}  # noqa: E731
+        assert f"rtr-{iso}" not in lrps()
+        # isolated networks may overlap a routed one: they share no router
+        twin = net_name("twin")
+        cluster.create_vnet(twin, sn, routed=False)
+        cluster.wait_ready(twin)
+        cluster.delete_vnet(twin)
+        # becoming routed adds the router port; back to isolated removes it (pods may stay)
+        cluster.create_pod(ns, "stay", [{"name": iso, "interface": "net0"}])
+        ip = cluster.iface_list(ns, "stay")[0]["ip_address"]
+        cluster.patch_vnet_spec(iso, {"routed": True})
+        wait_until(lambda: f"rtr-{iso}" in lrps(), what="router port added")
+        cluster.patch_vnet_spec(iso, {"routed": False})
+        wait_until(lambda: f"rtr-{iso}" not in lrps()
+                   and f"rtr-{iso}-ls" not in {r["name"] for r in cluster.nb_rows("Logical_Switch_Port")},
+                   what="router port removed")
+        assert cluster.iface_list(ns, "stay")[0]["ip_address"] == ip
+        check_invariant(cluster, [iso])
+    finally:
+        cluster.delete_pod(ns, "stay")
+        cluster.delete_vnet(iso)

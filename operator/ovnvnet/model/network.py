@@ -125,6 +125,9 @@ class NetworkSpec:
     exclude: tuple[tuple[int, int], ...] = ()
     mtu: int | None = None
     routes: tuple[Route, ...] = ()
+    routed: bool = True
+    """Joined to the shared router ovnvnet-router (the gateway answers, networks route to each
+    other). False: an isolated L2 network, no router port."""
     # Range starts, for bisect in is_excluded(); derived, so not part of equality.
     _starts: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -189,6 +192,8 @@ class NetworkSpec:
             out["mtu"] = self.mtu
         if self.routes:
             out["routes"] = [r.to_dict() for r in self.routes]
+        if not self.routed:
+            out["routed"] = False
         return out
 
 
@@ -367,7 +372,12 @@ def _parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
     exclude = _parse_excludes(spec.get("excludeIPs"), subnet)
     mtu = _parse_mtu(spec.get("mtu"))
     routes = _parse_routes(spec.get("routes"), subnet)
-    return NetworkSpec(subnet=subnet, gateway=gateway, exclude=exclude, mtu=mtu, routes=routes)
+    routed = spec.get("routed", True)
+    if routed is None:
+        routed = True
+    if not isinstance(routed, bool):
+        raise SpecError(f"spec.routed must be true or false, got {json_type(routed)}")
+    return NetworkSpec(subnet=subnet, gateway=gateway, exclude=exclude, mtu=mtu, routes=routes, routed=routed)
 
 
 def _holder_list(holders: Sequence[str], limit: int = 5) -> str:

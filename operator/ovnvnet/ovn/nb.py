@@ -16,6 +16,7 @@ from ovsdbapp.backend.ovs_idl import command as cmd
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
+from ovnvnet.model import names
 from ovnvnet.model.names import OWNER_KEY, OWNER_VALUE, NETWORK_KEY, ROUTER_NAME
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class ReadOwned(_Cmd):
     READ_ONLY = True
 
     def run_idl(self, txn):
-        from ovnvnet.model import names as n
+        n = names
         st = NbState()
         for sw in self.api.tables["Logical_Switch"].rows.values():
             if not _owned(sw):
@@ -302,8 +303,14 @@ class NbClient:
                 txn.add(c)
 
     # -------------------------------------------------------------- operations
-    def ensure_network(self, switch: SwitchSpec, router_port: RouterPortSpec) -> None:
-        self._commit(EnsureSwitch(self.api, switch), EnsureRouterWithPort(self.api, router_port))
+    def ensure_network(self, switch: SwitchSpec, router_port: RouterPortSpec | None) -> None:
+        """The switch, and its router port when routed (an unrouted network loses its router port)."""
+        if router_port is not None:
+            self._commit(EnsureSwitch(self.api, switch), EnsureRouterWithPort(self.api, router_port))
+        else:
+            self._commit(EnsureSwitch(self.api, switch), DeleteOwned(
+                self.api, ports=[names.switch_router_port_name(switch.name)],
+                router_ports=[names.router_port_name(switch.name)]))
 
     def delete_network(self, name: str, lrp_name: str, lsp_name: str) -> None:
         self._commit(DeleteOwned(self.api, ports=[lsp_name], router_ports=[lrp_name], switches=[name]))
@@ -324,7 +331,9 @@ class NbClient:
         """Apply a whole repair plan in one transaction."""
         cmds: list[cmd.BaseCommand] = []
         for sw, rp in ensure_networks:
-            cmds += [EnsureSwitch(self.api, sw), EnsureRouterWithPort(self.api, rp)]
+            cmds.append(EnsureSwitch(self.api, sw))
+            if rp is not None:
+                cmds.append(EnsureRouterWithPort(self.api, rp))
         ports = list(ensure_ports)
         if ports:
             cmds.append(EnsurePorts(self.api, ports))

@@ -46,28 +46,35 @@ class RepairPlan:
                 f"switches-{len(self.delete_switches)}")
 
 
-def plan_repair(desired_networks: dict[str, tuple[SwitchSpec, RouterPortSpec]],
+def plan_repair(desired_networks: dict[str, tuple[SwitchSpec, RouterPortSpec | None]],
                 desired_ports: dict[str, PortSpec], known_networks: set[str], actual: NbState) -> RepairPlan:
     plan = RepairPlan()
+    unrouted_ports: set[str] = set()
     for name, (sw, rp) in desired_networks.items():
-        ok = (name in actual.switches and actual.router
-              and actual.router_ports.get(rp.lrp_name) == (rp.mac, (rp.cidr,))
-              and actual.switch_router_ports.get(rp.lsp_name) == name)
+        if rp is None:
+            ok = name in actual.switches
+            unrouted_ports.add(names.router_port_name(name))
+        else:
+            ok = (name in actual.switches and actual.router
+                  and actual.router_ports.get(rp.lrp_name) == (rp.mac, (rp.cidr,))
+                  and actual.switch_router_ports.get(rp.lsp_name) == name)
         if not ok:
             plan.ensure_networks.append((sw, rp))
     for name, want in desired_ports.items():
         have = actual.ports.get(name)
         if have != want:
             plan.ensure_ports.append(want)
-    plan.delete_ports = sorted(set(actual.ports) - set(desired_ports))
+    unrouted = {name for name, (_, rp) in desired_networks.items() if rp is None}
+    plan.delete_ports = sorted((set(actual.ports) - set(desired_ports)) | {
+        lsp for lsp, sw in actual.switch_router_ports.items() if sw in unrouted or sw not in known_networks})
     plan.delete_switches = sorted(s for s in actual.switches if s not in known_networks)
     plan.delete_router_ports = sorted(
         lrp for lrp in actual.router_ports
-        if lrp.startswith("rtr-") and lrp[4:] not in known_networks)
+        if (lrp.startswith("rtr-") and lrp[4:] not in known_networks) or lrp in unrouted_ports)
     return plan
 
 
-def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortSpec]], dict[str, PortSpec]]:
+def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortSpec | None]], dict[str, PortSpec]]:
     """Snapshot (synchronous, so consistent) of the rows the NB should hold."""
     nets = {name: network_rows(name, net.spec) for name, net in state.networks.items()}
     ports: dict[str, PortSpec] = {}

@@ -56,8 +56,12 @@ def cursor_of(body: dict, spec: NetworkSpec) -> int | None:
 
 
 def overlapping(state: State, name: str, spec: NetworkSpec) -> str | None:
+    """Routed networks share one router, so their subnets must not overlap (isolated ones may)."""
+    if not spec.routed:
+        return None
     for other in state.networks.values():
-        if other.name != name and other.spec.subnet.first <= spec.subnet.last and spec.subnet.first <= other.spec.subnet.last:
+        if (other.name != name and other.spec.routed
+                and other.spec.subnet.first <= spec.subnet.last and spec.subnet.first <= other.spec.subnet.last):
             return other.name
     return None
 
@@ -118,8 +122,10 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
     state.network_problems.pop(name, None)
     state.status.set_fields(
         name, appliedSpec=spec.to_dict(), gateway=str(spec.gateway), observedGeneration=generation,
-        conditions=ready_condition("True", "Applied", f"logical switch {name} and gateway {spec.gateway} are in OVN",
-                                   generation),
+        conditions=ready_condition(
+            "True", "Applied",
+            f"logical switch {name} and gateway {spec.gateway} are in OVN" if spec.routed
+            else f"logical switch {name} is in OVN (isolated: not routed)", generation),
     )
     state.wake.set()
     logger.info(f"network {name} applied: {spec.subnet} gateway {spec.gateway}")

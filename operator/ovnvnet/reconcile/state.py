@@ -120,8 +120,11 @@ def port_spec(network: str, ip: str, holder: Holder) -> PortSpec:
     return PortSpec(names.port_name(ns, pod, holder.interface), network, holder.mac, ip, tuple(sorted(ids.items())))
 
 
-def network_rows(name: str, spec: NetworkSpec) -> tuple[SwitchSpec, RouterPortSpec]:
+def network_rows(name: str, spec: NetworkSpec) -> tuple[SwitchSpec, RouterPortSpec | None]:
+    """The NB rows of a network: its switch and, when routed, its port on the shared router."""
     other = {"mtu": str(spec.mtu)} if spec.mtu else {}
+    if not spec.routed:
+        return SwitchSpec(name, other), None
     rp = RouterPortSpec(
         network=name, lrp_name=names.router_port_name(name), lsp_name=names.switch_router_port_name(name),
         mac=names.mac_from_ip(spec.gateway), cidr=f"{spec.gateway}/{spec.prefix_length}",

@@ -1,0 +1,65 @@
+"""The pure NB repair plan: desired rows vs the rows ovnvnet owns in the NB."""
+from ovnvnet.model.network import parse_network_spec
+from ovnvnet.ovn.nb import NbState, PortSpec
+from ovnvnet.reconcile.gc import plan_repair
+from ovnvnet.reconcile.state import network_rows
+
+
+def _port(name: str, switch: str, ip: str) -> PortSpec:
+    return PortSpec(name, switch, "0a:58:0a:00:00:05", ip, (("ovnvnet.io/owner", "ovnvnet"),))
+
+
+def _converged(nets: dict) -> NbState:
+    st = NbState(router=True)
+    for name, (sw, rp) in nets.items():
+        st.switches[name] = {}
+        if rp is not None:
+            st.router_ports[rp.lrp_name] = (rp.mac, (rp.cidr,))
+            st.switch_router_ports[rp.lsp_name] = name
+    return st
+
+
+def test_converged_state_needs_nothing() -> None:
+    nets = {"a": network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24"}))}
+    ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.5")}
+    actual = _converged(nets)
+    actual.ports = dict(ports)
+    assert plan_repair(nets, ports, {"a"}, actual).empty()
+
+
+def test_wiped_nb_is_rebuilt_whole() -> None:
+    nets = {"a": network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24"}))}
+    ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.5")}
+    plan = plan_repair(nets, ports, {"a"}, NbState())
+    assert [sw.name for sw, _ in plan.ensure_networks] == ["a"]
+    assert plan.ensure_ports == [ports["ns_p_net0"]]
+    assert not plan.delete_ports and not plan.delete_switches
+
+
+def test_stale_and_wrong_rows() -> None:
+    nets = {"a": network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24"}))}
+    want = _port("ns_p_net0", "a", "10.0.0.5")
+    actual = _converged(nets)
+    actual.ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.9"), "ns_gone_net0": _port("ns_gone_net0", "a", "10.0.0.7")}
+    actual.switches["deleted-net"] = {}
+    actual.router_ports["rtr-deleted-net"] = ("0a:58:0a:01:00:01", ("10.1.0.1/24",))
+    plan = plan_repair(nets, {want.name: want}, {"a"}, actual)
+    assert plan.ensure_ports == [want]                     # wrong address rewritten
+    assert plan.delete_ports == ["ns_gone_net0"]           # port of no holder removed
+    assert plan.delete_switches == ["deleted-net"]         # switch of a network that no longer exists
+    assert plan.delete_router_ports == ["rtr-deleted-net"]
+
+
+def test_known_but_unapplied_network_is_left_alone() -> None:
+    actual = NbState(router=True, switches={"broken": {}})
+    plan = plan_repair({}, {}, {"broken"}, actual)
+    assert plan.empty()
+
+
+def test_unrouted_network_loses_its_router_port() -> None:
+    routed = network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24"}))
+    nets = {"a": network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24", "routed": False}))}
+    actual = _converged({"a": routed})
+    plan = plan_repair(nets, {}, {"a"}, actual)
+    assert plan.delete_router_ports == ["rtr-a"] and plan.delete_ports == ["rtr-a-ls"]
+    assert not plan.ensure_networks
