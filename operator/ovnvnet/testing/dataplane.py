@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Dataplane", "start_dataplane"]
+__all__ = ["Dataplane", "dataplane_env", "start_dataplane"]
 
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovn-controller", "ovs-vswitchd", "ovsdb-server")  # stop order
@@ -75,6 +75,10 @@ class Dataplane:
                     os.kill(pid, signal.SIGKILL)
             self.pidfile(daemon).unlink(missing_ok=True)
 
+    def running(self) -> bool:
+        """Every daemon of this data plane is alive."""
+        return all((pid := self.pid(d)) is not None and _alive(pid) for d in DAEMONS)
+
     def remove_netns(self) -> None:
         if self.netns:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
@@ -90,6 +94,15 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def dataplane_env(root: Path) -> dict[str, str]:
+    """Our environment with every OVS/OVN directory pointed into ``root``."""
+    env = dict(os.environ)
+    for key in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR",
+                "OVS_SYSCONFDIR"):
+        env[key] = str(root)
+    return env
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
@@ -113,10 +126,7 @@ def start_dataplane(
     sock = root / "db.sock"
     if len(str(sock)) > 100 or len(str(root / f"{bridge}.mgmt")) > 100:
         raise ValueError(f"{root} is too long for unix socket paths; use a shorter root")
-    env = dict(os.environ)
-    for key in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR",
-                "OVS_SYSCONFDIR"):
-        env[key] = str(root)
+    env = dataplane_env(root)
     dp = Dataplane(root=root, node=node, sb_remote=sb_remote, bridge=bridge, netns=netns, env=env)
     prefix: list[str] = []
     if netns:

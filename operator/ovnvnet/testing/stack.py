@@ -1,5 +1,6 @@
 """A real local stack on loopback: etcd, kube-apiserver, kube-controller-manager, OVN NB/SB + northd,
-and optionally the ovnvnet operator as a process.
+and optionally the ovnvnet operator as a process, and one node's data plane (OVS + ovn-controller
+in a dedicated network namespace) with the ovnvnet CNI node agent.
 
 One piece of code used by the tests, the demo (`make up`) and the benchmarks. Everything runs in a
 private directory with random free loopback ports; every process is tracked by a pidfile there and
@@ -9,6 +10,7 @@ calling `up()` again restarts just the operator with all state kept.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -28,6 +30,9 @@ REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "crds"
 OVN_NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 OVN_SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
+BUILD_CNI = REPO / "hack" / "build-cni.sh"
+NODE = "node-1"
+SYSTEM_CNI_DIR = Path("/usr/lib/cni")
 
 
 def free_port() -> int:
@@ -185,13 +190,23 @@ class Stack:
         return self.state["token"]
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "KUBECONFIG": str(self.kubeconfig),
             "OVN_NB_DB": self.nb_remote,
             "OVN_SB_DB": self.sb_remote,
             "OVNVNET_STACK": str(self.root),
             "PATH": f"{self.kube_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
+        if "dataplane" in self.state:
+            # ovs-vsctl/ovs-appctl find the node's OVS through OVS_RUNDIR; CNI_PATH/NETCONFPATH
+            # are what a CNI runtime uses
+            env.update({
+                "OVS_RUNDIR": str(self.node_dir),
+                "OVNVNET_NODE_NETNS": self.node_netns,
+                "CNI_PATH": ":".join(str(d) for d in self.cni_plugin_dirs),
+                "NETCONFPATH": str(self.cni_conf_dir),
+            })
+        return env
 
     def write_env(self) -> None:
         lines = [f"export {k}={v}" for k, v in self.env().items()]
@@ -354,8 +369,144 @@ class Stack:
     def stop_operator(self, sig: int = signal.SIGTERM) -> None:
         self.kill("operator", sig)
 
+    # ------------------------------------------------------------------ data plane + CNI
+    @property
+    def netns_prefix(self) -> str:
+        """Every network namespace this stack creates starts with this (unique per root)."""
+        return "ovnvnet-" + hashlib.sha256(str(self.root).encode()).hexdigest()[:8] + "-"
+
+    @property
+    def node(self) -> str:
+        return self.state.get("dataplane", {}).get("node", NODE)
+
+    @property
+    def node_netns(self) -> str:
+        """The "host" network namespace of the node: ovs-vswitchd, br-int, the pods' host veths."""
+        return self.netns_prefix + "node"
+
+    @property
+    def node_dir(self) -> Path:
+        return self.root / self.node
+
+    @property
+    def sb_unix(self) -> str:
+        # the data plane runs in its own netns: 127.0.0.1 there is not ours, a unix socket is shared
+        return f"unix:{self.root / 'ovn' / 'sb.sock'}"
+
+    @property
+    def build_dir(self) -> Path:
+        return Path(os.environ.get("OVNVNET_BUILD_DIR", REPO / "build"))
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.root / "cni.sock"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.root / "cni" / "net.d"
+
+    @property
+    def cni_conflist(self) -> Path:
+        return self.cni_conf_dir / "10-ovnvnet.conflist"
+
+    @property
+    def cni_cache_dir(self) -> Path:
+        return self.root / "cni" / "cache"
+
+    @property
+    def cni_plugin_dirs(self) -> list[Path]:
+        return [self.build_dir, SYSTEM_CNI_DIR]
+
+    @property
+    def cni_runtime(self) -> Path:
+        return self.build_dir / "ovnvnet-cni-runtime"
+
+    def dataplane(self):
+        """The node's :class:`~ovnvnet.testing.dataplane.Dataplane` (started or not)."""
+        from .dataplane import Dataplane, dataplane_env
+
+        return Dataplane(root=self.node_dir, node=self.node, sb_remote=self.sb_unix,
+                         netns=self.node_netns, env=dataplane_env(self.node_dir))
+
+    def build_cni(self) -> tuple[Path, Path]:
+        """hack/build-cni.sh: the shim and the libcni runtime helper (rebuilt only when stale)."""
+        out = subprocess.run([str(BUILD_CNI)], capture_output=True, text=True,
+                             env={**os.environ, "OVNVNET_BUILD_DIR": str(self.build_dir)})
+        if out.returncode != 0:
+            raise RuntimeError(f"hack/build-cni.sh failed:\n{out.stderr.strip() or out.stdout.strip()}")
+        shim, runtime = out.stdout.split()[-2:]
+        return Path(shim), Path(runtime)
+
+    def write_conflist(self, *, annotation_timeout: float = 30, name: str = "ovn-network") -> Path:
+        """The node's CNI configuration: ours, then Debian's ``tuning`` fed our result as prevResult."""
+        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        conf = {
+            "cniVersion": "1.0.0", "name": name,
+            "plugins": [
+                {"type": "ovn-k8s-cni-overlay", "agentSocket": str(self.agent_socket),
+                 "annotationTimeout": annotation_timeout},
+                {"type": "tuning", "sysctl": {"net.ipv4.conf.all.arp_notify": "1"}},
+            ],
+        }
+        self.cni_conflist.write_text(json.dumps(conf, indent=1) + "\n")
+        return self.cni_conflist
+
+    def start_dataplane(self, node: str = NODE) -> None:
+        """OVS ovsdb-server + ovs-vswitchd (netdev) + ovn-controller for `node` in the node netns,
+        the CNI binaries, the conflist and the node agent. Starts only what is not running."""
+        from .dataplane import start_dataplane
+
+        if self.state.get("dataplane", {}).get("node", node) != node:
+            raise RuntimeError(f"this stack's data plane is for {self.node}, not {node}")
+        self.state["dataplane"] = {"node": node, "netns": self.node_netns}
+        self._save()
+        self.build_cni()
+        self.write_conflist()
+        self.cni_cache_dir.mkdir(parents=True, exist_ok=True)
+        dp = self.dataplane()
+        if not dp.running():
+            dp.stop()  # a partial data plane (one daemon died): restart all three
+            start_dataplane(self.node_dir, self.sb_unix, node, netns=self.node_netns)
+        self.start_agent()
+        self.write_env()
+
+    def start_agent(self, *, wait: bool = True) -> None:
+        if self.running("cni-agent"):
+            return
+        dp = self.dataplane()
+        self.agent_socket.unlink(missing_ok=True)
+        self._spawn("cni-agent", [
+            sys.executable, "-m", "ovnvnet.cni.agent", "--node", self.node,
+            "--socket", str(self.agent_socket), "--kubeconfig", str(self.kubeconfig),
+            "--ovs-db", dp.ovs_remote, "--host-netns", self.node_netns,
+        ], env={"PYTHONUNBUFFERED": "1"})
+        if wait:
+            self._wait_started("cni-agent", self.agent_socket.is_socket, 30, "CNI node agent socket")
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> None:
+        self.kill("cni-agent", sig)
+
+    def stack_netns(self) -> list[str]:
+        """Network namespaces of this stack (node and pods) that exist now."""
+        try:
+            return sorted(n for n in os.listdir("/var/run/netns") if n.startswith(self.netns_prefix))
+        except FileNotFoundError:
+            return []
+
+    def stop_dataplane(self) -> None:
+        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces."""
+        self.kill("cni-agent")
+        if "dataplane" not in self.state:
+            return
+        self.dataplane().stop()
+        for ns in self.stack_netns():  # pod netns first, the node's last
+            if ns != self.node_netns:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.node_netns], capture_output=True)
+
     # ------------------------------------------------------------------ lifecycle
-    def up(self, *, operator: bool = True, controller_manager: bool = True) -> "Stack":
+    def up(self, *, operator: bool = True, controller_manager: bool = True,
+           dataplane: bool = False) -> "Stack":
         for d in (self.root, self.pids, self.logs):
             d.mkdir(parents=True, exist_ok=True)
         if not (self.kube_bin / "kube-apiserver").exists():
@@ -367,13 +518,18 @@ class Stack:
             self._start_controller_manager()
         self.apply_crds()
         self.write_env()
+        if dataplane:
+            self.start_dataplane()
         if operator:
             self.start_operator()
         return self
 
     COMPONENTS = ("operator", "kube-controller-manager", "kube-apiserver", "etcd", "ovn-northd", "ovsdb-sb", "ovsdb-nb")
+    DATAPLANE = ("cni-agent", "ovn-controller", "ovs-vswitchd", "ovsdb-server")
 
     def down(self, *, remove: bool = True, extra: Iterable[str] = ()) -> None:
+        self.kill("operator")
+        self.stop_dataplane()
         names = list(extra) + list(self.COMPONENTS)
         if self.pids.exists():
             names += [p.stem for p in self.pids.glob("*.pid") if p.stem not in names]
@@ -383,7 +539,13 @@ class Stack:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def status(self) -> dict[str, bool]:
-        return {name: self.running(name) for name in self.COMPONENTS}
+        out = {name: self.running(name) for name in self.COMPONENTS}
+        if "dataplane" in self.state:
+            dp = self.dataplane()
+            out["cni-agent"] = self.running("cni-agent")
+            for daemon in self.DATAPLANE[1:]:
+                out[f"{self.node}/{daemon}"] = (pid := dp.pid(daemon)) is not None and pid_alive(pid)
+        return out
 
 
 def _tcp_open(port: int) -> bool:
@@ -397,11 +559,13 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["up", "down", "status", "env"])
     ap.add_argument("--dir", default=".stack", help="state directory (default .stack)")
     ap.add_argument("--no-operator", action="store_true", help="start the stack without the operator")
+    ap.add_argument("--dataplane", action="store_true",
+                    help=f"also start the data plane of {NODE} (OVS, ovn-controller) and the CNI node agent")
     args = ap.parse_args(argv)
     stack = Stack(args.dir)
     if args.command == "up":
         t0 = time.monotonic()
-        stack.up(operator=not args.no_operator)
+        stack.up(operator=not args.no_operator, dataplane=args.dataplane or "dataplane" in stack.state)
         print(f"stack up in {time.monotonic() - t0:.1f}s; state and logs in {stack.root}")
         print(f"  source {stack.root / 'env'}   # KUBECONFIG, OVN_NB_DB, PATH with kubectl 1.20")
     elif args.command == "down":
