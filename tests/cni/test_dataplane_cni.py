@@ -413,3 +413,49 @@ def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netn
         proc.wait(timeout=20)
     assert proc.returncode == 0, (workdir / "cli-agent.log").read_text()
     assert not sock.exists()
+
+
+def test_legacy_single_interface_from_ovn_annotation(topology, agent, binaries, make_netns):
+    """A pod without ovnNetwork: one interface named CNI_IFNAME from the operator's result in
+    the legacy `ovn` annotation, bound to its "port", with the default route via gateway_ip."""
+    pod = Pod("pod-legacy", [], make_netns())
+    lsp = f"{NS}_pod-legacy"
+    addr = "0a:58:ac:10:19:64 172.16.25.100"
+    topology.nbctl("lsp-add", "net-a", lsp, "--", "lsp-set-addresses", lsp, addr,
+                   "--", "lsp-set-port-security", lsp, addr)
+    result = {"ip_address": "172.16.25.100/24", "mac_address": "0a:58:ac:10:19:64",
+              "gateway_ip": "172.16.25.1", "name": "net-a", "port": lsp, "mtu": None,
+              "routes": [{"dst": "10.99.0.0/16", "gw": "172.16.25.1"}]}
+    # the static request alone (no gateway_ip) is not a result: ADD waits for the operator
+    agent.put_pod(NS, pod.name, pod.uid, {"ovn": json.dumps({"ip_address": "172.16.25.100"})})
+    timer = threading.Timer(1.0, agent.put_pod, (NS, pod.name, pod.uid, {"ovn": json.dumps(result)}))
+    timer.start()
+    try:
+        r = pod.cni(binaries, agent, "ADD", ifname="eth0")
+        assert r.code == 0, r.out
+        res = r.json
+        assert [i["name"] for i in res["interfaces"]] == [host_veth_name(pod.container_id, "eth0"), "eth0"]
+        assert res["ips"] == [{"address": "172.16.25.100/24", "gateway": "172.16.25.1", "interface": 1}]
+        routes = pod.netns.run("ip", "route").stdout
+        assert "default via 172.16.25.1 dev eth0" in routes
+        assert "10.99.0.0/16 via 172.16.25.1 dev eth0" in routes
+        assert pod.netns.ping("172.16.25.1")
+        assert pod.netns.ping("172.16.26.1")  # through the router, by the default route
+        assert pod.cni(binaries, agent, "CHECK", ifname="eth0").code == 0
+        assert pod.cni(binaries, agent, "DEL", ifname="eth0").code == 0
+        assert "eth0" not in pod.netns.run("ip", "link").stdout
+    finally:
+        timer.cancel()
+        topology.nbctl("--if-exists", "lsp-del", lsp)
+
+
+def test_legacy_pod_without_result_says_default_network_needed(agent, binaries, make_netns):
+    pod = Pod("pod-legacy-wait", [], make_netns())
+    agent.put_pod(NS, pod.name, pod.uid, {"ovn": json.dumps({"ip_address": "172.16.25.101"})})
+    conf = {"cniVersion": "1.0.0", "name": "ovn", "type": "ovn-k8s-cni-overlay", "annotationTimeout": 1}
+    r = pod.cni(binaries, agent, "ADD", ifname="eth0", config=conf)
+    assert r.code == 1
+    err = r.json
+    assert "no ovnNetwork annotation and no ovn result" in err["msg"], err
+    assert "172.16.25.101" in err["msg"]
+    assert "OVNVNET_DEFAULT_NETWORK" in err["details"]

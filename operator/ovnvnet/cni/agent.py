@@ -27,6 +27,7 @@ from typing import Any
 from ..model.annotation import AnnotationError, InterfaceResult, decode_iface_list
 from ..model.names import port_name
 from . import protocol as p
+from .legacy import LEGACY_ANNOTATION, decode_legacy_result, is_legacy_result
 from .netlink import (
     PlumbingError,
     check_interface,
@@ -122,15 +123,25 @@ class Agent:
             )
         return ns, name, uid
 
-    async def _interfaces_for(self, req: p.CniRequest, wait: float) -> list[InterfaceResult]:
+    async def _interfaces_for(
+        self, req: p.CniRequest, wait: float
+    ) -> list[tuple[InterfaceResult, str]]:
+        """The interfaces to plumb, each with its logical switch port name.
+
+        A pod with ``ovnNetwork`` gets every entry of ``ovnIfaceList``. A pod without it is a
+        legacy single-interface pod: one interface named ``CNI_IFNAME`` from the operator's
+        result in the ``ovn`` annotation (recognised by ``gateway_ip``)."""
         ns, name, uid = self._pod_identity(req)
 
         def ready(pod: PodInfo | None) -> bool:
-            return (
-                pod is not None
-                and (not uid or pod.uid == uid)
-                and (RESULT_ANNOTATION in pod.annotations or ERROR_ANNOTATION in pod.annotations)
-            )
+            if pod is None or (uid and pod.uid != uid):
+                return False
+            ann = pod.annotations
+            if ERROR_ANNOTATION in ann:
+                return True
+            if REQUEST_ANNOTATION in ann:
+                return RESULT_ANNOTATION in ann
+            return is_legacy_result(ann.get(LEGACY_ANNOTATION))
 
         pod, ok = await self.pods.wait_for(ns, name, ready, wait)
         if not ok:
@@ -141,6 +152,14 @@ class Agent:
                 p.ERR_NETWORK_ERROR,
                 f"ovnvnet could not attach pod {ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
             )
+        if REQUEST_ANNOTATION not in pod.annotations:
+            try:
+                legacy = decode_legacy_result(pod.annotations[LEGACY_ANNOTATION], req.ifname, ns, name)
+            except AnnotationError as e:
+                raise p.CniError(
+                    p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an unusable ovn annotation: {e}"
+                ) from None
+            return [(legacy.iface, legacy.port)]
         try:
             ifaces = decode_iface_list(pod.annotations[RESULT_ANNOTATION])
         except AnnotationError as e:
@@ -149,7 +168,7 @@ class Agent:
             ) from None
         if not ifaces:
             raise p.CniError(p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an empty ovnIfaceList")
-        return ifaces
+        return [(i, port_name(ns, name, i.interface)) for i in ifaces]
 
     def _not_ready_error(
         self, ns: str, name: str, uid: str, pod: PodInfo | None, waited: float
@@ -168,20 +187,23 @@ class Agent:
                 f"waited {waited:g}s for the pod cache to catch up",
             )
         if REQUEST_ANNOTATION in pod.annotations:
-            hint = (
+            return p.CniError(
+                p.ERR_ANNOTATION_TIMEOUT,
+                f"timed out after {waited:g}s waiting for the ovnvnet operator to write "
+                f"{RESULT_ANNOTATION} (or {ERROR_ANNOTATION}) on pod {ns}/{name}",
                 f"the pod requests {REQUEST_ANNOTATION}={pod.annotations[REQUEST_ANNOTATION]}; "
-                "is the ovnvnet operator running and are the requested networks created?"
+                "is the ovnvnet operator running and are the requested networks created?",
             )
-        else:
-            hint = (
-                f"the pod has no {REQUEST_ANNOTATION} annotation; single-interface attachment "
-                "to a default network needs the operator's default-network setting"
-            )
+        request = pod.annotations.get(LEGACY_ANNOTATION)
+        asked = f" (it asks for {LEGACY_ANNOTATION}={request})" if request else ""
         return p.CniError(
             p.ERR_ANNOTATION_TIMEOUT,
-            f"timed out after {waited:g}s waiting for the ovnvnet operator to write "
-            f"{RESULT_ANNOTATION} (or {ERROR_ANNOTATION}) on pod {ns}/{name}",
-            hint,
+            f"timed out after {waited:g}s: pod {ns}/{name} has no {REQUEST_ANNOTATION} "
+            f"annotation and no {LEGACY_ANNOTATION} result (with gateway_ip) from the ovnvnet "
+            f"operator{asked}",
+            "a pod without ovnNetwork gets a single interface on the operator's default "
+            "network: the operator needs OVNVNET_DEFAULT_NETWORK=<VirtualNetwork name> for "
+            "legacy pods (or give the pod an ovnNetwork annotation)",
         )
 
     # --- commands -----------------------------------------------------------------------
@@ -193,7 +215,7 @@ class Agent:
         pod_uid = uid or (pod.uid if pod else "")
         plumbed: list[p.PlumbedInterface] = []
         ports: list[str] = []
-        for iface in ifaces:
+        for iface, lsp in ifaces:
             try:
                 link = await asyncio.to_thread(
                     ensure_interface, self.host_netns, req.netns, req.container_id, iface
@@ -206,7 +228,6 @@ class Agent:
                 raise p.CniError(
                     p.ERR_PLUMBING, f"cannot plumb interface {iface.interface}: {e}"
                 ) from None
-            lsp = port_name(ns, name, iface.interface)
             binding = PortBinding(
                 port_name=link.host_name,
                 lsp_name=lsp,
@@ -242,7 +263,7 @@ class Agent:
             self.ovs.wait_installed, ports, req.ovn_installed_timeout
         )
         if pending:
-            lsps = [port_name(ns, name, i.interface) for i, h in zip(ifaces, ports) if h in pending]
+            lsps = [lsp for (_, lsp), h in zip(ifaces, ports) if h in pending]
             raise p.CniError(
                 p.ERR_OVN_INSTALLED_TIMEOUT,
                 f"ovn-controller did not mark OVS ports {', '.join(pending)} ovn-installed "
@@ -269,13 +290,12 @@ class Agent:
         ifaces = await self._interfaces_for(req, 0.0)
         ns, name, _ = self._pod_identity(req)
         problems: list[str] = []
-        for iface in ifaces:
+        for iface, lsp in ifaces:
             problems += await asyncio.to_thread(
                 check_interface, self.host_netns, req.netns, req.container_id, iface
             )
             host = host_veth_name(req.container_id, iface.interface)
             ids = await asyncio.to_thread(self.ovs.interface_ids, host)
-            lsp = port_name(ns, name, iface.interface)
             if ids is None:
                 problems.append(f"OVS port {host} for {iface.interface} is missing")
             else:
@@ -286,7 +306,7 @@ class Agent:
         if problems:
             raise p.CniError(
                 p.ERR_CHECK_FAILED,
-                f"pod {ns}/{name} does not match its ovnIfaceList",
+                f"pod {ns}/{name} does not match its ovnvnet annotation",
                 "; ".join(problems),
             )
 
