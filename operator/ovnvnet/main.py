@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -113,7 +114,12 @@ async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 
 # ---------------------------------------------------------------------------- pods
-@kopf.on.event("", "v1", "pods", annotations={pod_rec.REQUEST: kopf.PRESENT})
+# Only pods that carry `ovnNetwork` are watched, unless a default network is configured for
+# legacy single-interface pods (then every pod is; decided once, at start).
+_POD_FILTER = {} if os.environ.get("OVNVNET_DEFAULT_NETWORK") else {"annotations": {pod_rec.REQUEST: kopf.PRESENT}}
+
+
+@kopf.on.event("", "v1", "pods", **_POD_FILTER)
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     state: State = memo.state
     body = event["object"]

@@ -98,7 +98,7 @@ class KubeClient:
             if cont:
                 params["continue"] = cont
             out = await self.request("GET", path, params=params)
-            for item in out.get("items", []):
+            for item in out.get("items") or []:
                 yield item
             cont = out.get("metadata", {}).get("continue")
             if not cont:
@@ -121,21 +121,12 @@ class KubeClient:
 
     async def patch_pod_annotations(self, namespace: str, name: str, uid: str,
                                     set_: dict[str, str], remove: tuple[str, ...] = ()) -> dict:
-        """Set/remove pod annotations, only if the pod still has `uid` (a same-name successor is
-        never annotated with its predecessor's addresses)."""
-        ops: list[dict] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
-        for key, value in set_.items():
-            ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value})
-        pod = await self.json_patch(self.pod_path(namespace, name), ops) if set_ else None
-        for key in remove:
-            try:
-                pod = await self.json_patch(self.pod_path(namespace, name), [
-                    {"op": "test", "path": "/metadata/uid", "value": uid},
-                    {"op": "remove", "path": f"/metadata/annotations/{_escape(key)}"}])
-            except ApiError as exc:
-                if exc.status != 422:  # 422: the annotation was not there
-                    raise
-        return pod
+        """Set/remove pod annotations in one merge patch, only if the pod still has `uid`: the UID
+        in the patch is a precondition (a same-name successor is never annotated with its
+        predecessor's addresses; the API server answers 409/422 instead)."""
+        annotations: dict[str, str | None] = {**set_, **{k: None for k in remove}}
+        return await self.merge_patch(self.pod_path(namespace, name),
+                                      {"metadata": {"uid": uid, "annotations": annotations}})
 
     async def post_event(self, obj: dict, *, type_: str, reason: str, message: str,
                          component: str = "ovnvnet") -> None:
@@ -153,10 +144,6 @@ class KubeClient:
             "reportingComponent": component, "reportingInstance": component,
         }
         await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 async def retry(coro_fn, *, attempts: int = 5, delay: float = 0.2):

@@ -57,6 +57,9 @@ class StatusWriter:
                 if exc.status == 404:
                     log.info("network %s is gone; dropping its status update", network)
                     continue
+                if exc.status in (400, 422):  # will never succeed: don't block later writes
+                    log.error("status write for %s rejected, dropped: %s", network, exc)
+                    continue
                 self._merge_back(network, body)
                 log.warning("status write for %s failed (%s); retrying in %.1fs", network, exc, backoff)
                 await asyncio.sleep(backoff)

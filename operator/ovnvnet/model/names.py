@@ -31,8 +31,16 @@ INTERFACE_KEY = "ovnvnet.io/interface"
 ROUTER_NAME = "ovnvnet-router"
 
 
+LEGACY_INTERFACE = "legacy"
+"""The interface key of a legacy single-interface pod (its real name is the runtime's CNI_IFNAME).
+A requested interface name must end with a digit, so it can never be "legacy"."""
+
+
 def port_name(namespace: str, pod: str, interface: str) -> str:
-    """Logical switch port of one pod interface (ovn4nfv's ``<ns>_<pod>_<iface>``)."""
+    """Logical switch port of one pod interface (ovn4nfv's ``<ns>_<pod>_<iface>``); a legacy
+    single-interface pod has ovn-kubernetes' ``<ns>_<pod>``."""
+    if interface == LEGACY_INTERFACE:
+        return f"{namespace}_{pod}"
     return f"{namespace}_{pod}_{interface}"
 
 

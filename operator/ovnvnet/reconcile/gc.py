@@ -188,7 +188,7 @@ async def live_pod_uids(kube: KubeClient) -> set[str]:
         if cont:
             params["continue"] = cont
         out = await kube.request("GET", "/api/v1/pods", params=params, accept=METADATA_LIST)
-        for item in out.get("items", []):
+        for item in out.get("items") or []:  # a metadata list has "items": null when empty
             uids.add(item["metadata"]["uid"])
         cont = out.get("metadata", {}).get("continue")
         if not cont:

@@ -21,7 +21,7 @@ import netaddr
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
-from ovnvnet.model import names
+from ovnvnet.model import legacy, names
 from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
                                       encode_iface_list, parse_ovn_network)
 from ovnvnet.ovn.nb import NotOwnedError
@@ -33,6 +33,7 @@ REQUEST = "ovnNetwork"
 RESULT = "ovnIfaceList"
 ERROR = "ovnNetworkError"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
 
 class RequestRefused(Exception):
@@ -67,26 +68,41 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             return
         annotations = body.get("metadata", {}).get("annotations") or {}
         raw = annotations.get(REQUEST)
-        if raw is None:
+        is_legacy = raw is None
+        if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
             return
         record = state.attached.get(uid)
         if record is not None:
             await _keep_attached(state, body, record, raw, annotations)
             return
-        await attach_pod(state, body, raw)
-
-
-async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str, annotations: dict) -> None:
-    """An attached pod: re-write a removed/altered `ovnIfaceList`, warn once about an ignored change."""
-    ns, name, uid = pod_ident(body)
-    wanted = encode_iface_list(record.results)
-    if annotations.get(RESULT) != wanted:
         try:
-            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, {RESULT: wanted}))
+            reqs = (parse_ovn_network(raw) if not is_legacy else
+                    [legacy.parse_legacy_request(annotations.get(legacy.ANNOTATION), state.settings.default_network)])
+        except AnnotationError as exc:
+            await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
+            return
+        await attach_pod(state, body, reqs, is_legacy=is_legacy)
+
+
+def result_annotation(record: PodRecord) -> dict[str, str]:
+    if record.legacy:
+        return {legacy.ANNOTATION: legacy.encode_legacy_result(record.results[0], record.namespace, record.name)}
+    return {RESULT: encode_iface_list(record.results)}
+
+
+async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str | None, annotations: dict) -> None:
+    """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
+    ns, name, uid = pod_ident(body)
+    wanted = result_annotation(record)
+    if any(annotations.get(k) != v for k, v in wanted.items()):
+        try:
+            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted))
         except ApiError as exc:
-            if exc.status not in (404, 422):
+            if exc.status not in GONE:
                 raise
-    if raw != record.warned_request and not request_matches(raw, record.results):
+    if raw is None:
+        return
+    if raw != record.warned_request and (record.legacy or not request_matches(raw, record.results)):
         record.warned_request = raw
         await _event(state, body, "Warning", "ChangeIgnored",
                      "ovnNetwork changed after the pod was attached; the change is not applied "
@@ -192,15 +208,10 @@ def _undo(state: State, taken: list[tuple[str, str, Holder]]) -> None:
         state.unhold(network, ip)
 
 
-async def attach_pod(state: State, body: dict, raw: str) -> None:
+async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     started = time.monotonic()
-    try:
-        reqs = parse_ovn_network(raw)
-    except AnnotationError as exc:
-        await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
-        return
     try:
         validate_request(state, uid, reqs)
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
@@ -222,14 +233,14 @@ async def attach_pod(state: State, body: dict, raw: str) -> None:
         raise kopf.TemporaryError(f"OVN NB transaction failed: {exc}", delay=1) from exc
 
     annotations = body.get("metadata", {}).get("annotations") or {}
+    record = PodRecord(ns, name, uid, results, legacy=is_legacy)
     try:
-        await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, {RESULT: encode_iface_list(results)}))
-        if ERROR in annotations:
-            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, {}, remove=(ERROR,)))
+        await retry(lambda: state.kube.patch_pod_annotations(
+            ns, name, uid, result_annotation(record), remove=(ERROR,) if ERROR in annotations else ()))
     except ApiError as exc:
         _undo(state, taken)
         await _delete_ports(state, [p.name for p in ports])
-        if exc.status in (404, 422):  # pod gone, or replaced by a same-name pod (UID test failed)
+        if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
             log.info("pod %s went away while attaching; rolled back", pod_key)
             return
         raise kopf.TemporaryError(f"writing {RESULT} failed: {exc}", delay=1) from exc
@@ -238,7 +249,7 @@ async def attach_pod(state: State, body: dict, raw: str) -> None:
         await _delete_ports(state, [p.name for p in ports])
         raise
 
-    state.attached[uid] = PodRecord(ns, name, uid, results)
+    state.attached[uid] = record
     state.pending.pop(uid, None)
     state.errors.pop(uid, None)
     for network, ip, holder in taken:
@@ -266,7 +277,7 @@ async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
         try:
             await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, {ERROR: message}))
         except ApiError as err:
-            if err.status not in (404, 422):
+            if err.status not in GONE:
                 raise
             return
     await _event(state, body, "Warning", exc.reason, message)
@@ -309,13 +320,16 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
 def restore_record(state: State, body: dict) -> bool:
     """Rebuild: take a live pod's `ovnIfaceList` as the truth and reserve its addresses."""
     ns, name, uid = pod_ident(body)
-    raw = (body.get("metadata", {}).get("annotations") or {}).get(RESULT)
-    if not raw or not uid or is_terminal(body):
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    raw = annotations.get(RESULT)
+    raw_legacy = annotations.get(legacy.ANNOTATION) if REQUEST not in annotations else None
+    is_legacy = raw is None and legacy.is_result(raw_legacy)
+    if (not raw and not is_legacy) or not uid or is_terminal(body):
         return False
     try:
-        results = decode_iface_list(raw)
+        results = [legacy.decode_legacy_result(raw_legacy)] if is_legacy else decode_iface_list(raw)
     except AnnotationError as exc:
-        log.warning("pod %s/%s has an unreadable %s (%s); it will be attached anew", ns, name, RESULT, exc)
+        log.warning("pod %s/%s has an unreadable result (%s); it will be attached anew", ns, name, exc)
         return False
     pod_key = f"{ns}/{name}"
     for res in results:
@@ -330,7 +344,7 @@ def restore_record(state: State, body: dict) -> bool:
             log.error("rebuild: pod %s: %s", pod_key, exc)
             continue
         state.hold(res.network, res.ip, net.allocator.holder_of(res.ip), record_status=False)
-    state.attached[uid] = PodRecord(ns, name, uid, results)
+    state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
     return True
 
 

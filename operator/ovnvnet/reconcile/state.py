@@ -30,6 +30,7 @@ class PodRecord:
     name: str
     uid: str
     results: list[InterfaceResult]
+    legacy: bool = False                # a single-interface pod on the default network (`ovn` annotation)
     warned_request: str | None = None  # the ovnNetwork value we already warned about (not applied)
 
     @property
