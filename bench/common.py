@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -317,8 +318,11 @@ class PodWatcher:
         self._stop.set()
         resp = self._resp
         if resp is not None:
+            # close() would wait for the blocked read (up to the next bookmark): shut the socket
+            sock = getattr(getattr(resp, "connection", None), "sock", None)
             with contextlib.suppress(Exception):
-                resp.close()
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
     def __enter__(self) -> "PodWatcher":
