@@ -1,0 +1,150 @@
+"""Scenario 2: restart recovery.
+
+Setup: N allocations (default 10,000 pods x 1 interface) over 10 networks, attached by the
+operator. Then, repeatedly: stop the operator, create one new pod, start the operator process and
+time from the process start to that pod's `ovnIfaceList`; read the operator's peak RSS (VmHWM).
+Baseline in the same run: the same restart with no allocations at all.
+Targets: <= 5 s to the first new pod attached; <= 250 MB peak RSS.
+(Published anchor: Kube-OVN needed about 200 s to rebuild its allocator at 10k pods.)
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+from bench.common import (Kube, PodWatcher, Result, bench_stack, create_pods, log, median, rss_hwm_mb,
+                          unique)
+
+from ovnvnet.testing.stack import Stack
+
+TARGET_S = 5.0
+TARGET_RSS_MB = 250.0
+
+
+def networks(count: int, pods_per_net: int) -> list[tuple[str, str]]:
+    # big enough subnets: a /20 holds 4093 pods
+    prefix = 20 if pods_per_net < 4000 else 16
+    step = 2 ** (24 - prefix) if prefix >= 16 else 256
+    if prefix == 16:
+        return [(f"bench-r{k}", f"10.{80 + k}.0.0/16") for k in range(count)]
+    return [(f"bench-r{k}", f"10.80.{k * step}.0/{prefix}") for k in range(count)]
+
+
+def populate(kube: Kube, ns: str, specs: list, *, timeout: float) -> float:
+    """Create the pods in parallel and wait until the operator has attached all of them."""
+    t0 = time.monotonic()
+    with PodWatcher(kube, ns) as watch:
+        done = [0]
+
+        def progress(name: str, _t: float) -> None:
+            done[0] += 1
+            if done[0] % 2000 == 0:
+                log(f"  created {done[0]}/{len(specs)} pods, {len(watch.annotated)} attached")
+        create_pods(kube, ns, specs, on_created=progress)
+        watch.wait_annotated([name for name, _ in specs], timeout)
+    return time.monotonic() - t0
+
+
+def wait_status(kube: Kube, nets: list[str], total: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        used = sum((kube.vnet(n).get("status") or {}).get("usedIPs") or 0 for n in nets)
+        if used == total:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"status usedIPs sum {used} != {total} after {timeout}s")
+        time.sleep(0.5)
+
+
+def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: dict[str, str]) -> dict:
+    """Stop the operator, add a pod, start the operator: seconds to that pod attached, peak RSS."""
+    stack.stop_operator()
+    name = unique("probe")
+    with PodWatcher(kube, ns) as watch:
+        kube.create_pod(ns, name, request)
+        t0 = time.monotonic()
+        stack.start_operator(env, wait=False)
+        pid = stack.pid("operator")
+        watch.wait_annotated([name], 120)
+        took = watch.annotated[name] - t0
+    rss_first = rss_hwm_mb(pid)
+    time.sleep(3)  # status flush and anything the rebuild left to do afterwards
+    rss = rss_hwm_mb(pid)
+    rebuild = None
+    log_text = (stack.logs / "operator.log").read_text(errors="replace")
+    found = re.findall(r"rebuilt from records in ([0-9.]+)s", log_text)
+    if found:
+        rebuild = float(found[-1])
+    return {"to_first_attach_s": took, "rss_hwm_mb": max(filter(None, (rss_first, rss)), default=None),
+            "rebuild_s": rebuild}
+
+
+def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int = 3, *,
+        keep: bool = False) -> Result:
+    pods = allocations // ifaces
+    env = {"OVNVNET_SWEEP_INTERVAL": "30"}
+    res = Result("s2_restart", f"restart recovery: {allocations:,} allocations over {nets} networks",
+                 params={"allocations": allocations, "pods": pods, "interfaces_per_pod": ifaces,
+                         "networks": nets, "repeats": repeats})
+    with bench_stack(keep=keep) as stack:
+        kube = Kube(stack)
+        netlist = networks(nets, allocations // nets)
+        names = [n for n, _ in netlist]
+        for name, subnet in netlist:
+            kube.create_vnet(name, subnet)
+        stack.start_operator(env)
+        kube.wait_vnets_ready(names)
+        ns = unique("restart")
+        kube.ensure_namespace(ns)
+        probe_req = [{"name": names[0], "interface": "net0"}]
+
+        empty = [restart_once(stack, kube, ns, probe_req, env) for _ in range(repeats)]
+        log("empty restart: " + ", ".join(f"{r['to_first_attach_s']:.2f}s/{r['rss_hwm_mb']:.0f}MiB" for r in empty))
+
+        specs = [(f"p-{i:05d}", [{"name": names[(i + j) % nets], "interface": f"net{j}"} for j in range(ifaces)])
+                 for i in range(pods)]
+        log(f"setup: creating {pods} pods ({allocations} allocations)")
+        setup_s = populate(kube, ns, specs, timeout=max(600, pods * 0.2))
+        total = pods * ifaces + repeats  # + the empty-run probes (1 interface each)
+        wait_status(kube, names, total, timeout=300)
+        log(f"setup took {setup_s:.0f}s ({pods / setup_s:.0f} pods/s)")
+
+        full = []
+        for r in range(repeats):
+            full.append(restart_once(stack, kube, ns, probe_req, env))
+            total += 1
+            log(f"[{r + 1}/{repeats}] restart with {total - 1:,} allocations: {full[-1]}")
+        stack.stop_operator()
+
+    t_full, t_empty = median(r["to_first_attach_s"] for r in full), median(r["to_first_attach_s"] for r in empty)
+    rss_full, rss_empty = median(r["rss_hwm_mb"] for r in full), median(r["rss_hwm_mb"] for r in empty)
+    res.add("start -> first new pod attached", t_full, "s", baseline=t_empty, baseline_name="no allocations",
+            target=f"<= {TARGET_S:g} s", met=t_full <= TARGET_S)
+    res.add("rebuild from records (operator log)", median(r["rebuild_s"] for r in full), "s",
+            baseline=median(r["rebuild_s"] for r in empty), baseline_name="no allocations")
+    res.add("peak RSS (VmHWM)", rss_full, "MiB", baseline=rss_empty, baseline_name="no allocations",
+            target=f"<= {TARGET_RSS_MB:g} MB", met=rss_full * 1.048576 <= TARGET_RSS_MB)
+    res.add("setup: pods attached from scratch", pods / setup_s, "pods/s", note=f"{setup_s:.0f}s for {pods} pods")
+    res.extra = {"empty": empty, "full": full, "setup_s": setup_s}
+    res.notes.append(f"setup (creating {pods:,} pods and attaching them) took {setup_s:.0f}s; "
+                     "Kube-OVN's published figure: ~200 s to rebuild at 10k pods")
+    return res
+
+
+def main(argv: list[str] | None = None) -> Result:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--allocations", type=int, default=10_000)
+    ap.add_argument("--networks", type=int, default=10)
+    ap.add_argument("--interfaces", type=int, default=1, help="interfaces per pod")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args(argv)
+    res = run(args.allocations, args.networks, args.interfaces, args.repeats, keep=args.keep)
+    print(res.table())
+    log(f"wrote {res.write()}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
