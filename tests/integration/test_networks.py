@@ -135,3 +135,25 @@ def test_unrouted_network_has_no_router_port(cluster: Cluster, ns: str, subnet, 
     finally:
         cluster.delete_pod(ns, "stay")
         cluster.delete_vnet(iso)
+
+
+def test_namespace_selector_restricts_who_may_attach(cluster: Cluster, subnet, net_name) -> None:
+    import uuid
+    n = net_name("tenant")
+    allowed, other = "red-" + uuid.uuid4().hex[:6], "blue-" + uuid.uuid4().hex[:6]
+    cluster.core.create_namespace({"metadata": {"name": allowed, "labels": {"team": "red"}}})
+    cluster.core.create_namespace({"metadata": {"name": other, "labels": {"team": "blue"}}})
+    cluster.create_vnet(n, subnet(), namespaceSelector={"matchLabels": {"team": "red"}})
+    cluster.wait_ready(n)
+    try:
+        cluster.create_pod(allowed, "in", [{"name": n, "interface": "net0"}])
+        cluster.create_pod(other, "out", [{"name": n, "interface": "net0"}])
+        assert cluster.iface_list(allowed, "in")[0]["name"] == n
+        err = cluster.pod_error(other, "out")
+        assert err == f"network {n} does not admit pods from namespace {other} (its namespaceSelector requires: team in (red))"
+        assert not any(p.startswith(f"{other}_") for p in cluster.nb_pod_ports())
+        check_invariant(cluster, [n])
+    finally:
+        cluster.delete_pod(allowed, "in", wait=False)
+        cluster.delete_pod(other, "out", wait=False)
+        cluster.delete_vnet(n)

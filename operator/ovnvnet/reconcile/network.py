@@ -15,6 +15,7 @@ import kopf
 from ovnvnet.ipam.allocator import SubnetAllocator
 from ovnvnet.model import names
 from ovnvnet.model.network import NetworkSpec, SpecError, parse_network_spec, spec_conflicts
+from ovnvnet.model.selector import SelectorError, parse_selector
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.state import Network, State, network_rows
 
@@ -73,7 +74,12 @@ def restore_network(state: State, body: dict) -> None:
     spec = applied_spec_of(body)
     if spec is None:
         return  # never applied: ensure_network applies it
-    state.networks[name] = Network(name, spec, SubnetAllocator(name, spec, cursor=cursor_of(body, spec)), body)
+    try:
+        selector = parse_selector((body.get("spec") or {}).get("namespaceSelector"))
+    except SelectorError:
+        selector = None  # ensure_network reports it
+    state.networks[name] = Network(name, spec, SubnetAllocator(name, spec, cursor=cursor_of(body, spec)), body,
+                                   selector)
 
 
 async def ensure_network(state: State, body: dict, logger: logging.Logger | Any = log) -> None:
@@ -82,7 +88,8 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
     state.known_networks.add(name)
     try:
         spec = parse_network_spec(body.get("spec") or {})
-    except SpecError as exc:
+        selector = parse_selector((body.get("spec") or {}).get("namespaceSelector"))
+    except (SpecError, SelectorError) as exc:
         await _not_ready(state, body, "InvalidSpec", str(exc), generation)
         return
 
@@ -118,7 +125,7 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
         allocator = current.allocator.with_spec(spec)
     else:
         allocator = current.allocator
-    state.networks[name] = Network(name, spec, allocator, body)
+    state.networks[name] = Network(name, spec, allocator, body, selector)
     state.network_problems.pop(name, None)
     state.status.set_fields(
         name, appliedSpec=spec.to_dict(), gateway=str(spec.gateway), observedGeneration=generation,

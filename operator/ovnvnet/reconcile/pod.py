@@ -128,7 +128,8 @@ def request_matches(raw: str, results: list[InterfaceResult]) -> bool:
     return True
 
 
-def validate_request(state: State, uid: str, reqs: list[InterfaceRequest]) -> None:
+def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], namespace: str = "",
+                     ns_labels: dict[str, str] | None = None) -> None:
     """Check every interface against the networks before anything is allocated."""
     static_seen: dict[tuple[str, str], str] = {}
     for req in reqs:
@@ -141,6 +142,10 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest]) -> No
                 raise RequestRefused(f"network {req.network} is not ready yet", retry=True, reason="NetworkNotReady")
             raise RequestRefused(f"network {req.network} does not exist (no VirtualNetwork named {req.network})",
                                  retry=True, reason="UnknownNetwork")
+        if net.selector is not None and not net.selector.matches(ns_labels):
+            raise RequestRefused(f"network {req.network} does not admit pods from namespace {namespace} "
+                                 f"(its namespaceSelector requires: {net.selector})",
+                                 retry=True, reason="NamespaceNotAllowed")
         try:
             if req.ip is not None:
                 key = (req.network, str(req.ip))
@@ -212,8 +217,14 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     started = time.monotonic()
+    ns_labels: dict[str, str] | None = None
+    if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
+        try:
+            ns_labels = await state.namespace_labels(ns)
+        except ApiError as exc:
+            raise kopf.TemporaryError(f"reading namespace {ns} failed: {exc}", delay=1) from exc
     try:
-        validate_request(state, uid, reqs)
+        validate_request(state, uid, reqs, ns, ns_labels)
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
     except RequestRefused as exc:
         await _refuse(state, body, exc)

@@ -19,6 +19,7 @@ from ovnvnet.kube.status import StatusWriter
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
 from ovnvnet.model.network import NetworkSpec
+from ovnvnet.model.selector import LabelSelector
 from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Network:
     spec: NetworkSpec  # the configuration in force in OVN
     allocator: SubnetAllocator
     body: dict[str, Any] = field(default_factory=dict)  # last seen object, for events
+    selector: LabelSelector | None = None               # namespaces allowed to attach (None: all)
 
 
 class State:
@@ -64,6 +66,7 @@ class State:
         self.wake = asyncio.Event()
         self.status = StatusWriter(kube, self.counters, delay=settings.status_flush_delay)
         self.nb_lock = asyncio.Lock()
+        self._ns_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
     # ------------------------------------------------------------------ helpers
     def pod_lock(self, uid: str) -> asyncio.Lock:
@@ -71,6 +74,17 @@ class State:
         if lock is None:
             lock = self.locks[uid] = asyncio.Lock()
         return lock
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """Labels of a namespace (cached briefly: only read for networks with a namespaceSelector)."""
+        now = asyncio.get_running_loop().time()
+        hit = self._ns_cache.get(namespace)
+        if hit is not None and now - hit[0] < 5.0:
+            return hit[1]
+        body = await self.kube.get(f"/api/v1/namespaces/{namespace}")
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        self._ns_cache[namespace] = (now, labels)
+        return labels
 
     async def nb_call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
