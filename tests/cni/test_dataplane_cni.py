@@ -459,3 +459,27 @@ def test_legacy_pod_without_result_says_default_network_needed(agent, binaries, 
     assert "no ovnNetwork annotation and no ovn result" in err["msg"], err
     assert "172.16.25.101" in err["msg"]
     assert "OVNVNET_DEFAULT_NETWORK" in err["details"]
+
+
+def test_retrying_operator_error_keeps_add_waiting(topology, agent, binaries, make_netns):
+    """ovnNetworkError with ovnNetworkErrorRetry=true (network not created yet, no free address):
+    ADD waits for the result instead of failing, and says the operator's message on timeout."""
+    ifaces = [entry("net0", "net-a", 75)]
+    pod = Pod("pod-retry", ifaces, make_netns())
+    create_lsps(topology, pod)
+    waiting = {"ovnNetwork": pod.annotations["ovnNetwork"],
+               "ovnNetworkError": "network net-a is not ready yet", "ovnNetworkErrorRetry": "true"}
+    agent.put_pod(NS, pod.name, pod.uid, waiting)
+    conf = {"cniVersion": "1.0.0", "name": "ovn", "type": "ovn-k8s-cni-overlay", "annotationTimeout": 1}
+    r = pod.cni(binaries, agent, "ADD", config=conf)
+    assert r.code == 1 and "network net-a is not ready yet" in r.json["msg"], r.out
+    assert "timed out after 1s" in r.json["msg"]
+    timer = threading.Timer(1.0, agent.put_pod, (NS, pod.name, pod.uid, pod.annotations))
+    timer.start()
+    try:
+        r = pod.cni(binaries, agent, "ADD")
+        assert r.code == 0, r.out
+        assert pod.netns.ping("172.16.25.1")
+    finally:
+        timer.cancel()
+        pod.cni(binaries, agent, "DEL")

@@ -84,6 +84,9 @@ class Pods:
                                                            if k in ("ifname", "conflist")})
         return sandbox
 
+    def stack_nbctl(self, *args: str) -> str:
+        return self.cluster.stack.nbctl(*args)
+
     def iface_list(self, name: str) -> list[dict]:
         return self.cluster.iface_list(self.ns, name)
 

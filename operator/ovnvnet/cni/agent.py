@@ -45,6 +45,10 @@ log = logging.getLogger("ovnvnet.cni.agent")
 
 RESULT_ANNOTATION = "ovnIfaceList"
 ERROR_ANNOTATION = "ovnNetworkError"
+# Set to "true" by the operator next to ovnNetworkError when it retries the request by itself
+# once something changes (the network is created or becomes ready, an address is freed): ADD
+# then keeps waiting, and reports the operator's message only if the wait runs out.
+RETRY_ANNOTATION = "ovnNetworkErrorRetry"
 REQUEST_ANNOTATION = "ovnNetwork"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
@@ -137,7 +141,7 @@ class Agent:
             if pod is None or (uid and pod.uid != uid):
                 return False
             ann = pod.annotations
-            if ERROR_ANNOTATION in ann:
+            if ERROR_ANNOTATION in ann and not _retrying(ann):
                 return True
             if REQUEST_ANNOTATION in ann:
                 return RESULT_ANNOTATION in ann
@@ -147,7 +151,7 @@ class Agent:
         if not ok:
             raise self._not_ready_error(ns, name, uid, pod, wait)
         assert pod is not None
-        if ERROR_ANNOTATION in pod.annotations:
+        if ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations):
             raise p.CniError(
                 p.ERR_NETWORK_ERROR,
                 f"ovnvnet could not attach pod {ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
@@ -185,6 +189,13 @@ class Agent:
                 p.ERR_POD_MISMATCH,
                 f"pod {ns}/{name} has uid {pod.uid}, but the runtime asked for uid {uid}",
                 f"waited {waited:g}s for the pod cache to catch up",
+            )
+        if ERROR_ANNOTATION in pod.annotations:  # the operator is still retrying
+            return p.CniError(
+                p.ERR_ANNOTATION_TIMEOUT,
+                f"timed out after {waited:g}s waiting for the ovnvnet operator to attach pod "
+                f"{ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
+                "the operator retries by itself when that changes; the runtime will retry ADD",
             )
         if REQUEST_ANNOTATION in pod.annotations:
             return p.CniError(
@@ -309,6 +320,10 @@ class Agent:
                 f"pod {ns}/{name} does not match its ovnvnet annotation",
                 "; ".join(problems),
             )
+
+
+def _retrying(annotations: Mapping[str, str]) -> bool:
+    return str(annotations.get(RETRY_ANNOTATION, "")).lower() == "true"
 
 
 # --- socket server ----------------------------------------------------------------------

@@ -437,9 +437,12 @@ class Stack:
         shim, runtime = out.stdout.split()[-2:]
         return Path(shim), Path(runtime)
 
-    def write_conflist(self, *, annotation_timeout: float = 30, name: str = "ovn-network") -> Path:
-        """The node's CNI configuration: ours, then Debian's ``tuning`` fed our result as prevResult."""
-        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    def write_conflist(self, *, annotation_timeout: float = 30, name: str = "ovn-network",
+                       path: Path | None = None) -> Path:
+        """The node's CNI configuration: ours, then Debian's ``tuning`` fed our result as prevResult.
+        `path` writes a variant elsewhere (tests with a short annotation timeout)."""
+        path = path or self.cni_conflist
+        path.parent.mkdir(parents=True, exist_ok=True)
         conf = {
             "cniVersion": "1.0.0", "name": name,
             "plugins": [
@@ -448,8 +451,8 @@ class Stack:
                 {"type": "tuning", "sysctl": {"net.ipv4.conf.all.arp_notify": "1"}},
             ],
         }
-        self.cni_conflist.write_text(json.dumps(conf, indent=1) + "\n")
-        return self.cni_conflist
+        path.write_text(json.dumps(conf, indent=1) + "\n")
+        return path
 
     def start_dataplane(self, node: str = NODE) -> None:
         """OVS ovsdb-server + ovs-vswitchd (netdev) + ovn-controller for `node` in the node netns,
