@@ -1,0 +1,50 @@
+"""Smoke run of every benchmark scenario at tiny sizes, so the benchmark code cannot rot.
+
+No figure is asserted (the machines are shared and noisy): only that each scenario runs to the
+end on the real stack, fills its table and writes its JSON.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import s1_attach, s2_restart, s3_allocator, s4_cni, s5_status, s6_churn
+from bench.common import Result
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _check(res: Result, tmp_path, *, rows: bool = True) -> None:
+    table = res.table()
+    assert res.scenario in table
+    if rows:
+        assert res.rows and all(r.value is not None for r in res.rows), table
+    doc = json.loads(res.write(tmp_path).read_text())
+    assert doc["scenario"] == res.scenario and len(doc["rows"]) == len(res.rows)
+
+
+def test_allocator(tmp_path):
+    _check(s3_allocator.run(repeats=1, ops=2000), tmp_path)
+
+
+def test_attach(tmp_path):
+    _check(s1_attach.run(20), tmp_path)
+
+
+def test_restart(tmp_path):
+    _check(s2_restart.run(allocations=30, nets=3, repeats=1), tmp_path)
+
+
+def test_status_size(tmp_path):
+    _check(s5_status.run(allocations=40), tmp_path)
+
+
+def test_churn(tmp_path):
+    res = s6_churn.run(30, 10)
+    _check(res, tmp_path)
+    assert all(r.met for r in res.rows if r.figure.startswith(("invariant", "leaked"))), res.table()
+
+
+def test_cni(tmp_path):
+    _check(s4_cni.run(3), tmp_path, rows=False)
