@@ -18,6 +18,11 @@ down:
 status:
 	@$(PY) -m ovnvnet.testing.stack status --dir $(STACK)
 
+# The seed's scenario on a real data plane (OVS + ovn-controller + CNI agent), with a report.
+# Leaves the stack up (source .stack/env); `make down` stops it. Idempotent.
+demo: bootstrap
+	@$(PY) -m ovnvnet.testing.demo --dir $(STACK)
+
 # The whole test suite: the command the README gives and .ci/run calls.
 test: bootstrap
 	@$(PY) -m pytest -q -rs

@@ -209,14 +209,50 @@ class Kubelet:
         outcome = self.cni("add", sandbox, conflist=conflist)
         if not outcome.ok:
             self._teardown(sandbox)
-            raise CniFailed(f"ADD for pod {key}", outcome)
+            failed = CniFailed(f"ADD for pod {key}", outcome)
+            self._sandbox_failed(pod, str(failed))
+            raise failed
         ips = [ip["address"].split("/")[0] for ip in outcome.json.get("ips", [])]
-        status: dict[str, Any] = {"phase": "Running", "hostIP": "127.0.0.1",
-                                  "conditions": [{"type": "Ready", "status": "True"}]}
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status: dict[str, Any] = {
+            "phase": "Running", "hostIP": "127.0.0.1", "startTime": now,
+            "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            "containerStatuses": [
+                {"name": c.name, "image": c.image or "", "imageID": "", "ready": True, "started": True,
+                 "restartCount": 0, "state": {"running": {"startedAt": now}}}
+                for c in pod.spec.containers],
+        }
         if ips:
             status.update({"podIP": ips[0], "podIPs": [{"ip": ips[0]}]})
         self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
         return sandbox, outcome
+
+    def _sandbox_failed(self, pod: Any, message: str) -> None:
+        """What kubelet shows: the container waiting in ContainerCreating and a Warning Event
+        FailedCreatePodSandBox with the CNI error (best effort)."""
+        from kubernetes.client.rest import ApiException
+
+        meta = pod.metadata
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            self.core.patch_namespaced_pod_status(meta.name, meta.namespace, {"status": {
+                "phase": "Pending", "hostIP": "127.0.0.1",
+                "containerStatuses": [
+                    {"name": c.name, "image": c.image or "", "imageID": "", "ready": False,
+                     "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}
+                    for c in pod.spec.containers]}})
+            self.core.create_namespaced_event(meta.namespace, {
+                "metadata": {"generateName": f"{meta.name}."},
+                "involvedObject": {"kind": "Pod", "namespace": meta.namespace, "name": meta.name,
+                                   "uid": meta.uid, "apiVersion": "v1"},
+                "reason": "FailedCreatePodSandBox", "type": "Warning",
+                "message": f"Failed to create pod sandbox: {message}",
+                "source": {"component": "kubelet", "host": self.node},
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            })
+        except ApiException:
+            pass
 
     def _teardown(self, sandbox: Sandbox) -> CniOutcome:
         outcome = self.cni("del", sandbox)
