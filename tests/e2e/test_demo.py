@@ -1,0 +1,32 @@
+"""`make demo`'s program on its own stack: it attaches the seed's pods, reports the ping matrix
+and the invalid pod's error, and a second run reuses everything."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ovnvnet.testing.stack import REPO, Stack
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_demo_runs_twice_and_reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    try:
+        runs = [subprocess.run([sys.executable, "-m", "ovnvnet.testing.demo", "--dir", str(root)],
+                               capture_output=True, text=True, cwd=REPO, timeout=200) for _ in range(2)]
+        for r in runs:
+            assert r.returncode == 0, r.stdout + r.stderr
+            out = r.stdout
+            assert "pod-ovn   attached" in out and "pod-bad   ADD failed" in out
+            assert "0a:00:00:00:00:15" in out and "172.16.26.3/24" in out
+            assert 'ip_address "172.16.2526.3" is not a valid IPv4 address' in out
+            assert "!" not in out.split("Ping matrix")[1].split("The invalid pod")[0]   # all as predicted
+            assert f"source {root}/env" in out
+        assert "up in" in runs[1].stdout and "unchanged" in runs[1].stdout
+    finally:
+        stack = Stack(root)
+        stack.down()
+        assert not stack.stack_netns()
