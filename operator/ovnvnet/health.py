@@ -1,5 +1,6 @@
 """HTTP endpoints for probes and metrics: /healthz (the loop answers), /readyz (rebuild done,
-NB connected), /metrics (Prometheus)."""
+NB connected), /leader (the same here: this process acts; see leader.py for standbys),
+/metrics (Prometheus)."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -23,7 +24,8 @@ async def start_health_server(state: State, port: int, host: str = "0.0.0.0") ->
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/leader", readyz),
+                    web.get("/metrics", metrics)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

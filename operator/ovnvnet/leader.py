@@ -1,7 +1,8 @@
 """Leader election with a coordination.k8s.io Lease, for running several operator replicas.
 
-Only the holder of the Lease runs the operator; the others wait (serving /healthz, and /readyz
-answers 503 "standby"). The holder renews every `renew` seconds from a thread of its own; if it
+Only the holder of the Lease runs the operator; the others wait, serving /healthz and /readyz
+(200 "standby": a standby is healthy and must not stall a rolling update) and /leader (503; the
+leader's own server answers 200 there once it has rebuilt its state). The holder renews every `renew` seconds from a thread of its own; if it
 cannot renew for `duration` seconds it exits at once (crash-only: it may no longer be the leader,
 and two actors must never allocate), and its supervisor restarts it as a candidate. A replica
 stopped with SIGTERM releases the Lease so that a standby takes over immediately; one killed
@@ -155,13 +156,14 @@ class LeaderElector:
 
 
 class StandbyHealthServer:
-    """/healthz 200 and /readyz 503 while waiting for the Lease (the operator's own server takes
-    the port over once it leads)."""
+    """Probes while waiting for the Lease (the operator's own server takes the port over once it
+    leads): /healthz and /readyz 200, /leader 503."""
 
     def __init__(self, port: int):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                code, text = (200, b"ok\n") if self.path == "/healthz" else (503, b"standby\n")
+                code, text = {"/healthz": (200, b"ok\n"), "/readyz": (200, b"standby\n")}.get(
+                    self.path, (503, b"standby\n"))
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(text)))
                 self.end_headers()

@@ -38,6 +38,7 @@ def test_base_installs_every_piece(rendered):
         ("ServiceAccount", "ovnvnet-operator"), ("ServiceAccount", "ovnvnet-agent"),
         ("ClusterRole", "ovnvnet-operator"), ("ClusterRole", "ovnvnet-agent"),
         ("ClusterRoleBinding", "ovnvnet-operator"), ("ClusterRoleBinding", "ovnvnet-agent"),
+        ("Role", "ovnvnet-operator-leader"), ("RoleBinding", "ovnvnet-operator-leader"),
         ("ConfigMap", "ovnvnet-config"), ("ConfigMap", "ovnvnet-cni"),
         ("Service", "ovnvnet-operator"), ("Deployment", "ovnvnet-operator"),
         ("DaemonSet", "ovnvnet-agent"), ("NetworkAttachmentDefinition", "ovn-network"),
@@ -55,7 +56,11 @@ def test_crd_is_crds_directory_not_a_copy(rendered):
 
 def test_rbac_is_exactly_what_the_code_uses(rendered):
     roles = {o["metadata"]["name"]: o for o in rendered["base"] if o["kind"] in ("ClusterRole", "Role")}
-    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent"}
+    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent", "ovnvnet-operator-leader"}
+    leader = roles.pop("ovnvnet-operator-leader")
+    assert leader["kind"] == "Role" and leader["metadata"]["namespace"] == NAMESPACE
+    assert leader["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                "verbs": ["get", "create", "update"]}]
     assert roles["ovnvnet-operator"]["rules"] == OPERATOR_RULES
     assert roles["ovnvnet-agent"]["rules"] == AGENT_RULES
     for role in roles.values():
@@ -74,7 +79,10 @@ def test_rbac_is_exactly_what_the_code_uses(rendered):
 
 def test_operator_pod_is_non_root_with_probes_and_limits(rendered):
     deploy = find(rendered["base"], "Deployment", "ovnvnet-operator")
-    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
+    # two replicas with leader election, as tests/integration/test_replicas.py proves safe
+    assert deploy["spec"]["replicas"] == 2 and deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OVNVNET_LEADER_ELECT"]["value"] == "true" and "POD_NAME" in env
     pod = deploy["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     (c,) = pod["containers"]
@@ -173,7 +181,7 @@ def test_server_side_dry_run(stack, overlay):
     out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=kustomize(OVERLAYS[overlay]),
                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("(server dry run)") == 14, out.stdout
+    assert out.stdout.count("(server dry run)") == 16, out.stdout
 
 
 @pytest.mark.integration

@@ -57,7 +57,9 @@ def agent_kubeconfig(installed: Stack) -> Path:
 def operator(installed: Stack, operator_kubeconfig: Path) -> Iterator[Stack]:
     """The operator as a process, as the ovnvnet-operator ServiceAccount, short sweep intervals so
     the drift sweep (its pod and network listings) runs under that identity too."""
+    # with leader election, as the Deployment runs it: the Lease RBAC is proven too
     installed.start_operator({"KUBECONFIG": str(operator_kubeconfig), "OVNVNET_SWEEP_INTERVAL": "1",
+                              "OVNVNET_LEADER_ELECT": "true", "OVNVNET_NAMESPACE": NAMESPACE,
                               "OVNVNET_RETRY_INTERVAL": "1"})
     yield installed
     installed.stop_operator()

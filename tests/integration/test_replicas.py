@@ -16,8 +16,9 @@ LEASE_S = 6
 
 
 def _ready(port: int) -> int:
+    """200 when this replica leads and has rebuilt its state, 503 on standby."""
     try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/leader", timeout=1).status
     except urllib.error.HTTPError as exc:
         return exc.code
     except OSError:
