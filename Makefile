@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status test unit demo bench
+.PHONY: bootstrap up down status test unit demo bench soak
 
 bootstrap:
 	@bash hack/bootstrap.sh
@@ -29,3 +29,10 @@ test: bootstrap
 
 unit: bootstrap
 	@$(PY) -m pytest -q tests/unit
+
+# Crash-and-churn soak on a private stack: ROUNDS rounds of PODS pods with KILLS operator SIGKILLs.
+ROUNDS ?= 3
+PODS ?= 300
+KILLS ?= 5
+soak: bootstrap
+	@$(PY) -m ovnvnet.testing.soak --rounds $(ROUNDS) --pods $(PODS) --kills $(KILLS)

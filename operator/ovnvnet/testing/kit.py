@@ -35,6 +35,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 20, interval: float = 
 @dataclass
 class Cluster:
     stack: Stack
+    nb_remote: str | None = None   # read OVN from another NB (e.g. a RAFT cluster) than the stack's
 
     def __post_init__(self) -> None:
         client = kubernetes.config.new_client_from_config(config_file=str(self.stack.kubeconfig))
@@ -142,7 +143,13 @@ class Cluster:
 
     # -------------------------------------------------------------- OVN
     def nb_rows(self, table: str) -> list[dict]:
-        out = json.loads(self.stack.nbctl("--format=json", "list", table))
+        if self.nb_remote:
+            import subprocess
+            raw = subprocess.run(["ovn-nbctl", f"--db={self.nb_remote}", "--timeout=10", "--format=json",
+                                  "list", table], capture_output=True, text=True, check=True).stdout
+        else:
+            raw = self.stack.nbctl("--format=json", "list", table)
+        out = json.loads(raw)
         cols = out["headings"]
         rows = []
         for data in out["data"]:
