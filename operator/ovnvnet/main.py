@@ -16,6 +16,9 @@ from ovnvnet.reconcile import gc
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.state import State
+from ovnvnet import webhook
+
+WEBHOOK = webhook.WebhookConfig.from_env()
 
 log = logging.getLogger("ovnvnet")
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
@@ -40,6 +43,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    if WEBHOOK is not None:
+        settings.admission.server = kopf.WebhookServer(
+            addr=WEBHOOK.addr, port=WEBHOOK.port, host=WEBHOOK.host,
+            certfile=WEBHOOK.certfile, pkeyfile=WEBHOOK.pkeyfile, cafile=WEBHOOK.certfile)
+        settings.admission.managed = "ovnvnet.io"
     try:
         cfg = Settings.from_env()
     except ConfigError as exc:
@@ -129,3 +137,27 @@ async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         ns, name, uid = pod_rec.pod_ident(body)
         log.warning("pod %s/%s: %s (will retry)", ns, name, exc)
         state.pending[uid] = (ns, name)
+
+
+# ---------------------------------------------------------------------------- admission
+if WEBHOOK is not None:
+    @kopf.on.validate("", "v1", "pods", id="ovnnetwork", operations=["CREATE", "UPDATE"], ignore_failures=True)
+    async def validate_pod(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:
+        state: State | None = memo.get("state")
+        if state is None or not state.ready.is_set():
+            return
+        try:
+            await webhook.check_pod(state, plain(body), plain(old) if old else None)
+        except webhook.Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=400)
+
+    @kopf.on.validate(GROUP, VERSION, PLURAL, id="virtualnetwork", operations=["CREATE", "UPDATE"],
+                      ignore_failures=True)
+    async def validate_virtualnetwork(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        state: State | None = memo.get("state")
+        if state is None or not state.ready.is_set():
+            return
+        try:
+            webhook.check_network(state, plain(body))
+        except webhook.Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=400)
