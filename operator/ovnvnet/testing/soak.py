@@ -106,7 +106,7 @@ def run_churn(stack: Stack, cluster: Cluster, *, pods: int = 300, kills: int = 5
             alive.append(name)
             time.sleep(rnd.uniform(0, 0.03))
             result.created += 1
-            if kill_at and result.created == kill_at[0]:
+            if kill_at and result.created >= kill_at[0] and down_since is None:  # a kill needs a live operator
                 kill_at.pop(0)
                 stack.stop_operator(signal.SIGKILL)
                 result.kills += 1
@@ -121,9 +121,21 @@ def run_churn(stack: Stack, cluster: Cluster, *, pods: int = 300, kills: int = 5
                 f"after restart ({len(alive)} live pods)")
             down_since = None
         i += 1
+    while kill_at:  # kill points that fell in a down period: take them now, on a live operator
+        kill_at.pop(0)
+        if down_since is None:
+            stack.stop_operator(signal.SIGKILL)
+            result.kills += 1
+            down_since = time.monotonic()
+        t0 = time.monotonic()
+        stack.start_operator(operator_env)
+        wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached after restart")
+        result.convergence_s.append(time.monotonic() - t0)
+        down_since = None
     if down_since is not None:
         t0 = time.monotonic()
         stack.start_operator(operator_env)
+        wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached after restart")
         result.convergence_s.append(time.monotonic() - t0)
     wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
     try:
