@@ -10,8 +10,8 @@ mkdir -p "$out"
 shim_src=$here/cni/shim/ovn-k8s-cni-overlay.c
 shim=$out/ovn-k8s-cni-overlay
 if [ ! -x "$shim" ] || [ "$shim_src" -nt "$shim" ]; then
-  gcc -O2 -Wall -Wextra -Werror -std=c11 -o "$shim.tmp" "$shim_src"
-  mv -f "$shim.tmp" "$shim"
+  gcc -O2 -Wall -Wextra -Werror -std=c11 -o "$shim.tmp.$$" "$shim_src"
+  mv -f "$shim.tmp.$$" "$shim"
 fi
 
 # libcni from Debian's golang-github-appc-cni-dev, built in GOPATH mode (no module proxy).
@@ -23,8 +23,8 @@ if [ ! -x "$rt" ] || [ "$rt_src" -nt "$rt" ]; then
   cp "$rt_src" "$gopath/src/ovnvnet/cni-runtime/main.go"
   (cd "$gopath/src/ovnvnet/cni-runtime" &&
     GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" GOCACHE="$out/.gocache" GOPROXY=off \
-      CGO_ENABLED=0 go build -o "$rt.tmp" .)
-  mv -f "$rt.tmp" "$rt"
+      CGO_ENABLED=0 go build -o "$rt.tmp.$$" .)
+  mv -f "$rt.tmp.$$" "$rt"
 fi
 echo "$shim"
 echo "$rt"
