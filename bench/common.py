@@ -80,7 +80,8 @@ class Result:
             lines.append((r.figure, f"{_fmt(r.value)} {r.unit}".strip(), base,
                           f"{r.ratio:.2f}" if r.ratio is not None else "-", r.target or "-", met))
         widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
-        out = [f"== {self.scenario}: {self.title}",
+        variant = variants()
+        out = [f"== {self.scenario}: {self.title}" + (f"  [operator variants: {variant}]" if variant else ""),
                "   " + ", ".join(f"{k}={v}" for k, v in self.params.items()),
                "  ".join(h.ljust(w) for h, w in zip(head, widths)),
                "  ".join("-" * w for w in widths)]
@@ -97,7 +98,10 @@ class Result:
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "git": _git_rev()},
         }
-        path = results_dir / f"{self.scenario}.json"
+        variant = variants()
+        if variant:
+            doc["operator_variants"] = variant
+        path = results_dir / (f"{self.scenario}-{variant.replace(',', '+')}.json" if variant else f"{self.scenario}.json")
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return path
 
@@ -412,3 +416,24 @@ def start_api_floor(stack: Stack, *, timeout: float = 60) -> None:
 
 def stop_api_floor(stack: Stack) -> None:
     stack.kill("api-floor")
+
+
+def start_operator(stack: Stack, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+    """`stack.start_operator`, or bench/variant_operator.py when OVNVNET_BENCH_VARIANTS is set."""
+    variants = os.environ.get("OVNVNET_BENCH_VARIANTS", "").strip()
+    if not variants:
+        stack.start_operator(env, wait=wait)
+        return
+    if stack.running("operator"):
+        return
+    if env is not None:
+        stack.state["operator_env"] = env
+        stack._save()
+    stack._spawn("operator", [sys.executable, "-m", "bench.variant_operator", variants],
+                 env={**stack.operator_env(), "PYTHONPATH": str(REPO)})
+    if wait:
+        stack.wait_operator_ready()
+
+
+def variants() -> str:
+    return os.environ.get("OVNVNET_BENCH_VARIANTS", "").strip()

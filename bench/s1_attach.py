@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import (Kube, PodWatcher, Result, bench_stack, cpu_seconds, create_pods, log, median,
-                          percentile, rss_hwm_mb, start_api_floor, stop_api_floor, unique)
+                          percentile, rss_hwm_mb, start_api_floor, start_operator, stop_api_floor, unique)
 
 from ovnvnet.testing.stack import Stack
 
@@ -176,7 +176,7 @@ def run(n: int = 1000, repeats: int = 1, *, keep: bool = False, profile: Path | 
             if r == 0:
                 for name, subnet in nets:
                     kube.create_vnet(name, subnet)
-            stack.start_operator({**OPERATOR_ENV, **(operator_env or {})})
+            start_operator(stack, {**OPERATOR_ENV, **(operator_env or {})})
             kube.wait_vnets_ready(net_names)
             pid = stack.pid("operator")
             cpu0 = cpu_seconds(pid)

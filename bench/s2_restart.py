@@ -14,7 +14,7 @@ import re
 import time
 
 from bench.common import (Kube, PodWatcher, Result, bench_stack, create_pods, log, median, rss_hwm_mb,
-                          unique)
+                          start_operator, unique)
 
 from ovnvnet.testing.stack import Stack
 
@@ -64,7 +64,7 @@ def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: di
     with PodWatcher(kube, ns) as watch:
         kube.create_pod(ns, name, request)
         t0 = time.monotonic()
-        stack.start_operator(env, wait=False)
+        start_operator(stack, env, wait=False)
         pid = stack.pid("operator")
         watch.wait_annotated([name], 120)
         took = watch.annotated[name] - t0
@@ -93,7 +93,7 @@ def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int
         names = [n for n, _ in netlist]
         for name, subnet in netlist:
             kube.create_vnet(name, subnet)
-        stack.start_operator(env)
+        start_operator(stack, env)
         kube.wait_vnets_ready(names)
         ns = unique("restart")
         kube.ensure_namespace(ns)

@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from bench.common import Kube, Result, bench_stack, log, unique
+from bench.common import Kube, Result, bench_stack, log, start_operator, unique
 from bench.s2_restart import populate
 
 TARGET_BYTES = 1024 * 1024
@@ -26,7 +26,7 @@ def run(allocations: int = 10_000, ifaces: int = 2, *, keep: bool = False, subne
     with bench_stack(keep=keep) as stack:
         kube = Kube(stack)
         kube.create_vnet(name, subnet)
-        stack.start_operator({})
+        start_operator(stack, {})
         kube.wait_vnets_ready([name])
         empty = len(kube.vnet_raw(name))
         ns = unique("status")

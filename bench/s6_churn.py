@@ -15,7 +15,7 @@ import threading
 import time
 
 from bench.common import (Kube, PodWatcher, Result, bench_stack, log, percentile, start_api_floor,
-                          stop_api_floor, unique)
+                          start_operator, stop_api_floor, unique)
 from bench.s1_attach import networks, pod_specs
 
 TARGET_RATIO = 0.8
@@ -77,7 +77,7 @@ def run(n: int = 2000, in_flight: int = 50, *, baseline: bool = True, keep: bool
             log(f"API floor churn: {floor}")
         for name, subnet in nets:
             kube.create_vnet(name, subnet)
-        stack.start_operator({"OVNVNET_SWEEP_INTERVAL": "5"})
+        start_operator(stack, {"OVNVNET_SWEEP_INTERVAL": "5"})
         kube.wait_vnets_ready(net_names)
         ns = unique("churn")
         kube.ensure_namespace(ns)
