@@ -17,7 +17,7 @@ import pytest
 
 from ovnvnet.testing.kubelet import Kubelet, Sandbox
 from ovnvnet.testing.stack import KUBE_BIN, Stack
-from tests.integration.kit import Cluster
+from ovnvnet.testing.kit import Cluster
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}
 

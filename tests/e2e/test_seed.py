@@ -11,7 +11,7 @@ import pytest
 from ovnvnet.cni.netlink import host_veth_name
 from ovnvnet.testing.kubelet import Kubelet
 from ovnvnet.testing.stack import REPO, Stack
-from tests.integration.kit import Cluster
+from ovnvnet.testing.kit import Cluster
 
 from .conftest import OPERATOR_ENV, Pods, new_namespace
 
