@@ -68,9 +68,6 @@ def test_annotation_arriving_late_still_succeeds(pods: Pods, e2e_stack: Stack):
     assert sb.ping("10.62.0.1")
 
 
-@pytest.mark.xfail(strict=False, reason="needs the operator to mark retried refusals with "
-                   "ovnNetworkErrorRetry=true (see docs/cni.md); until then ADD fails at once on "
-                   "'network ... does not exist' and the runtime's retry attaches the pod")
 def test_pod_created_before_its_network_attaches_within_the_wait(pods: Pods):
     net = uniq("lc-early")
     pods.create("pod-early", [{"name": net, "interface": "net0"}])   # the network does not exist yet

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 REQUEST = "ovnNetwork"
 RESULT = "ovnIfaceList"
 ERROR = "ovnNetworkError"
+ERROR_RETRY = "ovnNetworkErrorRetry"  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
@@ -247,7 +248,8 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     record = PodRecord(ns, name, uid, results, legacy=is_legacy)
     try:
         await retry(lambda: state.kube.patch_pod_annotations(
-            ns, name, uid, result_annotation(record), remove=(ERROR,) if ERROR in annotations else ()))
+            ns, name, uid, result_annotation(record),
+            remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
     except ApiError as exc:
         _undo(state, taken)
         await _delete_ports(state, [p.name for p in ports])
@@ -280,13 +282,17 @@ async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
     else:
         state.pending.pop(uid, None)
     annotations = body.get("metadata", {}).get("annotations") or {}
-    if annotations.get(ERROR) == message and state.errors.get(uid) == message:
+    retry_flag = "true" if exc.retry else None
+    if (annotations.get(ERROR) == message and annotations.get(ERROR_RETRY) == retry_flag
+            and state.errors.get(uid) == message):
         return
     state.errors[uid] = message
     log.info("pod %s/%s refused: %s", ns, name, message)
-    if annotations.get(ERROR) != message:
+    if annotations.get(ERROR) != message or annotations.get(ERROR_RETRY) != retry_flag:
         try:
-            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, {ERROR: message}))
+            await retry(lambda: state.kube.patch_pod_annotations(
+                ns, name, uid, {ERROR: message, **({ERROR_RETRY: "true"} if exc.retry else {})},
+                remove=() if exc.retry else (ERROR_RETRY,)))
         except ApiError as err:
             if err.status not in GONE:
                 raise

@@ -361,10 +361,10 @@ class Stack:
             self.wait_operator_ready()
 
     def wait_operator_ready(self, timeout: float = 60) -> None:
-        url = f"http://127.0.0.1:{self.health_port}/readyz"
+        url = f"http://127.0.0.1:{self.health_port}/leader"  # /readyz is 200 on a standby too
 
         self._wait_started("operator", lambda: urllib.request.urlopen(url, timeout=1).status == 200,
-                           timeout, "operator /readyz", interval=0.2)
+                           timeout, "operator /leader", interval=0.2)
 
     def stop_operator(self, sig: int = signal.SIGTERM) -> None:
         self.kill("operator", sig)
