@@ -121,22 +121,24 @@ def run_churn(stack: Stack, cluster: Cluster, *, pods: int = 300, kills: int = 5
                 f"after restart ({len(alive)} live pods)")
             down_since = None
         i += 1
+
+    def restart_and_converge() -> None:
+        t0 = time.monotonic()
+        stack.start_operator(operator_env)
+        wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached after restart")
+        result.convergence_s.append(time.monotonic() - t0)
+
     while kill_at:  # kill points that fell in a down period: take them now, on a live operator
         kill_at.pop(0)
-        if down_since is None:
-            stack.stop_operator(signal.SIGKILL)
-            result.kills += 1
-            down_since = time.monotonic()
-        t0 = time.monotonic()
-        stack.start_operator(operator_env)
-        wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached after restart")
-        result.convergence_s.append(time.monotonic() - t0)
-        down_since = None
+        if down_since is not None:
+            restart_and_converge()
+            down_since = None
+        stack.stop_operator(signal.SIGKILL)
+        result.kills += 1
+        time.sleep(rnd.uniform(0.5, 2.0))
+        restart_and_converge()
     if down_since is not None:
-        t0 = time.monotonic()
-        stack.start_operator(operator_env)
-        wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached after restart")
-        result.convergence_s.append(time.monotonic() - t0)
+        restart_and_converge()
     wait_until(lambda: all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
     try:
         check_invariant(cluster, networks, timeout=60)
