@@ -43,6 +43,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    settings.watching.chunk_size = 500   # paginated initial listing: bounded memory with many pods
     if WEBHOOK is not None:
         settings.admission.server = kopf.WebhookServer(
             addr=WEBHOOK.addr, port=WEBHOOK.port, host=WEBHOOK.host,
@@ -58,13 +59,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.state = State(cfg, KubeClient(), nb)
         memo.health = await start_health_server(memo.state, cfg.health_port)
     state: State = memo.state
-    if state.nb.api is None:
-        try:
-            await asyncio.to_thread(state.nb.connect)
-        except ConnectionError as exc:
-            raise kopf.TemporaryError(str(exc), delay=2) from exc
+    # the NB replica syncs (seconds with many ports) while the API records are read
+    connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        await gc.rebuild(state)
+        await gc.rebuild(state, nb_ready=connecting)
+    except ConnectionError as exc:
+        raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
         raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
     state.ready.set()

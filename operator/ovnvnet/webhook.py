@@ -23,7 +23,8 @@ from ovnvnet.reconcile.state import State
 
 # Refusals that are final for a new pod. A network that is not ready yet or is full is not a reason
 # to refuse a pod: it waits and is attached when that changes.
-REFUSED_AT_ADMISSION = {"InvalidRequest", "UnknownNetwork", "AddressUnavailable", "NamespaceNotAllowed"}
+REFUSED_AT_ADMISSION = {"InvalidRequest", "InvalidAddress", "UnknownNetwork", "AddressUnavailable",
+                        "NamespaceNotAllowed"}
 
 
 @dataclass(frozen=True)

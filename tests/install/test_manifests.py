@@ -20,6 +20,7 @@ OPERATOR_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks/status"], "verbs": ["patch"]},
+    {"apiGroups": ["ovnvnet.io"], "resources": ["ipblocks"], "verbs": ["list", "create", "patch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
 AGENT_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
@@ -35,6 +36,7 @@ def test_base_installs_every_piece(rendered):
     assert kinds == {
         ("Namespace", NAMESPACE),
         ("CustomResourceDefinition", "virtualnetworks.ovnvnet.io"),
+        ("CustomResourceDefinition", "ipblocks.ovnvnet.io"),
         ("ServiceAccount", "ovnvnet-operator"), ("ServiceAccount", "ovnvnet-agent"),
         ("ClusterRole", "ovnvnet-operator"), ("ClusterRole", "ovnvnet-agent"),
         ("ClusterRoleBinding", "ovnvnet-operator"), ("ClusterRoleBinding", "ovnvnet-agent"),
@@ -181,7 +183,7 @@ def test_server_side_dry_run(stack, overlay):
     out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=kustomize(OVERLAYS[overlay]),
                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("(server dry run)") == 16, out.stdout
+    assert out.stdout.count("(server dry run)") == 17, out.stdout
 
 
 @pytest.mark.integration

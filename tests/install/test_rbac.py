@@ -78,6 +78,15 @@ def vnet(stack: Stack, name: str) -> dict:
     return json.loads(stack.kubectl("get", "virtualnetwork", name, "-o", "json").stdout)
 
 
+def allocations(stack: Stack, network: str) -> dict:
+    """The network's allocation record: the union of its IPBlock objects."""
+    out = json.loads(stack.kubectl("get", "ipblocks", "-l", f"ovnvnet.io/network={network}", "-o", "json").stdout)
+    merged: dict = {}
+    for block in out["items"]:
+        merged.update(block.get("allocations") or {})
+    return merged
+
+
 def pod_annotations(stack: Stack, name: str, namespace: str = "default") -> dict:
     out = stack.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
     return json.loads(out.stdout)["metadata"].get("annotations", {}) if out.returncode == 0 else {}
@@ -100,13 +109,12 @@ def test_operator_runs_the_seed_scenario_as_its_service_account(operator: Stack)
     assert (by_name["net1"]["ip_address"], by_name["net1"]["mac_address"]) == ("172.16.26.3", "0a:00:00:00:00:15")
 
     def recorded() -> bool:
-        a25 = vnet(operator, "ovn-ls-25").get("status", {}).get("allocations", {})
-        a26 = vnet(operator, "ovn-ls-26").get("status", {}).get("allocations", {})
+        a25 = allocations(operator, "ovn-ls-25")
+        a26 = allocations(operator, "ovn-ls-26")
         return by_name["net0"]["ip_address"] in a25 and "172.16.26.3" in a26
-    wait_for(recorded, 30, "allocations in both networks' status")
-    status = vnet(operator, "ovn-ls-26")["status"]
-    assert status["allocations"]["172.16.26.3"]["pod"] == "default/pod-ovn"
-    assert status["usedIPs"] == 1
+    wait_for(recorded, 30, "allocations in both networks' IPBlock records")
+    assert allocations(operator, "ovn-ls-26")["172.16.26.3"]["pod"] == "default/pod-ovn"
+    wait_for(lambda: vnet(operator, "ovn-ls-26")["status"].get("usedIPs") == 1, 30, "usedIPs 1")
     # the operator's own NB rows exist (it reached OVN too)
     assert "ovn-ls-25" in operator.nbctl("ls-list") and "ovn-ls-26" in operator.nbctl("ls-list")
     time.sleep(2.5)  # let two drift sweeps run under this identity
@@ -150,8 +158,7 @@ def test_operator_restart_and_cleanup_as_its_service_account(operator: Stack):
     assert iface_list(operator, "pod-ovn") == ifaces
 
     operator.kubectl("delete", "pod", "pod-ovn", "--wait=true", "--timeout=30s")
-    wait_for(lambda: not vnet(operator, "ovn-ls-26").get("status", {}).get("allocations"), 30,
-             "pod-ovn's address released in status")
+    wait_for(lambda: not allocations(operator, "ovn-ls-26"), 30, "pod-ovn's address released in the record")
     operator.kubectl("delete", "virtualnetwork", "ovn-ls-25", "ovn-ls-26", "--wait=true", "--timeout=30s")
     wait_for(lambda: "ovn-ls-2" not in operator.nbctl("ls-list"), 30, "the logical switches removed")
     assert_no_forbidden(operator_log(operator), "the operator")

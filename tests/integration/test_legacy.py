@@ -46,7 +46,7 @@ def test_legacy_single_interface_on_the_default_network(cluster: Cluster, ns: st
         assert ports[f"{ns}_plain"]["addresses"] == [f"{plain['mac_address']} {plain['ip_address'].split('/')[0]}"]
         assert f"{ns}_static" in ports and not any(p.startswith(f"{ns}_host") for p in ports)
         assert "ovn" not in cluster.annotations(ns, "host")
-        allocs = wait_until(lambda: len(a := cluster.vnet(default)["status"].get("allocations") or {}) == 2 and a,
+        allocs = wait_until(lambda: len(a := cluster.allocations(default)) == 2 and a,
                             what="two legacy allocations in status")
         assert allocs[f"{prefix}.9"]["pod"] == f"{ns}/static"
 
@@ -59,12 +59,12 @@ def test_legacy_single_interface_on_the_default_network(cluster: Cluster, ns: st
         assert _result(cluster, ns, "plain") == plain
         cluster.delete_pod(ns, "static")
         wait_until(lambda: f"{ns}_static" not in cluster.nb_pod_ports(), what="legacy port released")
-        wait_until(lambda: f"{prefix}.9" not in (cluster.vnet(default)["status"].get("allocations") or {}),
+        wait_until(lambda: f"{prefix}.9" not in (cluster.allocations(default)),
                    what="legacy allocation released")
     finally:
         for p in ("plain", "static", "bad", "host", "later"):
             cluster.delete_pod(ns, p, wait=False)
-        wait_until(lambda: not (cluster.vnet(default)["status"].get("allocations") or {}), timeout=30,
+        wait_until(lambda: not (cluster.allocations(default)), timeout=30,
                    what="all legacy pods released")
         stack.stop_operator()
         stack.start_operator(OPERATOR_ENV)

@@ -61,7 +61,7 @@ def test_pods_deleted_while_operator_down_are_released(cluster: Cluster, ns: str
     cluster.delete_pod(ns, "d0")
     cluster.delete_pod(ns, "d1")
     cluster.stack.start_operator(OPERATOR_ENV)
-    wait_until(lambda: set(cluster.vnet(n)["status"].get("allocations", {})) == {held[2]}, timeout=30,
+    wait_until(lambda: set(cluster.allocations(n)) == {held[2]}, timeout=30,
                what="orphans swept from status")
     wait_until(lambda: {p for p in cluster.nb_pod_ports() if p.startswith(f"{ns}_")} == {f"{ns}_d2_net0"},
                timeout=30, what="orphan ports swept")

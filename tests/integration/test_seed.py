@@ -50,9 +50,14 @@ def test_seed_scenario_and_cleanup(cluster: Cluster, ns: str) -> None:
         assert ids[names.POD_UID_KEY] == pod.metadata.uid and ids[names.INTERFACE_KEY] == "net1"
         assert ids[names.NETWORK_KEY] == "ovn-ls-26" and ids[names.POD_NAMESPACE_KEY] == ns
 
-        st = wait_until(lambda: (s := cluster.vnet("ovn-ls-26")["status"]).get("allocations") and s,
-                        what="status allocations")
-        assert st["allocations"] == {"172.16.26.3": {"pod": f"{ns}/pod-ovn", "podUID": pod.metadata.uid,
+        allocs = wait_until(lambda: cluster.allocations("ovn-ls-26"), what="allocation record")
+        blocks = cluster.ipblocks("ovn-ls-26")
+        assert [b["metadata"]["name"] for b in blocks] == ["ovn-ls-26.172.16.26.0"]
+        assert blocks[0]["spec"] == {"network": "ovn-ls-26", "cidr": "172.16.26.0/24"}
+        assert blocks[0]["metadata"]["ownerReferences"][0]["kind"] == "VirtualNetwork"
+        st = wait_until(lambda: (s := cluster.vnet("ovn-ls-26")["status"]).get("usedIPs") == 1 and s,
+                        what="status counters")
+        assert allocs == {"172.16.26.3": {"pod": f"{ns}/pod-ovn", "podUID": pod.metadata.uid,
                                                      "interface": "net1", "mac": "0a:00:00:00:00:15"}}
         assert st["usedIPs"] == 1
         # 254 hosts - gateway - 55 excluded - 1 used
@@ -63,7 +68,7 @@ def test_seed_scenario_and_cleanup(cluster: Cluster, ns: str) -> None:
         cluster.delete_pod(ns, "pod-ovn")
         wait_until(lambda: not any(p.startswith(f"{ns}_pod-ovn") for p in cluster.nb_pod_ports()),
                    what="ports removed")
-        wait_until(lambda: not cluster.vnet("ovn-ls-26")["status"].get("allocations")
+        wait_until(lambda: not cluster.allocations("ovn-ls-26")
                    and cluster.vnet("ovn-ls-25")["status"].get("usedIPs") == 0, what="status emptied")
         check_invariant(cluster, ["ovn-ls-25", "ovn-ls-26"])
     finally:

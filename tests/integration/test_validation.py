@@ -73,7 +73,7 @@ def test_invalid_requests_leave_nothing_behind(cluster: Cluster, ns: str, nets) 
     assert not [p for p in cluster.nb_pod_ports() if p.startswith(f"{ns}_")], "a refused pod got a port"
     for net in (a, b):
         st = cluster.vnet(net)["status"]
-        assert not st.get("allocations") and st["usedIPs"] == 0
+        assert not cluster.allocations(net) and st["usedIPs"] == 0
     check_invariant(cluster, [a, b])
 
 

@@ -26,6 +26,10 @@ class AllocationError(Exception):
     """An address or MAC cannot be given to this holder; ``str(e)`` is the user message."""
 
 
+class AddressHeld(AllocationError):
+    """The address or MAC is held by another pod: it may free up later (a retriable refusal)."""
+
+
 class NetworkExhausted(AllocationError):
     """No free address is left on the network."""
 
@@ -127,7 +131,7 @@ class SubnetAllocator:
             raise AllocationError(f"ip_address {shown} is excluded on {self.network}")
         holder = self._held.get(value)
         if holder is not None and holder.key != key:
-            raise AllocationError(f"ip_address {shown} on {self.network} is held by {holder.pod}")
+            raise AddressHeld(f"ip_address {shown} on {self.network} is held by {holder.pod}")
         return value
 
     def _check_key_free(self, value: int, holder: Holder) -> None:
@@ -196,7 +200,7 @@ class SubnetAllocator:
             raise AllocationError(f"mac_address {mac} is not a valid MAC address")
         other = self._mac_conflict(normalized, (pod_uid, interface))
         if other is not None:
-            raise AllocationError(
+            raise AddressHeld(
                 f"mac_address {normalized} on {self.network} is held by {other.pod}"
             )
 

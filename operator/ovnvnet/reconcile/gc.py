@@ -1,7 +1,8 @@
 """Exact recovery and drift repair.
 
 `rebuild` runs once at start, before any pod is handled: the allocators are rebuilt from the three
-records (the networks' `status.allocations`, the pods' `ovnIfaceList`, the NB ports ovnvnet owns),
+records (the allocation record in the IPBlock objects, the pods' `ovnIfaceList`, the NB ports
+ovnvnet owns),
 then status and NB are repaired to match. `sweep` runs periodically: pods that no longer exist
 (seen so on two consecutive passes) are released, and the NB is brought back to the desired rows
 (a wiped NB is rebuilt with the same addresses).
@@ -10,6 +11,7 @@ The NB repair is a pure `plan_repair(desired, actual) -> RepairPlan` plus one ex
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import netaddr
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AllocationError, Holder
 from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.status import IPBLOCKS
 from ovnvnet.model import names
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import network as network_rec
@@ -102,7 +105,8 @@ async def repair_nb(state: State) -> RepairPlan:
     return plan
 
 
-async def rebuild(state: State) -> None:
+async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> None:
+    """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read)."""
     started = time.monotonic()
     vnets = [v async for v in state.kube.list_all("/apis/ovnvnet.io/v1/virtualnetworks")]
     for body in vnets:
@@ -114,6 +118,8 @@ async def rebuild(state: State) -> None:
             pods += 1
 
     # NB ports of pods that were never annotated (crash between the NB commit and the annotation)
+    if nb_ready is not None:
+        await nb_ready
     actual = await state.nb_call(state.nb.read_owned)
     from_nb = 0
     for port in actual.ports.values():
@@ -127,41 +133,42 @@ async def rebuild(state: State) -> None:
         if _reserve(state, network, port.ip, holder):
             from_nb += 1
 
-    # status records (e.g. the NB was wiped while the operator was down)
+    # the allocation record (IPBlocks; e.g. the NB was wiped while the operator was down)
+    recorded: dict[str, dict[str, dict]] = {}            # network -> ip -> entry
+    blocks: dict[str, str] = {}                           # block name -> network
+    async for block in state.kube.list_all(IPBLOCKS):
+        network = (block.get("spec") or {}).get("network", "")
+        blocks[block["metadata"]["name"]] = network
+        for ip, entry in (block.get("allocations") or {}).items():
+            if isinstance(entry, dict):
+                recorded.setdefault(network, {})[ip] = entry
     from_status = 0
-    for body in vnets:
-        name = body["metadata"]["name"]
-        for ip, entry in ((body.get("status") or {}).get("allocations") or {}).items():
-            net = state.networks.get(name)
-            if net is None or net.allocator.holder_of(ip) is not None or not isinstance(entry, dict):
+    for name, entries in recorded.items():
+        net = state.networks.get(name)
+        if net is None:
+            continue
+        for ip, entry in entries.items():
+            if net.allocator.holder_of(ip) is not None:
                 continue
             holder = Holder(entry.get("pod", ""), entry.get("podUID", ""), entry.get("interface", ""),
                             entry.get("mac", ""))
             if holder.pod_uid and _reserve(state, name, ip, holder):
                 from_status += 1
 
-    # make every network's status record say exactly what the allocator holds
-    for body in vnets:
-        name = body["metadata"]["name"]
-        net = state.networks.get(name)
-        if net is None:
-            continue
-        recorded = (body.get("status") or {}).get("allocations") or {}
+    # make the record say exactly what the allocators hold
+    for name, net in state.networks.items():
+        have = recorded.get(name, {})
         holders = net.allocator.holders()
-        changed = False
-        for ip in set(recorded) - set(holders):
+        for ip in set(have) - set(holders):
             state.status.set_allocation(name, ip, None)
-            changed = True
         for ip, holder in holders.items():
-            if recorded.get(ip) != status_entry(holder):
+            if have.get(ip) != status_entry(holder):
                 state.status.set_allocation(name, ip, status_entry(holder))
-                changed = True
-        if not changed:
-            state.status.set_fields(name)  # refresh the counters
+        state.status.set_fields(name)  # refresh the counters
     await repair_nb(state)
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
-    log.info("rebuilt from records in %.2fs: %d networks, %d attached pods, %d from NB ports, %d from status",
+    log.info("rebuilt from records in %.2fs: %d networks, %d attached pods, %d from NB ports, %d from the IPBlock record",
              took, len(state.networks), pods, from_nb, from_status)
 
 

@@ -19,7 +19,7 @@ import kopf
 import netaddr
 
 from ovnvnet import metrics
-from ovnvnet.ipam.allocator import AllocationError, Holder, NetworkExhausted
+from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
 from ovnvnet.model import legacy, names
 from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
@@ -162,8 +162,10 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
                                           f"({static_seen[key]} and {req.interface})")
                 static_seen[key] = req.interface
                 net.allocator.check_mac(req.mac, uid, req.interface)
-        except AllocationError as exc:
+        except AddressHeld as exc:    # may free up: retried, the CNI keeps waiting
             raise RequestRefused(str(exc), retry=True, reason="AddressUnavailable") from None
+        except AllocationError as exc:  # outside the subnet, the gateway, excluded...: final
+            raise RequestRefused(str(exc), retry=False, reason="InvalidAddress") from None
 
 
 def allocate_interfaces(state: State, pod_key: str, uid: str,
@@ -201,9 +203,12 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
     except NetworkExhausted as exc:
         _undo(state, taken)
         raise RequestRefused(str(exc), retry=True, reason="NetworkExhausted") from None
-    except AllocationError as exc:
+    except AddressHeld as exc:
         _undo(state, taken)
         raise RequestRefused(str(exc), retry=True, reason="AddressUnavailable") from None
+    except AllocationError as exc:
+        _undo(state, taken)
+        raise RequestRefused(str(exc), retry=False, reason="InvalidAddress") from None
     for network, ip, holder in taken:
         state.hold(network, ip, holder, record_status=False)
     return results, taken
@@ -233,8 +238,7 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
 
     ports = [port_spec(network, ip, holder) for network, ip, holder in taken]
     try:
-        async with state.nb_lock:
-            await state.nb_call(state.nb.ensure_ports, ports)
+        await state.nb_batch.ensure_ports(ports)
     except NotOwnedError as exc:
         _undo(state, taken)
         await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="PortConflict"))
@@ -309,8 +313,7 @@ async def _event(state: State, body: dict, type_: str, reason: str, message: str
 
 async def _delete_ports(state: State, port_names: list[str]) -> None:
     try:
-        async with state.nb_lock:
-            await state.nb_call(state.nb.delete_ports, port_names)
+        await state.nb_batch.delete_ports(port_names)
     except Exception as exc:  # noqa: BLE001 - the sweep removes what is left
         log.warning("deleting ports %s failed (%s); the sweep will retry", port_names, exc)
 

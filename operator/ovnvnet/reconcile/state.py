@@ -15,11 +15,13 @@ from typing import Any, Callable
 from ovnvnet.config import Settings
 from ovnvnet.ipam.allocator import Holder, SubnetAllocator
 from ovnvnet.kube.client import KubeClient
-from ovnvnet.kube.status import StatusWriter
+from ovnvnet.kube.status import BlockRef, StatusWriter
+from ovnvnet.model.blocks import block_cidr, block_name
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
 from ovnvnet.model.network import NetworkSpec
 from ovnvnet.model.selector import LabelSelector
+from ovnvnet.ovn.batch import NbBatcher
 from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,9 @@ class State:
         self.locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
-        self.status = StatusWriter(kube, self.counters, delay=settings.status_flush_delay)
+        self.status = StatusWriter(kube, self.counters, self.block_of, delay=settings.status_flush_delay)
         self.nb_lock = asyncio.Lock()
+        self.nb_batch = NbBatcher(nb, self.nb_lock, self.nb_call)
         self._ns_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -95,6 +98,18 @@ class State:
             return {}
         a = net.allocator
         return {"usedIPs": a.used, "availableIPs": a.available, "cursor": str(net.spec.address(a.cursor))}
+
+    def block_of(self, network: str, ip: str) -> BlockRef | None:
+        net = self.networks.get(network)
+        if net is None:
+            return None
+        cidr = block_cidr(net.spec.subnet, ip)
+        meta = net.body.get("metadata") or {}
+        owner = None
+        if meta.get("uid"):
+            owner = {"apiVersion": "ovnvnet.io/v1", "kind": "VirtualNetwork", "name": network,
+                     "uid": meta["uid"], "blockOwnerDeletion": False}
+        return BlockRef(block_name(network, cidr), network, str(cidr), owner)
 
     # ------------------------------------------------------------------ holdings
     def hold(self, network: str, ip: str, holder: Holder, *, record_status: bool = True) -> None:

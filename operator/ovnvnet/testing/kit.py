@@ -71,6 +71,17 @@ class Cluster:
                 return False
             raise
 
+    def ipblocks(self, network: str) -> list[dict]:
+        return self.custom.list_cluster_custom_object(
+            GROUP, VERSION, "ipblocks", label_selector=f"ovnvnet.io/network={network}")["items"]
+
+    def allocations(self, network: str) -> dict[str, dict]:
+        """The network's allocation record: the union of its IPBlock objects."""
+        out: dict[str, dict] = {}
+        for block in self.ipblocks(network):
+            out.update(block.get("allocations") or {})
+        return out
+
     def ready(self, name: str) -> dict | None:
         conds = (self.vnet(name).get("status") or {}).get("conditions") or []
         return next((c for c in conds if c["type"] == "Ready"), None)
@@ -245,8 +256,8 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
                                                   cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
     for net in nets:
         st = cluster.vnet(net).get("status") or {}
-        allocs = st.get("allocations") or {}
+        allocs = cluster.allocations(net)
         want = per_net.get(net, {})
-        assert allocs == want, f"{net}: status.allocations {allocs} != live pods {want}"
+        assert allocs == want, f"{net}: the IPBlock record {allocs} != live pods {want}"
         assert st.get("usedIPs") == len(want), f"{net}: usedIPs {st.get('usedIPs')} != {len(want)}"
     return {"pods": len({v for v in expected_ports}), "ports": len(expected_ports)}
