@@ -30,6 +30,12 @@ test: bootstrap
 unit: bootstrap
 	@$(PY) -m pytest -q tests/unit
 
+# Benchmarks on the real local stack, each with a baseline measured in the same run; tables are
+# printed and written to bench/results/*.json. One scenario: `make bench SCENARIOS="s1 s3"`.
+SCENARIOS ?= --all
+bench: bootstrap
+	@$(PY) -m bench $(SCENARIOS)
+
 # Crash-and-churn soak on a private stack: ROUNDS rounds of PODS pods with KILLS operator SIGKILLs.
 ROUNDS ?= 3
 PODS ?= 300

@@ -31,7 +31,7 @@ class Settings:
     """Seconds between drift sweeps (orphan pods, missing/stale NB rows)."""
     retry_interval: float = 5.0
     """Seconds between retries of pods waiting for a network or a free address."""
-    status_flush_delay: float = 0.05
+    status_flush_delay: float = 0.2
     """Coalescing window for VirtualNetwork status writes."""
     nb_timeout: float = 30.0
     default_network: str | None = None
@@ -55,7 +55,7 @@ class Settings:
             health_port=port,
             sweep_interval=_float(env, "OVNVNET_SWEEP_INTERVAL", 30.0),
             retry_interval=_float(env, "OVNVNET_RETRY_INTERVAL", 5.0),
-            status_flush_delay=_float(env, "OVNVNET_STATUS_FLUSH_DELAY", 0.05),
+            status_flush_delay=_float(env, "OVNVNET_STATUS_FLUSH_DELAY", 0.2),
             nb_timeout=_float(env, "OVNVNET_NB_TIMEOUT", 30.0),
             default_network=env.get("OVNVNET_DEFAULT_NETWORK") or None,
             ssl_key=env.get("OVN_NB_SSL_KEY") or None,
