@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import kopf
+import netaddr
 
 from ovnvnet.ipam.allocator import SubnetAllocator
 from ovnvnet.model import names
@@ -49,7 +50,6 @@ def cursor_of(body: dict, spec: NetworkSpec) -> int | None:
     if not raw:
         return None
     try:
-        import netaddr
         value = int(netaddr.IPAddress(raw))
     except Exception:  # noqa: BLE001 - a bad cursor only changes the reuse order
         return None

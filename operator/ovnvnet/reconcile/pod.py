@@ -25,7 +25,7 @@ from ovnvnet.model import legacy, names
 from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
                                       encode_iface_list, parse_ovn_network)
 from ovnvnet.ovn.nb import NotOwnedError
-from ovnvnet.reconcile.state import PodRecord, State, port_spec
+from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +270,7 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     state.pending.pop(uid, None)
     state.errors.pop(uid, None)
     for network, ip, holder in taken:
-        state.status.set_allocation(network, ip, {"pod": holder.pod, "podUID": holder.pod_uid,
-                                                  "interface": holder.interface, "mac": holder.mac})
+        state.status.set_allocation(network, ip, status_entry(holder))
     metrics.ATTACHED.inc()
     metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
     log.info("attached %s: %s", pod_key, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
