@@ -13,6 +13,7 @@ old holder do not reach a new pod straight away.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, replace
 import netaddr
 
@@ -20,6 +21,9 @@ from ..model.annotation import normalize_mac
 from ..model.network import NetworkSpec, parse_ipv4
 
 __all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
+
+
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 class AllocationError(Exception):
@@ -118,6 +122,12 @@ class SubnetAllocator:
         value = self._to_int(ip)
         if value is None or not (self._net_first <= value <= self._net_last):
             raise AllocationError(f"ip_address {ip} is outside {self._label()}")
+        if value == self._net_first or value == self._net_last or value == self._gw:
+            pass
+        elif (not self._starts or not self._excluded(value)):
+            holder = self._held.get(value)
+            if holder is None or holder.key == key:
+                return value   # the common case: no message to build
         shown = self._addr(value)
         if value == self._net_first:
             raise AllocationError(f"ip_address {shown} is the network address of {self.network}")
@@ -162,7 +172,7 @@ class SubnetAllocator:
 
     @staticmethod
     def _normalized(holder: Holder) -> Holder:
-        if not holder.mac:
+        if not holder.mac or _CANONICAL_MAC.fullmatch(holder.mac):
             return holder
         mac = normalize_mac(holder.mac)
         if mac is None:
@@ -214,7 +224,9 @@ class SubnetAllocator:
         self._check_key_free(value, holder)
         if not holder.mac:
             holder = Holder(holder.pod, holder.pod_uid, holder.interface, _mac_from_int(value))
-        self.check_mac(holder.mac, holder.pod_uid, holder.interface)
+        other = self._mac_conflict(holder.mac, holder.key)   # holder.mac is normalised by now
+        if other is not None:
+            raise AddressHeld(f"mac_address {holder.mac} on {self.network} is held by {other.pod}")
         self._store(value, holder)
 
     def allocate(self, holder: Holder) -> netaddr.IPAddress:

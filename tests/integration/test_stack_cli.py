@@ -1,0 +1,44 @@
+"""`make up` / `make down` semantics through the CLI they call: state and logs in the directory,
+an env file for kubectl/ovn-nbctl, and a second `up` after the operator died restarts just it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ovnvnet.testing.stack import Stack, pid_alive
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ovnvnet.testing.stack", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_up_restarts_only_what_is_missing_and_down_removes(tmp_path: Path) -> None:
+    root = tmp_path / "stack"
+    out = _cli("up", "--dir", str(root))
+    try:
+        assert out.returncode == 0, out.stderr
+        env = (root / "env").read_text()
+        assert f"export KUBECONFIG={root}/kubeconfig" in env and "export OVN_NB_DB=tcp:127.0.0.1:" in env
+        stack = Stack(root)
+        before = {name: stack.pid(name) for name in Stack.COMPONENTS}
+        assert all(before.values()) and all(stack.status().values())
+        # kubectl and ovn-nbctl work from the env file
+        sh = subprocess.run(["bash", "-c", f"source {root}/env && kubectl get vnet && ovn-nbctl ls-list"],
+                            capture_output=True, text=True)
+        assert sh.returncode == 0, sh.stderr
+        os.kill(before["operator"], signal.SIGKILL)
+        out = _cli("up", "--dir", str(root))
+        assert out.returncode == 0, out.stderr
+        after = {name: stack.pid(name) for name in Stack.COMPONENTS}
+        assert after["operator"] != before["operator"] and pid_alive(after["operator"])
+        assert {k: v for k, v in after.items() if k != "operator"} == \
+               {k: v for k, v in before.items() if k != "operator"}, "only the operator may be restarted"
+    finally:
+        out = _cli("down", "--dir", str(root))
+    assert out.returncode == 0, out.stderr
+    assert not root.exists()
+    assert not any(pid_alive(p) for p in before.values() if p)
