@@ -195,7 +195,7 @@ class Stack:
             "OVN_NB_DB": self.nb_remote,
             "OVN_SB_DB": self.sb_remote,
             "OVNVNET_STACK": str(self.root),
-            "PATH": f"{self.kube_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "PATH": f"{self.root / 'bin'}:{self.kube_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
         if "dataplane" in self.state:
             # ovs-vsctl/ovs-appctl find the node's OVS through OVS_RUNDIR; CNI_PATH/NETCONFPATH
@@ -211,6 +211,14 @@ class Stack:
     def write_env(self) -> None:
         lines = [f"export {k}={v}" for k, v in self.env().items()]
         (self.root / "env").write_text("\n".join(lines) + "\n")
+        # kubectl caches API discovery per host:port in ~/.kube/cache for 10 minutes, and the
+        # stack's ports are random: a port reused from an earlier stack would show its stale
+        # resource list ("doesn't have a resource type vnet"). A wrapper keeps the cache private.
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        wrapper = bin_dir / "kubectl"
+        wrapper.write_text(f'#!/bin/sh\nexec {self.kube_bin / "kubectl"} --cache-dir={self.root / "kube-cache"} "$@"\n')
+        wrapper.chmod(0o755)
 
     # ------------------------------------------------------------------ kube
     def _start_etcd(self) -> None:
@@ -289,13 +297,24 @@ class Stack:
         ])
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.kube_bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+        return subprocess.run([str(self.kube_bin / "kubectl"), f"--kubeconfig={self.kubeconfig}",
+                               f"--cache-dir={self.root / 'kube-cache'}", *args],
                               input=input, capture_output=True, text=True, check=check)
 
     def apply_crds(self) -> None:
         self.kubectl("apply", "-f", str(CRDS))
         for crd in sorted(CRDS.glob("*.yaml")):
             self.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(crd))
+        # Established comes a moment before API discovery lists the resources; a kubectl that
+        # looks in between caches the list without them. Wait, then start with an empty cache.
+        wanted = {"virtualnetworks", "ipblocks"}
+
+        def discovered() -> bool:
+            out = self.kubectl("api-resources", "--api-group=ovnvnet.io", "-o", "name", check=False).stdout
+            shutil.rmtree(self.root / "kube-cache", ignore_errors=True)
+            return wanted <= {line.split(".")[0] for line in out.split()}
+
+        wait_for(discovered, 30, "the CRDs in API discovery", interval=0.2)
 
     # ------------------------------------------------------------------ OVN
     def _ovs_env(self) -> dict[str, str]:
