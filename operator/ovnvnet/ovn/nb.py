@@ -171,6 +171,7 @@ class EnsurePorts(_Cmd):
 
     def run_idl(self, txn):
         switches: dict[str, object] = {}
+        members: dict[str, set] = {}   # switch -> uuids of its ports, built once (no O(n) scan per port)
         for p in self.ports:
             sw = switches.get(p.switch)
             if sw is None:
@@ -185,12 +186,16 @@ class EnsurePorts(_Cmd):
                 sw.addvalue("ports", lsp)
             elif not _owned(lsp):
                 raise NotOwnedError(f"logical switch port {p.name} exists and is not owned by ovnvnet")
-            elif lsp not in sw.ports:
-                # owned port on another switch (stale): move it
-                for other in self.api.tables["Logical_Switch"].rows.values():
-                    if lsp in other.ports:
-                        other.delvalue("ports", lsp)
-                sw.addvalue("ports", lsp)
+            else:
+                if p.switch not in members:
+                    members[p.switch] = {r.uuid for r in sw.ports}
+                if lsp.uuid not in members[p.switch]:
+                    # owned port on another switch (stale): move it
+                    for other in self.api.tables["Logical_Switch"].rows.values():
+                        if other is not sw and lsp in other.ports:
+                            other.delvalue("ports", lsp)
+                    sw.addvalue("ports", lsp)
+                    members[p.switch].add(lsp.uuid)
             want_ids = dict(p.external_ids)
             _set(lsp, 'addresses', [p.address])
             _set(lsp, 'port_security', [p.address])
@@ -210,8 +215,13 @@ class DeleteOwned(_Cmd):
             lsp = self._row("Logical_Switch_Port", name)
             if lsp is None or not _owned(lsp):
                 continue
-            for sw in self.api.tables["Logical_Switch"].rows.values():
-                if lsp in sw.ports:
+            # our ports name their switch: unlink there (a mutation, no scan of its ports);
+            # a port whose switch is unknown is looked for everywhere
+            home = self._row("Logical_Switch", dict(lsp.external_ids).get(NETWORK_KEY, "")) \
+                if lsp.type != "router" else None
+            switches = [home] if home is not None else list(self.api.tables["Logical_Switch"].rows.values())
+            for sw in switches:
+                if home is not None or lsp in sw.ports:
                     sw.delvalue("ports", lsp)
             lsp.delete()
         for name in self.router_ports:

@@ -20,7 +20,7 @@ import netaddr
 
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AllocationError, Holder
-from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.client import METADATA_LIST, KubeClient
 from ovnvnet.kube.status import IPBLOCKS
 from ovnvnet.model import names
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
@@ -88,19 +88,30 @@ def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortS
     return nets, ports
 
 
+REPAIR_CHUNK = 500  # ports per repair transaction (a wiped NB with many pods is rebuilt in steps)
+
+
 async def repair_nb(state: State) -> RepairPlan:
     # Read the NB first, then snapshot the desired state: a port created after the read is not
     # in `actual`, so it can never be deleted by this pass.
     actual = await state.nb_call(state.nb.read_owned)
     nets, ports = desired_state(state)
+    # ports whose own NB commit is in flight are neither missing nor stale
+    inflight = set(state.inflight_ports)
+    for name in inflight:
+        ports.pop(name, None)
+        actual.ports.pop(name, None)
     plan = plan_repair(nets, ports, set(state.known_networks), actual)
     if not plan.empty():
         log.warning("NB drift repaired: %s", plan.summary())
         async with state.nb_lock:
             await state.nb_call(state.nb.apply, ensure_networks=plan.ensure_networks,
-                                ensure_ports=plan.ensure_ports, delete_ports=plan.delete_ports,
-                                delete_router_ports=plan.delete_router_ports,
-                                delete_switches=plan.delete_switches)
+                                delete_router_ports=plan.delete_router_ports)
+            for i in range(0, max(len(plan.ensure_ports), len(plan.delete_ports)), REPAIR_CHUNK):
+                await state.nb_call(state.nb.apply, ensure_ports=plan.ensure_ports[i:i + REPAIR_CHUNK],
+                                    delete_ports=plan.delete_ports[i:i + REPAIR_CHUNK])
+            if plan.delete_switches:
+                await state.nb_call(state.nb.apply, delete_switches=plan.delete_switches)
         metrics.NB_REPAIRS.inc()
     return plan
 
@@ -112,10 +123,14 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> None:
     for body in vnets:
         network_rec.restore_network(state, body)
 
+    # metadata only (annotations and UID are the record; a finished pod restored here is
+    # released by its replayed event, which carries its phase)
     pods = 0
-    async for body in state.kube.list_all("/api/v1/pods"):
+    listed = time.monotonic()
+    async for body in state.kube.list_all("/api/v1/pods", page=1000, accept=METADATA_LIST):
         if pod_rec.restore_record(state, body):
             pods += 1
+    listed = time.monotonic() - listed
 
     # NB ports of pods that were never annotated (crash between the NB commit and the annotation)
     if nb_ready is not None:
@@ -168,8 +183,8 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> None:
     await repair_nb(state)
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
-    log.info("rebuilt from records in %.2fs: %d networks, %d attached pods, %d from NB ports, %d from the IPBlock record",
-             took, len(state.networks), pods, from_nb, from_status)
+    log.info("rebuilt from records in %.2fs (pod list %.2fs): %d networks, %d attached pods, %d from NB ports, "
+             "%d from the IPBlock record", took, listed, len(state.networks), pods, from_nb, from_status)
 
 
 def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
@@ -181,9 +196,6 @@ def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
         return False
     state.hold(network, ip, net.allocator.holder_of(ip), record_status=False)
     return True
-
-
-METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 async def live_pod_uids(kube: KubeClient) -> set[str]:

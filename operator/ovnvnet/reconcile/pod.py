@@ -237,6 +237,8 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
         return
 
     ports = [port_spec(network, ip, holder) for network, ip, holder in taken]
+    names_ = {p.name for p in ports}
+    state.inflight_ports |= names_
     try:
         await state.nb_batch.ensure_ports(ports)
     except NotOwnedError as exc:
@@ -247,6 +249,8 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
         _undo(state, taken)
         metrics.ATTACH_ERRORS.labels("nb").inc()
         raise kopf.TemporaryError(f"OVN NB transaction failed: {exc}", delay=1) from exc
+    finally:
+        state.inflight_ports -= names_
 
     annotations = body.get("metadata", {}).get("annotations") or {}
     record = PodRecord(ns, name, uid, results, legacy=is_legacy)

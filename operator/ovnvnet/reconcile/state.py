@@ -63,6 +63,7 @@ class State:
         self.pending: dict[str, tuple[str, str]] = {}   # pod uid -> (namespace, name) waiting for a retry
         self.errors: dict[str, str] = {}                # pod uid -> last error message written
         self.orphan_suspects: set[str] = set()          # pod uids seen orphaned by the previous sweep
+        self.inflight_ports: set[str] = set()           # allocated, NB commit not done yet: not drift
         self.locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
