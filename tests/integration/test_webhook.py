@@ -76,6 +76,13 @@ def test_webhook_refuses_invalid_requests_at_create(webhook_operator, cluster: C
         assert "overlaps" in _refusal(lambda: cluster.create_vnet(net_name("ov"), sa.replace("/24", "/25")))
         ex_msg = _refusal(lambda: cluster.create_vnet(net_name("ex"), subnet(), excludeIPs=["192.0.2.9"]))
         assert "192.0.2.9" in ex_msg
+        # a namespace the network does not admit
+        closed = net_name("closed")
+        cluster.create_vnet(closed, subnet(), namespaceSelector={"matchLabels": {"team": "red"}})
+        cluster.wait_ready(closed)
+        msg = _refusal(lambda: cluster.create_pod(ns, "outsider", [{"name": closed, "interface": "net0"}]))
+        assert f"network {closed} does not admit pods from namespace {ns}" in msg
+        cluster.delete_vnet(closed)
         upd = _refusal(lambda: cluster.patch_vnet_spec(a, {"gateway": f"{pa}.5"}))
         assert f"gateway {pa}.5 is held by {ns}/holder" in upd
         assert cluster.vnet(a)["spec"].get("gateway") is None   # refused: not stored
