@@ -17,7 +17,7 @@ SUDO=""
 apt_pkgs=(ovn-central ovn-host openvswitch-switch etcd-server
           containernetworking-plugins golang-github-appc-cni-dev golang-go
           dpkg-dev rsync jq golang-github-modern-go-reflect2-dev iproute2 openssl gcc make
-          python3-venv iputils-ping)
+          python3-venv iputils-ping python3-openvswitch)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -94,4 +94,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/pip" install -q -e "$here[test]"
   echo "$want" >"$stamp"
 fi
+# python-ovs from PyPI comes without its C JSON parser, so ovsdbapp lexes every NB update in pure
+# Python (40 % of the operator's CPU in the attach benchmark). Debian's python3-openvswitch ships
+# the extension for this Python ABI: give the venv's ovs package that parser.
+"$venv/bin/python" - <<'PY'
+import os, shutil, sysconfig
+import ovs
+suffix = sysconfig.get_config_var("EXT_SUFFIX")
+src = "/usr/lib/python3/dist-packages/ovs/_json" + suffix
+dst = os.path.join(os.path.dirname(ovs.__file__), "_json" + suffix)
+if os.path.exists(src) and not os.path.exists(dst):
+    shutil.copy(src, dst)
+PY
+"$venv/bin/python" -c "import ovs.json; print('[bootstrap] OVSDB JSON parser:', 'C' if ovs.json.PARSER == ovs.json.PARSER_C else 'pure Python')" >&2
+
 log "ready (kube: $kube_bin, venv: $venv)"
