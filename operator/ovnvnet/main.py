@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -15,6 +14,7 @@ from ovnvnet.ovn.nb import NbClient
 from ovnvnet.reconcile import gc
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 from ovnvnet import webhook
 
@@ -62,13 +62,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        await gc.rebuild(state, nb_ready=connecting)
+        resource_version, candidates = await gc.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
         raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
     state.ready.set()
-    memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state))]
+    watch = PodWatch(state)
+    memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
+                  asyncio.create_task(watch.run(resource_version))]
+    for body in candidates:
+        if needs_handling(state, body):
+            watch.dispatch(body, None)
 
 
 @kopf.on.cleanup()
@@ -122,21 +127,8 @@ async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 
 # ---------------------------------------------------------------------------- pods
-# Only pods that carry `ovnNetwork` are watched, unless a default network is configured for
-# legacy single-interface pods (then every pod is; decided once, at start).
-_POD_FILTER = {} if os.environ.get("OVNVNET_DEFAULT_NETWORK") else {"annotations": {pod_rec.REQUEST: kopf.PRESENT}}
-
-
-@kopf.on.event("", "v1", "pods", **_POD_FILTER)
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    state: State = memo.state
-    body = event["object"]
-    try:
-        await pod_rec.handle_pod(state, body, event.get("type"))
-    except kopf.TemporaryError as exc:
-        ns, name, uid = pod_rec.pod_ident(body)
-        log.warning("pod %s/%s: %s (will retry)", ns, name, exc)
-        state.pending[uid] = (ns, name)
+# Pods are watched by reconcile/podwatch.py (one list shared with the rebuild, then a watch), not
+# through Kopf: see that module for why.
 
 
 # ---------------------------------------------------------------------------- admission

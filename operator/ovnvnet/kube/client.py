@@ -90,12 +90,28 @@ class KubeClient:
                 raise ApiError(resp.status, message)
             return json.loads(text) if text else None
 
+    async def watch(self, path: str, resource_version: str, *, timeout: int = 300) -> AsyncIterator[dict]:
+        """The events of one watch request from `resource_version` (ends when the server closes
+        it); an ERROR event (e.g. 410 Gone) is yielded like the others."""
+        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout)}
+        url = self._cfg.host.rstrip("/") + path
+        async with self.session().get(url, params=params, headers=self._headers(),
+                                      timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)) as resp:
+            if resp.status >= 400:
+                raise ApiError(resp.status, await resp.text())
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)
+
     # ---------------------------------------------------------------- helpers
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
 
-    async def list_all(self, path: str, *, page: int = 500, accept: str | None = None) -> AsyncIterator[dict]:
-        """Every item, page by page; `accept=METADATA_LIST` for metadata only (much smaller)."""
+    async def list_all(self, path: str, *, page: int = 500, accept: str | None = None,
+                       meta: dict | None = None) -> AsyncIterator[dict]:
+        """Every item, page by page; `accept=METADATA_LIST` for metadata only (much smaller).
+        `meta`, if given, receives the list's metadata (its resourceVersion, to watch from)."""
         cont: str | None = None
         while True:
             params = {"limit": str(page)}
@@ -104,6 +120,8 @@ class KubeClient:
             out = await self.request("GET", path, params=params, accept=accept)
             for item in out.get("items") or []:
                 yield item
+            if meta is not None:
+                meta.update(out.get("metadata") or {})
             cont = out.get("metadata", {}).get("continue")
             if not cont:
                 return

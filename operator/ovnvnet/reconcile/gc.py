@@ -116,20 +116,26 @@ async def repair_nb(state: State) -> RepairPlan:
     return plan
 
 
-async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> None:
-    """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read)."""
+async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple[str, list[dict]]:
+    """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read).
+    Returns the pod list's resourceVersion and the listed pods that may need handling."""
     started = time.monotonic()
     vnets = [v async for v in state.kube.list_all("/apis/ovnvnet.io/v1/virtualnetworks")]
     for body in vnets:
         network_rec.restore_network(state, body)
 
-    # metadata only (annotations and UID are the record; a finished pod restored here is
-    # released by its replayed event, which carries its phase)
+    # one list of every pod: the records of attached pods, the pods that still need something
+    # (kept for the pod watch to handle), and the resourceVersion the watch starts from
     pods = 0
     listed = time.monotonic()
-    async for body in state.kube.list_all("/api/v1/pods", page=1000, accept=METADATA_LIST):
+    list_meta: dict = {}
+    candidates: list[dict] = []
+    async for body in state.kube.list_all("/api/v1/pods", page=500, meta=list_meta):
         if pod_rec.restore_record(state, body):
             pods += 1
+        elif pod_rec.REQUEST in ((body.get("metadata") or {}).get("annotations") or {}) \
+                or state.settings.default_network or pod_rec.is_terminal(body):
+            candidates.append(body)
     listed = time.monotonic() - listed
 
     # NB ports of pods that were never annotated (crash between the NB commit and the annotation)
@@ -185,6 +191,7 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> None:
     metrics.REBUILD_SECONDS.set(took)
     log.info("rebuilt from records in %.2fs (pod list %.2fs): %d networks, %d attached pods, %d from NB ports, "
              "%d from the IPBlock record", took, listed, len(state.networks), pods, from_nb, from_status)
+    return list_meta.get("resourceVersion", ""), candidates
 
 
 def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:

@@ -1,0 +1,102 @@
+"""Pods are watched by ovnvnet itself, not through Kopf: one list at start (the same list the
+allocator is rebuilt from), then a watch from that list's resourceVersion.
+
+Kopf would list every pod a second time and replay each one through a worker of its own before a
+new pod's event got its turn (seconds at 10k pods), and it deep-copies every body. Here a listed
+pod that is already attached costs nothing; only pods that need something (a request not yet
+served, a finished pod still holding addresses) are handled. Events for one pod are handled in
+order (handle_pod takes the pod's lock; asyncio locks are FIFO).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from ovnvnet.kube.client import ApiError
+from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.state import State
+
+log = logging.getLogger(__name__)
+
+PODS = "/api/v1/pods"
+
+
+def needs_handling(state: State, body: dict) -> bool:
+    """Whether a listed pod needs anything beyond what the rebuild restored."""
+    meta = body.get("metadata") or {}
+    uid = meta.get("uid", "")
+    if pod_rec.is_terminal(body):
+        return uid in state.holdings
+    annotations = meta.get("annotations") or {}
+    if pod_rec.REQUEST not in annotations and not state.settings.default_network:
+        return False
+    return uid not in state.attached
+
+
+class PodWatch:
+    def __init__(self, state: State):
+        self.state = state
+        self.tasks: set[asyncio.Task] = set()
+        self.events = 0
+
+    def dispatch(self, body: dict, event_type: str | None) -> None:
+        body.setdefault("kind", "Pod")
+        body.setdefault("apiVersion", "v1")
+        task = asyncio.get_running_loop().create_task(self._handle(body, event_type))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, body: dict, event_type: str | None) -> None:
+        try:
+            await pod_rec.handle_pod(self.state, body, event_type)
+        except Exception as exc:  # noqa: BLE001 - retried by the pending loop
+            ns, name, uid = pod_rec.pod_ident(body)
+            log.warning("pod %s/%s: %s (will retry)", ns, name, exc)
+            if uid:
+                self.state.pending[uid] = (ns, name)
+
+    async def relist(self) -> str:
+        """List every pod; handle those that need it; return the resourceVersion to watch from."""
+        meta: dict[str, Any] = {}
+        async for body in self.state.kube.list_all(PODS, page=500, meta=meta):
+            if needs_handling(self.state, body):
+                self.dispatch(body, None)
+        return meta.get("resourceVersion", "")
+
+    async def run(self, resource_version: str) -> None:
+        """Watch forever from `resource_version` (relisting after 410 Gone)."""
+        rv = resource_version
+        backoff = 0.5
+        while True:
+            try:
+                if not rv:
+                    rv = await self.relist()
+                async for event in self.state.kube.watch(PODS, rv):
+                    kind = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            log.info("pod watch expired (410 Gone): relisting")
+                            rv = ""
+                            break
+                        raise ApiError(obj.get("code", 500), obj.get("message", "watch error"))
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if kind == "BOOKMARK":
+                        continue
+                    self.events += 1
+                    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+                    if (pod_rec.REQUEST in annotations or self.state.settings.default_network
+                            or (obj.get("metadata") or {}).get("uid") in self.state.holdings):
+                        self.dispatch(obj, kind)
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                if isinstance(exc, ApiError) and exc.status == 410:
+                    rv = ""
+                log.warning("pod watch interrupted (%s); resuming in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
