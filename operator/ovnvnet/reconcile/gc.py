@@ -91,10 +91,12 @@ def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortS
 REPAIR_CHUNK = 500  # ports per repair transaction (a wiped NB with many pods is rebuilt in steps)
 
 
-async def repair_nb(state: State) -> RepairPlan:
+async def repair_nb(state: State, actual: NbState | None = None) -> RepairPlan:
     # Read the NB first, then snapshot the desired state: a port created after the read is not
-    # in `actual`, so it can never be deleted by this pass.
-    actual = await state.nb_call(state.nb.read_owned)
+    # in `actual`, so it can never be deleted by this pass. (The rebuild passes the read it made:
+    # nothing writes to the NB before it returns.)
+    if actual is None:
+        actual = await state.nb_call(state.nb.read_owned)
     nets, ports = desired_state(state)
     # ports whose own NB commit is in flight are neither missing nor stale
     inflight = set(state.inflight_ports)
@@ -186,7 +188,7 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple
             if have.get(ip) != status_entry(holder):
                 state.status.set_allocation(name, ip, status_entry(holder))
         state.status.set_fields(name)  # refresh the counters
-    await repair_nb(state)
+    await repair_nb(state, actual)
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
     log.info("rebuilt from records in %.2fs (pod list %.2fs): %d networks, %d attached pods, %d from NB ports, "
