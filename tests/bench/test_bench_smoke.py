@@ -47,4 +47,4 @@ def test_churn(tmp_path):
 
 
 def test_cni(tmp_path):
-    _check(s4_cni.run(3), tmp_path, rows=False)
+    _check(s4_cni.run(3), tmp_path)
