@@ -62,7 +62,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        resource_version, candidates = await gc.rebuild(state, nb_ready=connecting)
+        resource_version, candidates, nb_read = await gc.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
@@ -70,7 +70,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     state.ready.set()
     watch = PodWatch(state)
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
-                  asyncio.create_task(watch.run(resource_version))]
+                  asyncio.create_task(watch.run(resource_version)),
+                  asyncio.create_task(_first_repair(state, nb_read))]
     for body in candidates:
         if needs_handling(state, body):
             watch.dispatch(body, None)
@@ -102,6 +103,13 @@ async def _retry_loop(state: State) -> None:
                 await pod_rec.retry_pending(state)
             except Exception:  # noqa: BLE001 - next round
                 log.exception("retrying pending pods failed")
+
+
+async def _first_repair(state: State, nb_read: Any) -> None:
+    try:
+        await gc.repair_nb(state, nb_read)
+    except Exception:  # noqa: BLE001 - the periodic sweep repairs what is left
+        log.exception("NB repair at start failed")
 
 
 async def _sweep_loop(state: State) -> None:

@@ -118,9 +118,11 @@ async def repair_nb(state: State, actual: NbState | None = None) -> RepairPlan:
     return plan
 
 
-async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple[str, list[dict]]:
+async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple[str, list[dict], NbState]:
     """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read).
-    Returns the pod list's resourceVersion and the listed pods that may need handling."""
+    Returns the pod list's resourceVersion, the listed pods that may need handling, and the NB
+    read, from which the caller starts the first NB repair (in the background: new pods need the
+    allocators, which are complete now, not the repair)."""
     started = time.monotonic()
     vnets = [v async for v in state.kube.list_all("/apis/ovnvnet.io/v1/virtualnetworks")]
     for body in vnets:
@@ -140,6 +142,14 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple
             candidates.append(body)
     listed = time.monotonic() - listed
 
+    # the allocation record (IPBlocks; e.g. the NB was wiped while the operator was down), read
+    # while the NB replica syncs; applied after the NB ports, which take precedence
+    recorded: dict[str, dict[str, dict]] = {}            # network -> ip -> entry
+    async for block in state.kube.list_all(IPBLOCKS):
+        network = (block.get("spec") or {}).get("network", "")
+        for ip, entry in (block.get("allocations") or {}).items():
+            if isinstance(entry, dict):
+                recorded.setdefault(network, {})[ip] = entry
     # NB ports of pods that were never annotated (crash between the NB commit and the annotation)
     if nb_ready is not None:
         await nb_ready
@@ -156,15 +166,6 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple
         if _reserve(state, network, port.ip, holder):
             from_nb += 1
 
-    # the allocation record (IPBlocks; e.g. the NB was wiped while the operator was down)
-    recorded: dict[str, dict[str, dict]] = {}            # network -> ip -> entry
-    blocks: dict[str, str] = {}                           # block name -> network
-    async for block in state.kube.list_all(IPBLOCKS):
-        network = (block.get("spec") or {}).get("network", "")
-        blocks[block["metadata"]["name"]] = network
-        for ip, entry in (block.get("allocations") or {}).items():
-            if isinstance(entry, dict):
-                recorded.setdefault(network, {})[ip] = entry
     from_status = 0
     for name, entries in recorded.items():
         net = state.networks.get(name)
@@ -188,12 +189,11 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple
             if have.get(ip) != status_entry(holder):
                 state.status.set_allocation(name, ip, status_entry(holder))
         state.status.set_fields(name)  # refresh the counters
-    await repair_nb(state, actual)
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
     log.info("rebuilt from records in %.2fs (pod list %.2fs): %d networks, %d attached pods, %d from NB ports, "
              "%d from the IPBlock record", took, listed, len(state.networks), pods, from_nb, from_status)
-    return list_meta.get("resourceVersion", ""), candidates
+    return list_meta.get("resourceVersion", ""), candidates, actual
 
 
 def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:

@@ -22,6 +22,7 @@ from ovnvnet.reconcile.state import State
 log = logging.getLogger(__name__)
 
 PODS = "/api/v1/pods"
+WATCH_TIMEOUT = 60   # the server ends each watch after this; a silently dead connection is noticed
 
 
 def needs_handling(state: State, body: dict) -> bool:
@@ -74,7 +75,7 @@ class PodWatch:
             try:
                 if not rv:
                     rv = await self.relist()
-                async for event in self.state.kube.watch(PODS, rv):
+                async for event in self.state.kube.watch(PODS, rv, timeout=WATCH_TIMEOUT):
                     kind = event.get("type")
                     obj = event.get("object") or {}
                     if kind == "ERROR":
@@ -99,4 +100,4 @@ class PodWatch:
                     rv = ""
                 log.warning("pod watch interrupted (%s); resuming in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 2.0)   # an API server coming back is found within 2 s
