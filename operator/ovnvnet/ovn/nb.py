@@ -248,18 +248,21 @@ class ReadOwned(_Cmd):
         for sw in self.api.tables["Logical_Switch"].rows.values():
             if not _owned(sw):
                 continue
-            st.switches[sw.name] = dict(sw.external_ids)
+            sw_name = sw.name
+            st.switches[sw_name] = dict(sw.external_ids)
             for lsp in sw.ports:
-                if not _owned(lsp):
+                # each column read converts the OVSDB datum again: read each one once
+                ids = lsp.external_ids
+                if ids.get(OWNER_KEY) != OWNER_VALUE:
                     continue
+                name = lsp.name
                 if lsp.type == "router":
-                    st.switch_router_ports[lsp.name] = sw.name
+                    st.switch_router_ports[name] = sw_name
                     continue
-                ids = dict(lsp.external_ids)
                 addr = (list(lsp.addresses) or [""])[0].split()
                 if len(addr) < 2:
                     addr = ["", ""]
-                st.ports[lsp.name] = PortSpec(lsp.name, sw.name, addr[0], addr[1], tuple(sorted(ids.items())))
+                st.ports[name] = PortSpec(name, sw_name, addr[0], addr[1], tuple(sorted(ids.items())))
         for lr in self.api.tables["Logical_Router"].rows.values():
             if lr.name == n.ROUTER_NAME and _owned(lr):
                 st.router = True
