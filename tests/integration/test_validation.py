@@ -144,7 +144,7 @@ def test_exhausted_network_attaches_when_an_address_frees(cluster: Cluster, ns: 
             cluster.iface_list(ns, f"t{i}")
         cluster.create_pod(ns, "t5", [{"name": tiny, "interface": "net0"}])
         assert "has no free address" in cluster.pod_error(ns, "t5")
-        assert cluster.vnet(tiny)["status"]["availableIPs"] == 0
+        wait_until(lambda: cluster.vnet(tiny)["status"]["availableIPs"] == 0, what="availableIPs 0 (coalesced)")
         freed = cluster.iface_list(ns, "t2")[0]["ip_address"]
         cluster.delete_pod(ns, "t2")
         assert cluster.iface_list(ns, "t5", timeout=30)[0]["ip_address"] == freed

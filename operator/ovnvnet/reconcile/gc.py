@@ -207,9 +207,9 @@ def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
     return True
 
 
-async def live_pod_uids(kube: KubeClient) -> set[str]:
-    """UIDs of every pod, from a paginated metadata-only list (no specs or statuses)."""
-    uids: set[str] = set()
+async def live_pods(kube: KubeClient) -> dict[str, dict]:
+    """Every pod's metadata by UID, from a paginated metadata-only list (no specs or statuses)."""
+    uids: dict[str, dict] = {}
     cont = None
     while True:
         params = {"limit": "1000"}
@@ -217,7 +217,7 @@ async def live_pod_uids(kube: KubeClient) -> set[str]:
             params["continue"] = cont
         out = await kube.request("GET", "/api/v1/pods", params=params, accept=METADATA_LIST)
         for item in out.get("items") or []:  # a metadata list has "items": null when empty
-            uids.add(item["metadata"]["uid"])
+            uids[item["metadata"]["uid"]] = item["metadata"]
         cont = out.get("metadata", {}).get("continue")
         if not cont:
             return uids
@@ -225,7 +225,7 @@ async def live_pod_uids(kube: KubeClient) -> set[str]:
 
 async def sweep(state: State) -> None:
     """Release pods gone on two consecutive passes, then repair NB drift."""
-    live = await live_pod_uids(state.kube)
+    live = await live_pods(state.kube)
     orphans = {uid for uid in state.holdings if uid not in live}
     confirmed = orphans & state.orphan_suspects
     state.orphan_suspects = orphans - confirmed
@@ -237,4 +237,12 @@ async def sweep(state: State) -> None:
         metrics.ORPHANS_RELEASED.inc()
     for uid in [u for u in state.pending if u not in live]:
         state.pending.pop(uid, None)
+    # level-based safety net: a pod with a request and no answer that nothing is working on (its
+    # event lost in a watch outage) is queued for the retry loop
+    for uid, meta in live.items():
+        ann = meta.get("annotations") or {}
+        if (pod_rec.REQUEST in ann and pod_rec.RESULT not in ann and pod_rec.ERROR not in ann
+                and uid not in state.attached and uid not in state.pending):
+            state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
+            state.wake.set()
     await repair_nb(state)

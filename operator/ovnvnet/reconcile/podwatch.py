@@ -13,7 +13,6 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 
 from ovnvnet.kube.client import ApiError
 from ovnvnet.reconcile import pod as pod_rec
@@ -95,7 +94,7 @@ class PodWatch:
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
-            except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure (connection reset, API restart...): resume
                 if isinstance(exc, ApiError) and exc.status == 410:
                     rv = ""
                 log.warning("pod watch interrupted (%s); resuming in %.1fs", exc, backoff)
