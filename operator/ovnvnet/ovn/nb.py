@@ -98,6 +98,20 @@ class _Cmd(cmd.BaseCommand):
             return idlutils.row_by_value(self.api.idl, table, "name", name, None)
         return self.api.lookup(table, name, default=None)
 
+    def _owned_child(self, txn, table: str, name: str, parent, what: str):
+        """The port `name` in `parent.ports`: inserted if missing, linked if unlinked; a row of
+        that name that ovnvnet does not own is refused."""
+        row = self._row(table, name)
+        if row is None:
+            row = txn.insert(self.api.tables[table])
+            row.name = name
+            parent.addvalue("ports", row)
+        elif not _owned(row):
+            raise NotOwnedError(f"{what} {name} exists and is not owned by ovnvnet")
+        elif row not in parent.ports:
+            parent.addvalue("ports", row)
+        return row
+
 
 class EnsureSwitch(_Cmd):
     def __init__(self, api, spec: SwitchSpec):
@@ -133,15 +147,7 @@ class EnsureRouterWithPort(_Cmd):
             lr.external_ids = _owner_ids()
         elif not _owned(lr):
             raise NotOwnedError(f"logical router {ROUTER_NAME} exists and is not owned by ovnvnet")
-        lrp = self._row("Logical_Router_Port", s.lrp_name)
-        if lrp is None:
-            lrp = txn.insert(self.api.tables["Logical_Router_Port"])
-            lrp.name = s.lrp_name
-            lr.addvalue("ports", lrp)
-        elif not _owned(lrp):
-            raise NotOwnedError(f"logical router port {s.lrp_name} exists and is not owned by ovnvnet")
-        elif lrp not in lr.ports:
-            lr.addvalue("ports", lrp)
+        lrp = self._owned_child(txn, "Logical_Router_Port", s.lrp_name, lr, "logical router port")
         ids = _owner_ids(**{NETWORK_KEY: s.network})
         _set(lrp, 'mac', s.mac)
         _set(lrp, 'networks', [s.cidr])
@@ -149,15 +155,7 @@ class EnsureRouterWithPort(_Cmd):
         sw = self._row("Logical_Switch", s.network)
         if sw is None:
             raise RuntimeError(f"logical switch {s.network} is missing")
-        lsp = self._row("Logical_Switch_Port", s.lsp_name)
-        if lsp is None:
-            lsp = txn.insert(self.api.tables["Logical_Switch_Port"])
-            lsp.name = s.lsp_name
-            sw.addvalue("ports", lsp)
-        elif not _owned(lsp):
-            raise NotOwnedError(f"logical switch port {s.lsp_name} exists and is not owned by ovnvnet")
-        elif lsp not in sw.ports:
-            sw.addvalue("ports", lsp)
+        lsp = self._owned_child(txn, "Logical_Switch_Port", s.lsp_name, sw, "logical switch port")
         _set(lsp, 'type', "router")
         _set(lsp, 'options', {"router-port": s.lrp_name})
         _set(lsp, 'addresses', ["router"])
