@@ -32,6 +32,7 @@ from .netlink import (
     PlumbingError,
     check_interface,
     ensure_interface,
+    find_host_veth,
     host_veth_name,
     remove_container_links,
     wanted_routes,
@@ -50,7 +51,7 @@ ERROR_ANNOTATION = "ovnNetworkError"
 # then keeps waiting, and reports the operator's message only if the wait runs out.
 RETRY_ANNOTATION = "ovnNetworkErrorRetry"
 REQUEST_ANNOTATION = "ovnNetwork"
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
+MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES  # the shim never sends more (protocol.py)
 
 
 class Agent:
@@ -292,8 +293,8 @@ class Agent:
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
             ) from None
-        removed = await asyncio.to_thread(
-            remove_container_links, self.host_netns, req.container_id
+        removed = await asyncio.to_thread(  # by the full container id, never a name prefix
+            remove_container_links, self.host_netns, req.container_id, [n for n, _ in owned]
         )
         log.debug("DEL %s: ports %s, links %s", req.container_id[:12], owned, removed)
 
@@ -305,7 +306,9 @@ class Agent:
             problems += await asyncio.to_thread(
                 check_interface, self.host_netns, req.netns, req.container_id, iface
             )
-            host = host_veth_name(req.container_id, iface.interface)
+            host = await asyncio.to_thread(
+                find_host_veth, self.host_netns, req.container_id, iface.interface
+            ) or host_veth_name(req.container_id, iface.interface)
             ids = await asyncio.to_thread(self.ovs.interface_ids, host)
             if ids is None:
                 problems.append(f"OVS port {host} for {iface.interface} is missing")
