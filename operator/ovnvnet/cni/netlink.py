@@ -117,10 +117,15 @@ def _link(ipr: IPRoute, index: int) -> dict:
 def _find_own(ipr: IPRoute, container_id: str, interface: str) -> int | None:
     """Index of the host end whose alias says it is ours, among the candidate names."""
     alias = link_alias(container_id, interface)
-    for attempt in range(NAME_ATTEMPTS):
-        index = _lookup(ipr, host_veth_name(container_id, interface, attempt))
-        if index is not None and _link(ipr, index)["alias"] == alias:
-            return index
+    for attempt in range(NAME_ATTEMPTS):  # all of them: an earlier holder may have gone since
+        try:
+            msg = ipr.link("get", ifname=host_veth_name(container_id, interface, attempt))[0]
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+            continue
+        if msg.get("IFLA_IFALIAS") == alias:
+            return msg["index"]
     return None
 
 
