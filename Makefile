@@ -10,18 +10,18 @@ bootstrap:
 	@bash hack/bootstrap.sh
 
 up: bootstrap
-	@$(PY) -m ovnvnet.testing.stack up --dir $(STACK)
+	@$(PY) -m harness.stack up --dir $(STACK)
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m ovnvnet.testing.stack down --dir $(STACK); else rm -rf $(STACK); fi
+	@if [ -x $(PY) ]; then $(PY) -m harness.stack down --dir $(STACK); else rm -rf $(STACK); fi
 
 status:
-	@$(PY) -m ovnvnet.testing.stack status --dir $(STACK)
+	@$(PY) -m harness.stack status --dir $(STACK)
 
 # The seed's scenario on a real data plane (OVS + ovn-controller + CNI agent), with a report.
 # Leaves the stack up (source .stack/env); `make down` stops it. Idempotent.
 demo: bootstrap
-	@$(PY) -m ovnvnet.testing.demo --dir $(STACK)
+	@$(PY) -m harness.demo --dir $(STACK)
 
 # The whole test suite: the command the README gives and .ci/run calls.
 test: bootstrap
@@ -41,4 +41,4 @@ ROUNDS ?= 3
 PODS ?= 300
 KILLS ?= 5
 soak: bootstrap
-	@$(PY) -m ovnvnet.testing.soak --rounds $(ROUNDS) --pods $(PODS) --kills $(KILLS)
+	@$(PY) -m harness.soak --rounds $(ROUNDS) --pods $(PODS) --kills $(KILLS)

@@ -1,7 +1,7 @@
 """Fixtures for the CNI side on a real OVN data plane.
 
 A private OVN central (NB + SB ovsdb-server, ovn-northd), one node's data plane
-(:func:`ovnvnet.testing.dataplane.start_dataplane`, in its own "node" netns), and the node
+(:func:`harness.dataplane.start_dataplane`, in its own "node" netns), and the node
 agent in a thread of this process, fed by a :class:`StaticPodSource` (no API server here; the
 kube watch cache is the production PodSource). Pods are network namespaces the tests create.
 Everything lives under a short /tmp directory and is killed by pid at the end.
@@ -29,7 +29,7 @@ import pytest
 from ovnvnet.cni.agent import Agent, serve
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
-from ovnvnet.testing.dataplane import Dataplane, start_dataplane
+from harness.dataplane import Dataplane, start_dataplane
 
 REPO = Path(__file__).resolve().parents[2]
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"

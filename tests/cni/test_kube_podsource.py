@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ovnvnet.cni.pods import KubePodSource
-from ovnvnet.testing.stack import KUBE_BIN, Stack
+from harness.stack import KUBE_BIN, Stack
 
 pytestmark = [
     pytest.mark.integration,

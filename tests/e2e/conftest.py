@@ -1,6 +1,6 @@
 """End-to-end on the real data plane: the local stack (API server, OVN central, the operator as a
 process) plus one node's OVS + ovn-controller in its own netns and the CNI node agent, with
-pods played by :class:`ovnvnet.testing.kubelet.Kubelet` (netns + libcni + status patch).
+pods played by :class:`harness.kubelet.Kubelet` (netns + libcni + status patch).
 
 Packets only ever travel between network namespaces this run created.
 """
@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from ovnvnet.testing.kubelet import Kubelet, Sandbox
-from ovnvnet.testing.stack import KUBE_BIN, Stack
-from ovnvnet.testing.kit import Cluster
+from harness.kubelet import Kubelet, Sandbox
+from harness.stack import KUBE_BIN, Stack
+from harness.kit import Cluster
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ovnvnet.testing.stack import KUBE_BIN, Stack
+from harness.stack import KUBE_BIN, Stack
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = KUBE_BIN / "kubectl"

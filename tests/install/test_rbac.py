@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.testing.stack import Stack, wait_for
+from harness.stack import Stack, wait_for
 
 from .conftest import (NAMESPACE, OVERLAYS, REPO, find, kubectl_as, kustomize, objects,
                        service_account_kubeconfig)
@@ -183,7 +183,7 @@ def shim() -> Path:
 def test_agent_plugs_the_seed_pod_as_its_service_account(operator: Stack, agent_kubeconfig: Path, shim: Path):
     """The node agent, as ovnvnet-agent, learns the pod's ovnIfaceList from its node-scoped watch
     and plugs both interfaces through the CNI shim into a real OVS + ovn-controller data plane."""
-    from ovnvnet.testing.dataplane import start_dataplane
+    from harness.dataplane import start_dataplane
 
     node = "node1"
     stack = operator

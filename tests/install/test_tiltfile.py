@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ovnvnet.testing.stack import pid_alive
+from harness.stack import pid_alive
 
 from .conftest import REPO, find, kustomize
 

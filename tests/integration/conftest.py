@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.testing.stack import Stack
+from harness.stack import Stack
 from tests.integration.kit import Cluster, wait_until
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}

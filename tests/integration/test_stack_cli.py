@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ovnvnet.testing.stack import Stack, pid_alive
+from harness.stack import REPO, Stack, pid_alive
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ovnvnet.testing.stack", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "harness.stack", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
 
 
 def test_up_restarts_only_what_is_missing_and_down_removes(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from ovnvnet.testing.stack import OVN_NB_SCHEMA, Stack, _tcp_open, free_port, wait_for
+from harness.stack import OVN_NB_SCHEMA, Stack, _tcp_open, free_port, wait_for
 
 
 @dataclass

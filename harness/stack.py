@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 KUBE_BIN = Path(os.environ.get("OVNVNET_KUBE_BIN", "/var/cache/ovnvnet/kube-1.20.2/bin"))
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "crds"
 OVN_NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 OVN_SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
@@ -441,7 +441,7 @@ class Stack:
         return self.build_dir / "ovnvnet-cni-runtime"
 
     def dataplane(self):
-        """The node's :class:`~ovnvnet.testing.dataplane.Dataplane` (started or not)."""
+        """The node's :class:`~harness.dataplane.Dataplane` (started or not)."""
         from .dataplane import Dataplane, dataplane_env
 
         return Dataplane(root=self.node_dir, node=self.node, sb_remote=self.sb_unix,
