@@ -26,6 +26,11 @@ def test_up_restarts_only_what_is_missing_and_down_removes(tmp_path: Path) -> No
         stack = Stack(root)
         before = {name: stack.pid(name) for name in Stack.COMPONENTS}
         assert all(before.values()) and all(stack.status().values())
+        # the operator gets the stack's seal key: 32 random bytes, readable by the owner only
+        key = root / "seal.key"
+        assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+        environ = Path(f"/proc/{before['operator']}/environ").read_bytes().split(b"\0")
+        assert f"OVNVNET_SEAL_KEY_FILE={key}".encode() in environ
         # kubectl and ovn-nbctl work from the env file
         sh = subprocess.run(["bash", "-c", f"source {root}/env && kubectl get vnet && ovn-nbctl ls-list"],
                             capture_output=True, text=True)
