@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 
 from ovnvnet.cni.pods import KubePodSource
-from ovnvnet.testing.stack import KUBE_BIN, Stack
+from harness.stack import KUBE_BIN, Stack
+from tests.prerequisites import require, stack_missing
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(not (Path(KUBE_BIN) / "kube-apiserver").exists(),
-                       reason="kube-apiserver not built (hack/bootstrap.sh)"),
 ]
 
 
 @pytest.fixture(scope="module")
 def kube():
+    require("the pod cache against a real API server", stack_missing(KUBE_BIN))
     root = Path(tempfile.mkdtemp(prefix="ovnvcni-kube-", dir="/tmp"))
     stack = Stack(root)
     try:
