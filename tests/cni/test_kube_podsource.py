@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ovnvnet.cni.pods import KubePodSource
+from ovnvnet.kube.connection import from_kubeconfig
 from ovnvnet.testing.stack import KUBE_BIN, Stack
 
 pytestmark = [
@@ -47,7 +48,7 @@ async def test_watch_cache_wakes_waiter_on_annotation(kube):
     mine, other = "p-" + uuid.uuid4().hex[:6], "q-" + uuid.uuid4().hex[:6]
     await asyncio.to_thread(api.create_namespaced_pod, "default", _pod(mine, node))
     await asyncio.to_thread(api.create_namespaced_pod, "default", _pod(other, "elsewhere"))
-    source = KubePodSource(node, str(stack.kubeconfig))
+    source = KubePodSource(node, from_kubeconfig(str(stack.kubeconfig)))
     await source.start()
     try:
         pod, ok = await source.wait_for("default", mine, lambda p: p is not None, 20)
