@@ -49,7 +49,7 @@ def connection_info(conn: Connection) -> kopf.ConnectionInfo:
     """Kopf's credentials from the process's Connection, the token read afresh."""
     token, expiration = None, None
     if conn.token is not None:
-        conn.token.refresh()
+        conn.token.refresh(force=True)
         token = conn.token.current()
         expiry = conn.token.expiry() if conn.token.path else None
         now = datetime.datetime.now(datetime.timezone.utc)

@@ -136,6 +136,9 @@ def test_import_has_no_side_effect(tmp_path):
     code = ("import kopf, ovnvnet.main, ovnvnet.__main__\n"
             "r = kopf.get_default_registry()\n"
             "assert not r._webhooks.get_all_handlers(), r._webhooks.get_all_handlers()\n"
+            "from kopf._core.intents.causes import Activity\n"
+            "logins = [h.id for h in r._activities.get_handlers(activity=Activity.AUTHENTICATION)]\n"
+            "assert logins == ['ovnvnet'], logins  # one login: ours, none of Kopf's fallbacks\n"
             "ovnvnet.main.enable_admission()\n"
             "assert len(r._webhooks.get_all_handlers()) == 2\n")
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "OVNVNET_WEBHOOK": "true",

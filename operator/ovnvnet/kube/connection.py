@@ -2,8 +2,9 @@
 operator's KubeClient, the leader elector, Kopf (through its login handler, main.py) and the node
 agent's pod cache.
 
-`connect(access)` reads the ServiceAccount when running in a pod (KUBERNETES_SERVICE_HOST set and
-a token mounted), else the kubeconfig's current context. Supported kubeconfig users: `token`,
+`connect(access)` reads the kubeconfig's current context when one is named (KUBECONFIG, or the
+agent's --kubeconfig), else the ServiceAccount when running in a pod (KUBERNETES_SERVICE_HOST set
+and a token mounted), else ~/.kube/config. Supported kubeconfig users: `token`,
 `tokenFile`, client certificates (`client-certificate[-data]`, `client-key[-data]`); exec and
 auth-provider plugins are refused with a message saying so.
 
