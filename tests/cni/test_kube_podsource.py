@@ -96,7 +96,8 @@ async def test_watch_resumes_after_each_watch_ends(kube, caplog):
         await asyncio.sleep(2.5)
         await asyncio.to_thread(api.patch_namespaced_pod, name, "default",
                                 {"metadata": {"annotations": {"ovnIfaceList": "[]"}}})
-        pod, ok = await source.wait_for("default", name, lambda p: p is not None and "ovnIfaceList" in p.annotations, 20)
+        pod, ok = await source.wait_for(
+            "default", name, lambda p: p is not None and "ovnIfaceList" in p.annotations, 20)
         assert ok
         assert sum("synced" in r.getMessage() for r in caplog.records) == 1   # listed once only
     finally:

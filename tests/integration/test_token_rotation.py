@@ -38,7 +38,8 @@ def _token(stack: Stack, namespace: str, sa: str, bound_secret: str | None = Non
     """A token from the TokenRequest API, bound to Secret `bound_secret` if given (revoked with it)."""
     spec: dict = {"expirationSeconds": 3600}
     if bound_secret:
-        uid = json.loads(stack.kubectl("get", "secret", "-n", namespace, bound_secret, "-o", "json").stdout)["metadata"]["uid"]
+        out = stack.kubectl("get", "secret", "-n", namespace, bound_secret, "-o", "json")
+        uid = json.loads(out.stdout)["metadata"]["uid"]
         spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Secret", "name": bound_secret, "uid": uid}
     out = stack.kubectl("create", "--raw", f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
                         "-f", "-", input=json.dumps({"apiVersion": "authentication.k8s.io/v1",

@@ -18,7 +18,8 @@ def _kubeconfig(path, user, cluster=None, namespace=None):
            "clusters": [{"name": "k", "cluster": cluster or {"server": "https://127.0.0.1:6443",
                                                              "certificate-authority": "pki/ca.crt"}}],
            "users": [{"name": "u", "user": user}],
-           "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", **({"namespace": namespace} if namespace else {})}}]}
+           "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u",
+                                                  **({"namespace": namespace} if namespace else {})}}]}
     path.write_text(json.dumps(cfg))
     return str(path)
 

@@ -2,7 +2,8 @@
 
 Production uses :class:`KubePodSource`, a watch-based cache of the pods scheduled on this node
 (``fieldSelector=spec.nodeName=NODE``): one list at start, then a watch; a CNI call never lists
-pods. It uses the operator's API client (kube/client.py), tokens re-read as they rotate. Tests without an API server use :class:`StaticPodSource`, fed directly.
+pods. It uses the operator's API client (kube/client.py), tokens re-read as they rotate. Tests
+without an API server use :class:`StaticPodSource`, fed directly.
 
 Both keep a dict of :class:`PodInfo` owned by the agent's event loop; writers on other threads
 go through ``call_soon_threadsafe``. Waiters (ADD waiting for ``ovnIfaceList``) are woken on

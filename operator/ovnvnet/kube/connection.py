@@ -202,7 +202,8 @@ def from_kubeconfig(paths: str) -> Connection:
         raise ConfigError(f"kubeconfig {paths}: current-context {current!r} is not defined")
     context = contexts[current]
     if context.get("cluster") not in clusters:
-        raise ConfigError(f"kubeconfig {paths}: cluster {context.get('cluster')!r} of context {current!r} is not defined")
+        raise ConfigError(f"kubeconfig {paths}: cluster {context.get('cluster')!r} of context {current!r} "
+                          "is not defined")
     cluster, cbase = clusters[context["cluster"]]
     user, ubase = users.get(context.get("user") or "", ({}, cbase))
     for plugin in ("exec", "auth-provider"):
