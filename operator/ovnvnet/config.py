@@ -198,9 +198,15 @@ class Settings:
             lease=LeaseSettings.from_env(env) if _bool(env, "OVNVNET_LEADER_ELECT") else None,
             webhook=WebhookSettings.from_env(env) if _bool(env, "OVNVNET_WEBHOOK") else None,
             repair=repair,
-            seal_key_file=_str(env, "OVNVNET_SEAL_KEY_FILE"),
+            seal_key_file=seal_key_file(env),
             seal_secret=_secret_ref(env, "OVNVNET_SEAL_SECRET"),
         )
+
+
+def seal_key_file(env: Mapping[str, str] | None = None) -> str | None:
+    """OVNVNET_SEAL_KEY_FILE: for the operator (Settings) and the node agent, which has no other
+    setting from the environment."""
+    return _str(os.environ if env is None else env, "OVNVNET_SEAL_KEY_FILE")
 
 
 def _secret_ref(env: Mapping[str, str], key: str) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.config import ConfigError, KubeAccess, LeaseSettings, Settings, WebhookSettings
+from ovnvnet.config import ConfigError, KubeAccess, LeaseSettings, Settings, WebhookSettings, seal_key_file
 
 PRODUCT = Path(__file__).resolve().parents[2] / "operator" / "ovnvnet"
 NB = {"OVN_NB_DB": "tcp:127.0.0.1:6641"}
@@ -109,6 +109,11 @@ def test_bad_value_message_quotes_the_value():
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**NB, "OVNVNET_SWEEP_INTERVAL": "30s"})
     assert str(err.value) == "OVNVNET_SWEEP_INTERVAL='30s' is not a number"
+
+
+def test_agent_seal_key_file():
+    assert seal_key_file({"OVNVNET_SEAL_KEY_FILE": " /etc/ovnvnet/seal/key "}) == "/etc/ovnvnet/seal/key"
+    assert seal_key_file({}) is None
 
 
 def test_agent_kube_access_flag_wins():
