@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovnvnet.config import WebhookSettings
 from ovnvnet.model.annotation import AnnotationError, parse_ovn_network
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
@@ -36,16 +36,12 @@ class WebhookConfig:
     pkeyfile: str
 
     @classmethod
-    def from_env(cls) -> "WebhookConfig | None":
-        if os.environ.get("OVNVNET_WEBHOOK", "").lower() not in ("1", "true", "yes"):
-            return None
-        addr = os.environ.get("OVNVNET_WEBHOOK_ADDR", "0.0.0.0")
-        host = os.environ.get("OVNVNET_WEBHOOK_HOST") or ("127.0.0.1" if addr == "0.0.0.0" else addr)
-        port = int(os.environ.get("OVNVNET_WEBHOOK_PORT", "9443"))
-        cert, key = os.environ.get("OVNVNET_WEBHOOK_CERT"), os.environ.get("OVNVNET_WEBHOOK_KEY")
+    def prepare(cls, s: WebhookSettings) -> "WebhookConfig":
+        """The TLS files for settings `s` (config.py): theirs, or a self-signed certificate made now."""
+        cert, key = s.certfile, s.pkeyfile
         if not (cert and key):
-            cert, key = self_signed(host, Path(tempfile.mkdtemp(prefix="ovnvnet-webhook-")))
-        return cls(addr, port, host, cert, key)
+            cert, key = self_signed(s.host, Path(tempfile.mkdtemp(prefix="ovnvnet-webhook-")))
+        return cls(s.addr, s.port, s.host, cert, key)
 
 
 def self_signed(host: str, directory: Path) -> tuple[str, str]:

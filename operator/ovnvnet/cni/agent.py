@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import KubeAccess
+from ..kube.connection import connect
 from ..model.annotation import AnnotationError, InterfaceResult, decode_iface_list
 from ..model.names import port_name
 from . import protocol as p
@@ -402,7 +404,7 @@ async def _run(args: argparse.Namespace) -> None:
     if args.static_pods:
         pods = StaticPodSource(_load_static_pods(args.static_pods))
     else:
-        pods = KubePodSource(args.node, args.kubeconfig)
+        pods = KubePodSource(args.node, connect(KubeAccess.from_env(kubeconfig=args.kubeconfig)))
     await pods.start()
     ovs = await asyncio.to_thread(OvsPorts, args.ovs_db, args.bridge)
     agent = Agent(args.node, pods, ovs, host_netns=args.host_netns)
