@@ -38,7 +38,6 @@ NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 
 
-
 @pytest.fixture(scope="session")
 def prerequisites() -> None:
     """OVN central and a node's data plane: root and the binaries, or an error naming what is
