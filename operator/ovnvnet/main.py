@@ -11,7 +11,7 @@ from ovnvnet.config import ConfigError, Settings
 from ovnvnet.health import start_health_server
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.ovn.nb import NbClient
-from ovnvnet.reconcile import gc
+from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
@@ -62,7 +62,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        resource_version, candidates, nb_read = await gc.rebuild(state, nb_ready=connecting)
+        resource_version, candidates, nb_read = await recovery.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
@@ -107,7 +107,7 @@ async def _retry_loop(state: State) -> None:
 
 async def _first_repair(state: State, nb_read: Any) -> None:
     try:
-        await gc.repair_nb(state, nb_read)
+        await recovery.repair_nb(state, nb_read)
     except Exception:  # noqa: BLE001 - the periodic sweep repairs what is left
         log.exception("NB repair at start failed")
 
@@ -116,7 +116,7 @@ async def _sweep_loop(state: State) -> None:
     while True:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
-            await gc.sweep(state)
+            await recovery.sweep(state)
         except Exception:  # noqa: BLE001 - next round
             log.exception("sweep failed")
 

@@ -1,7 +1,7 @@
 """The pure NB repair plan: desired rows vs the rows ovnvnet owns in the NB."""
 from ovnvnet.model.network import parse_network_spec
 from ovnvnet.ovn.nb import NbState, PortSpec
-from ovnvnet.reconcile.gc import plan_repair
+from ovnvnet.reconcile.recovery import plan_repair
 from ovnvnet.reconcile.state import network_rows
 
 
