@@ -22,6 +22,13 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
     return value
 
 
+def _choice(env: dict[str, str], key: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(key) or allowed[0]
+    if raw not in allowed:
+        raise ConfigError(f"{key}={raw!r} is not one of {', '.join(allowed)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     nb_remote: str
@@ -38,6 +45,8 @@ class Settings:
     ssl_key: str | None = None
     ssl_cert: str | None = None
     ssl_ca: str | None = None
+    repair_mode: str = "repair"
+    """OVNVNET_REPAIR: `repair` brings NB drift back to the records; `log` only logs each drifted row."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -61,4 +70,5 @@ class Settings:
             ssl_key=env.get("OVN_NB_SSL_KEY") or None,
             ssl_cert=env.get("OVN_NB_SSL_CERT") or None,
             ssl_ca=env.get("OVN_NB_SSL_CA") or None,
+            repair_mode=_choice(env, "OVNVNET_REPAIR", ("repair", "log")),
         )

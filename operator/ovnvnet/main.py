@@ -14,6 +14,7 @@ from ovnvnet.ovn.nb import NbClient
 from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 from ovnvnet import webhook
@@ -126,12 +127,18 @@ async def _sweep_loop(state: State) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def virtualnetwork_ensure(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await network_rec.ensure_network(memo.state, plain(body), logger)
+    try:
+        await network_rec.ensure_network(memo.state, plain(body), logger)
+    except RetryLater as exc:   # the project's transient failure, in Kopf's terms
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await network_rec.delete_network(memo.state, plain(body))
+    try:
+        await network_rec.delete_network(memo.state, plain(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 # ---------------------------------------------------------------------------- pods
