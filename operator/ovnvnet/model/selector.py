@@ -17,7 +17,7 @@ OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 # the same patterns and limits as the CRD schema (which anchors them with ^...$)
 KEY_PATTERN = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 KEY_MAX = 317            # a DNS subdomain prefix (253) + "/" + a name (63)
-VALUE_PATTERN = r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?"
+VALUE_PATTERN = r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"   # not empty: the API server refuses ""
 VALUE_MAX = 63
 _KEY = re.compile(KEY_PATTERN)
 _VALUE = re.compile(VALUE_PATTERN)
@@ -78,7 +78,7 @@ def _value(v: Any, where: str) -> str:
     if not isinstance(v, str):
         raise SelectorError(f"{where} must be a string, not {type(v).__name__}")
     if len(v) > VALUE_MAX or not _VALUE.fullmatch(v):
-        raise SelectorError(f"{where} {v[:80]!r} is not a label value (at most {VALUE_MAX} of A-Z a-z 0-9 - _ ., "
+        raise SelectorError(f"{where} {v[:80]!r} is not a label value (1 to {VALUE_MAX} of A-Z a-z 0-9 - _ ., "
                             "beginning and ending alphanumeric)")
     return v
 
