@@ -85,3 +85,13 @@ def test_one_log_line_per_drifted_row() -> None:
         "router port rtr-deleted-net found in NB but its network is gone or not routed",
         "switch deleted-net found in NB but no VirtualNetwork deleted-net exists",
     ])
+
+
+def test_repair_mode_setting() -> None:
+    import pytest
+
+    from ovnvnet.config import ConfigError, Settings
+    assert Settings.from_env({"OVN_NB_DB": "tcp:127.0.0.1:6641"}).repair_mode == "repair"
+    assert Settings.from_env({"OVN_NB_DB": "tcp:127.0.0.1:6641", "OVNVNET_REPAIR": "log"}).repair_mode == "log"
+    with pytest.raises(ConfigError, match="OVNVNET_REPAIR='fix' is not one of repair, log"):
+        Settings.from_env({"OVN_NB_DB": "tcp:127.0.0.1:6641", "OVNVNET_REPAIR": "fix"})
