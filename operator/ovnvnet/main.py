@@ -20,9 +20,10 @@ from ovnvnet.health import start_health_server
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.connection import Connection
 from ovnvnet.ovn.nb import NbClient
-from ovnvnet.reconcile import gc
+from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 from ovnvnet import webhook
@@ -100,7 +101,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        resource_version, candidates, nb_read = await gc.rebuild(state, nb_ready=connecting)
+        resource_version, candidates, nb_read = await recovery.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
@@ -145,7 +146,7 @@ async def _retry_loop(state: State) -> None:
 
 async def _first_repair(state: State, nb_read: Any) -> None:
     try:
-        await gc.repair_nb(state, nb_read)
+        await recovery.repair_nb(state, nb_read)
     except Exception:  # noqa: BLE001 - the periodic sweep repairs what is left
         log.exception("NB repair at start failed")
 
@@ -154,7 +155,7 @@ async def _sweep_loop(state: State) -> None:
     while True:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
-            await gc.sweep(state)
+            await recovery.sweep(state)
         except Exception:  # noqa: BLE001 - next round
             log.exception("sweep failed")
 
@@ -164,12 +165,18 @@ async def _sweep_loop(state: State) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def virtualnetwork_ensure(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await network_rec.ensure_network(memo.state, plain(body), logger)
+    try:
+        await network_rec.ensure_network(memo.state, plain(body), logger)
+    except RetryLater as exc:   # the project's transient failure, in Kopf's terms
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await network_rec.delete_network(memo.state, plain(body))
+    try:
+        await network_rec.delete_network(memo.state, plain(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 # ---------------------------------------------------------------------------- pods
