@@ -38,6 +38,10 @@ class Settings:
     ssl_key: str | None = None
     ssl_cert: str | None = None
     ssl_ca: str | None = None
+    seal_key_file: str | None = None
+    """File holding the key results are sealed with (model/annotation.py, kube/seal.py)."""
+    seal_secret: str | None = None
+    """`<namespace>/<name>` of the Secret holding the seal key (got or created) if no file is given."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -61,4 +65,6 @@ class Settings:
             ssl_key=env.get("OVN_NB_SSL_KEY") or None,
             ssl_cert=env.get("OVN_NB_SSL_CERT") or None,
             ssl_ca=env.get("OVN_NB_SSL_CA") or None,
+            seal_key_file=env.get("OVNVNET_SEAL_KEY_FILE") or None,
+            seal_secret=env.get("OVNVNET_SEAL_SECRET") or None,
         )

@@ -21,18 +21,21 @@ import netaddr
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
-from ovnvnet.model import legacy, names
-from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
-                                      encode_iface_list, parse_ovn_network)
+from ovnvnet.model import names
+from ovnvnet.model.annotation import (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION,
+                                      RESULT_ANNOTATION, AnnotationError, InterfaceRequest, InterfaceResult,
+                                      encode_iface_list, encode_legacy_result, parse_legacy_request,
+                                      parse_ovn_network, sealed_annotations, sealed_result)
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 
 log = logging.getLogger(__name__)
 
-REQUEST = "ovnNetwork"
-RESULT = "ovnIfaceList"
-ERROR = "ovnNetworkError"
-ERROR_RETRY = "ovnNetworkErrorRetry"  # "true": the operator retries by itself (the CNI keeps waiting)
+# the keys, as the rest of reconcile/ spells them (defined in model/annotation.py)
+REQUEST = REQUEST_ANNOTATION
+RESULT = RESULT_ANNOTATION
+ERROR = ERROR_ANNOTATION
+ERROR_RETRY = ERROR_RETRY_ANNOTATION  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
@@ -78,23 +81,26 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             return
         try:
             reqs = (parse_ovn_network(raw) if not is_legacy else
-                    [legacy.parse_legacy_request(annotations.get(legacy.ANNOTATION), state.settings.default_network)])
+                    [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), state.settings.default_network)])
         except AnnotationError as exc:
             await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
             return
         await attach_pod(state, body, reqs, is_legacy=is_legacy)
 
 
-def result_annotation(record: PodRecord) -> dict[str, str]:
+def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
+    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID."""
     if record.legacy:
-        return {legacy.ANNOTATION: legacy.encode_legacy_result(record.results[0], record.namespace, record.name)}
-    return {RESULT: encode_iface_list(record.results)}
+        name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
+    else:
+        name, value = RESULT, encode_iface_list(record.results)
+    return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
 async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str | None, annotations: dict) -> None:
     """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
     ns, name, uid = pod_ident(body)
-    wanted = result_annotation(record)
+    wanted = result_annotation(state, record)
     if any(annotations.get(k) != v for k, v in wanted.items()):
         try:
             await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted))
@@ -256,7 +262,7 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     record = PodRecord(ns, name, uid, results, legacy=is_legacy)
     try:
         await retry(lambda: state.kube.patch_pod_annotations(
-            ns, name, uid, result_annotation(record),
+            ns, name, uid, result_annotation(state, record),
             remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
     except ApiError as exc:
         _undo(state, taken)
@@ -341,19 +347,21 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
 
 
 def restore_record(state: State, body: dict) -> bool:
-    """Rebuild: take a live pod's `ovnIfaceList` as the truth and reserve its addresses."""
+    """Rebuild: take a live pod's result as the truth and reserve its addresses, but only a result
+    the operator sealed for this pod's UID. A forged or copied one (another pod's, an edited one) is
+    not restored: the pod is then handled as an ordinary request (and refused if it conflicts)."""
     ns, name, uid = pod_ident(body)
     annotations = body.get("metadata", {}).get("annotations") or {}
-    raw = annotations.get(RESULT)
-    raw_legacy = annotations.get(legacy.ANNOTATION) if REQUEST not in annotations else None
-    is_legacy = raw is None and legacy.is_result(raw_legacy)
-    if (not raw and not is_legacy) or not uid or is_terminal(body):
+    if not uid or is_terminal(body):
         return False
     try:
-        results = [legacy.decode_legacy_result(raw_legacy)] if is_legacy else decode_iface_list(raw)
+        sealed = sealed_result(annotations, uid, state.seal_key, f"{ns}/{name}")
     except AnnotationError as exc:
-        log.warning("pod %s/%s has an unreadable result (%s); it will be attached anew", ns, name, exc)
+        log.warning("rebuild: %s; the pod is handled as a new request", exc)
         return False
+    if sealed is None:
+        return False
+    results = sealed.interfaces
     pod_key = f"{ns}/{name}"
     for res in results:
         net = state.networks.get(res.network)
@@ -367,7 +375,7 @@ def restore_record(state: State, body: dict) -> bool:
             log.error("rebuild: pod %s: %s", pod_key, exc)
             continue
         state.hold(res.network, res.ip, net.allocator.holder_of(res.ip), record_status=False)
-    state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
+    state.attached[uid] = PodRecord(ns, name, uid, results, legacy=sealed.legacy)
     return True
 
 

@@ -1,0 +1,126 @@
+"""The operator's records are the truth (issue 9): a result annotation copied onto another pod is
+never restored by the rebuild, and the seal key comes from a file or a Secret the operator keeps.
+
+Real stack: API server + etcd + OVN NB, the operator as a process, killed and restarted."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from ovnvnet.kube.client import KubeClient, load_configuration
+from ovnvnet.kube.seal import secret_seal_key
+from ovnvnet.model.annotation import (RESULT_ANNOTATION, SEAL_ANNOTATION, SealError, SealKeyError,
+                                      check_seal, read_seal_key)
+from tests.integration.conftest import OPERATOR_ENV
+from tests.integration.kit import Cluster, wait_until
+
+
+def test_cloned_result_does_not_take_the_victims_address_at_restart(cluster: Cluster, subnet, net_name) -> None:
+    """`alpha/evil` carries a copy of `zeta/victim`'s ovnIfaceList and seal (what `kubectl get -o yaml
+    | kubectl apply` of a renamed pod does) when the operator restarts. The rebuild used to reserve
+    whatever the annotation said in namespace/name order: evil took the address and the NB repair
+    deleted the victim's port. Now only a result sealed for the pod's own UID is restored."""
+    n = net_name("seal")
+    sn = subnet()
+    prefix = sn.rsplit(".", 1)[0]
+    cluster.create_vnet(n, sn)
+    cluster.wait_ready(n)
+    tag = uuid.uuid4().hex[:6]
+    zeta, alpha = f"zeta-{tag}", f"alpha-{tag}"      # alpha lists (and used to be restored) first
+    cluster.ensure_namespace(zeta)
+    cluster.ensure_namespace(alpha)
+    request = [{"name": n, "interface": "net0", "ip_address": f"{prefix}.5"}]
+    stack = cluster.stack
+    try:
+        cluster.create_pod(zeta, "victim", request)
+        victim = cluster.iface_list(zeta, "victim")
+        victim_ann = cluster.annotations(zeta, "victim")
+        victim_uid = cluster.pod(zeta, "victim").metadata.uid
+        victim_port = f"{zeta}_victim_net0"
+        wanted_addresses = [f"{victim[0]['mac_address']} {victim[0]['ip_address']}"]
+        assert cluster.nb_pod_ports()[victim_port]["addresses"] == wanted_addresses
+
+        stack.stop_operator(signal.SIGKILL)
+        copied = {k: victim_ann[k] for k in (RESULT_ANNOTATION, SEAL_ANNOTATION) if k in victim_ann}
+        cluster.create_pod(alpha, "evil", request, extra_annotations=copied)
+        stack.start_operator(OPERATOR_ENV)
+
+        # the impostor is handled as an ordinary request: the victim holds that address
+        error = cluster.pod_error(alpha, "evil", timeout=30)
+        assert f"{prefix}.5" in error and f"{zeta}/victim" in error, error
+        time.sleep(3)   # three sweeps (OVNVNET_SWEEP_INTERVAL=1): NB repair has run
+        assert cluster.iface_list(zeta, "victim") == victim
+        port = cluster.nb_pod_ports().get(victim_port)
+        assert port is not None, "the victim's NB port was deleted"
+        assert port["addresses"] == wanted_addresses
+        assert port["external_ids"]["ovnvnet.io/pod-uid"] == victim_uid
+        assert not any(p.startswith(f"{alpha}_") for p in cluster.nb_pod_ports())
+        holder = cluster.allocations(n)[f"{prefix}.5"]
+        assert holder["pod"] == f"{zeta}/victim" and holder["podUID"] == victim_uid
+        # and the copied result is still not the operator's for the impostor
+        evil_ann = cluster.annotations(alpha, "evil")
+        key = read_seal_key(stack.seal_key_file)
+        with pytest.raises(SealError):
+            check_seal(key, cluster.pod(alpha, "evil").metadata.uid, RESULT_ANNOTATION,
+                       evil_ann.get(RESULT_ANNOTATION), evil_ann.get(SEAL_ANNOTATION), f"{alpha}/evil")
+    finally:
+        if not stack.running("operator"):
+            stack.start_operator(OPERATOR_ENV)
+        for ns, pod in ((alpha, "evil"), (zeta, "victim")):
+            cluster.delete_pod(ns, pod, wait=False)
+        wait_until(lambda: not cluster.allocations(n), timeout=30, what="victim released")
+        cluster.delete_vnet(n)
+
+
+def test_operator_seals_what_it_writes(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    n = net_name("sealed")
+    cluster.create_vnet(n, subnet())
+    cluster.wait_ready(n)
+    cluster.create_pod(ns, "p", [{"name": n, "interface": "net0"}])
+    cluster.iface_list(ns, "p")
+    ann = cluster.annotations(ns, "p")
+    uid = cluster.pod(ns, "p").metadata.uid
+    key = read_seal_key(cluster.stack.seal_key_file)
+    check_seal(key, uid, RESULT_ANNOTATION, ann[RESULT_ANNOTATION], ann[SEAL_ANNOTATION], f"{ns}/p")
+    # a removed seal is written back (like a removed result)
+    cluster.core.patch_namespaced_pod("p", ns, {"metadata": {"annotations": {SEAL_ANNOTATION: None}}})
+    wait_until(lambda: cluster.annotations(ns, "p").get(SEAL_ANNOTATION) == ann[SEAL_ANNOTATION],
+               timeout=20, what="seal rewritten")
+    cluster.delete_pod(ns, "p")
+    cluster.delete_vnet(n)
+
+
+def test_seal_key_secret_is_created_once_and_reused(cluster: Cluster, ns: str) -> None:
+    """OVNVNET_SEAL_SECRET: the operator gets the Secret, or creates it with 32 random bytes."""
+    cfg = load_configuration()
+
+    async def key(ref: str) -> bytes:
+        async with KubeClient(cfg) as kube:
+            return await secret_seal_key(kube, ref)
+
+    first = asyncio.run(key(f"{ns}/ovnvnet-seal"))
+    assert len(first) == 32
+    assert asyncio.run(key(f"{ns}/ovnvnet-seal")) == first
+    stored = cluster.core.read_namespaced_secret("ovnvnet-seal", ns).data["key"]
+    assert base64.b64decode(stored) == first
+    cluster.core.create_namespaced_secret(ns, {"metadata": {"name": "other"}, "data": {"x": "eA=="}})
+    with pytest.raises(SealKeyError, match=f"Secret {ns}/other \\(data key 'key'\\) has no seal key"):
+        asyncio.run(key(f"{ns}/other"))
+    with pytest.raises(SealKeyError, match="must be <namespace>/<name>"):
+        asyncio.run(key("no-slash"))
+
+
+def test_operator_without_a_seal_key_refuses_to_start(cluster: Cluster) -> None:
+    env = {k: v for k, v in cluster.stack.operator_env().items() if not k.startswith("OVNVNET_SEAL")}
+    env["OVNVNET_HEALTH_PORT"] = "0"
+    out = subprocess.run([sys.executable, "-m", "ovnvnet"], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=cluster.stack.root)
+    assert out.returncode != 0
+    assert "no seal key: set OVNVNET_SEAL_KEY_FILE" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
