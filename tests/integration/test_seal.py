@@ -12,9 +12,10 @@ import sys
 import time
 import uuid
 
+import kubernetes
 import pytest
 
-from ovnvnet.kube.client import KubeClient, load_configuration
+from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.seal import secret_seal_key
 from ovnvnet.model.annotation import (RESULT_ANNOTATION, SEAL_ANNOTATION, SealError, SealKeyError,
                                       check_seal, read_seal_key)
@@ -99,7 +100,8 @@ def test_operator_seals_what_it_writes(cluster: Cluster, ns: str, subnet, net_na
 
 def test_seal_key_secret_is_created_once_and_reused(cluster: Cluster, ns: str) -> None:
     """OVNVNET_SEAL_SECRET: the operator gets the Secret, or creates it with 32 random bytes."""
-    cfg = load_configuration()
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(cluster.stack.kubeconfig), client_configuration=cfg)
 
     async def key(ref: str) -> bytes:
         async with KubeClient(cfg) as kube:
