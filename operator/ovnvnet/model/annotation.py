@@ -51,7 +51,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import netaddr
 
@@ -173,7 +173,7 @@ def _total(what: str) -> Callable[[_F], _F]:
             except Exception as e:  # noqa: BLE001 - untrusted input must only ever give AnnotationError
                 raise AnnotationError(f"{what} is malformed: {type(e).__name__}") from None
 
-        return run  # type: ignore[return-value]
+        return cast(_F, run)
 
     return wrap
 
