@@ -126,3 +126,42 @@ def test_operator_without_a_seal_key_refuses_to_start(cluster: Cluster) -> None:
                          timeout=60, cwd=cluster.stack.root)
     assert out.returncode != 0
     assert "no seal key: set OVNVNET_SEAL_KEY_FILE" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+
+
+def test_key_from_a_secret_and_a_new_key_reseals_with_the_same_addresses(cluster: Cluster, ns: str, subnet,
+                                                                          net_name) -> None:
+    """The operator started with OVNVNET_SEAL_SECRET (no key file) creates the Secret and seals
+    with its key. Results sealed with the previous key are not taken as the truth, but the pod keeps
+    its address (the NB port records its UID) and gets its result sealed again."""
+    n = net_name("rekey")
+    cluster.create_vnet(n, subnet())
+    cluster.wait_ready(n)
+    cluster.create_pod(ns, "p", [{"name": n, "interface": "net0"}])
+    before = cluster.iface_list(ns, "p")
+    uid = cluster.pod(ns, "p").metadata.uid
+    stack = cluster.stack
+
+    def sealed_with(key: bytes) -> bool:
+        ann = cluster.annotations(ns, "p")
+        try:
+            check_seal(key, uid, RESULT_ANNOTATION, ann.get(RESULT_ANNOTATION), ann.get(SEAL_ANNOTATION), "p")
+        except SealError:
+            return False
+        return True
+
+    try:
+        stack.stop_operator()
+        stack.start_operator({**OPERATOR_ENV, "OVNVNET_SEAL_KEY_FILE": "",
+                              "OVNVNET_SEAL_SECRET": f"{ns}/ovnvnet-seal"})
+        secret_key = base64.b64decode(cluster.core.read_namespaced_secret("ovnvnet-seal", ns).data["key"])
+        assert len(secret_key) == 32
+        wait_until(lambda: sealed_with(secret_key), timeout=30, what="result sealed with the Secret's key")
+        assert cluster.iface_list(ns, "p") == before
+    finally:
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+    wait_until(lambda: sealed_with(read_seal_key(stack.seal_key_file)), timeout=30,
+               what="result sealed with the file's key again")
+    assert cluster.iface_list(ns, "p") == before
+    cluster.delete_pod(ns, "p")
+    cluster.delete_vnet(n)
