@@ -165,3 +165,23 @@ def test_key_from_a_secret_and_a_new_key_reseals_with_the_same_addresses(cluster
     assert cluster.iface_list(ns, "p") == before
     cluster.delete_pod(ns, "p")
     cluster.delete_vnet(n)
+
+
+def test_deeply_nested_ovn_annotation_does_not_stop_the_operator(cluster: Cluster, ns: str, subnet,
+                                                                 net_name) -> None:
+    """Issue 9.3: an `ovn` annotation of 2,000 `[` raised RecursionError out of the rebuild, and
+    the start-up handler retried forever: no pod was attached cluster-wide."""
+    n = net_name("deep")
+    cluster.create_vnet(n, subnet())
+    cluster.wait_ready(n)
+    body = {"metadata": {"name": "deep", "annotations": {"ovn": "[" * 2000}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]}}
+    cluster.core.create_namespaced_pod(ns, body)
+    stack = cluster.stack
+    stack.stop_operator(signal.SIGKILL)
+    stack.start_operator(OPERATOR_ENV)      # waits until it leads (the rebuild is done)
+    cluster.create_pod(ns, "after", [{"name": n, "interface": "net0"}])
+    assert cluster.iface_list(ns, "after", timeout=20)
+    cluster.delete_pod(ns, "after")
+    cluster.delete_pod(ns, "deep")
+    cluster.delete_vnet(n)
