@@ -17,8 +17,10 @@ import kopf
 
 from ovnvnet.config import Settings
 from ovnvnet.health import start_health_server
-from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.client import ApiError, KubeClient
 from ovnvnet.kube.connection import Connection
+from ovnvnet.kube.seal import operator_seal_key
+from ovnvnet.model.annotation import SealKeyError
 from ovnvnet.ovn.nb import NbClient
 from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
@@ -93,9 +95,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             certfile=hook.certfile, pkeyfile=hook.pkeyfile, cafile=hook.certfile)
         settings.admission.managed = "ovnvnet.io"
     if "state" not in memo:
+        kube = KubeClient(memo.connection)
+        try:
+            seal_key = await operator_seal_key(cfg.seal_key_file, cfg.seal_secret, kube)
+        except SealKeyError as exc:
+            await kube.close()
+            raise kopf.PermanentError(str(exc)) from exc
+        except ApiError as exc:
+            await kube.close()
+            raise kopf.TemporaryError(f"reading the seal key Secret {cfg.seal_secret} failed: {exc}",
+                                      delay=2) from exc
         nb = NbClient(cfg.nb_remote, timeout=cfg.nb_timeout, ssl_key=cfg.ssl_key, ssl_cert=cfg.ssl_cert,
                       ssl_ca=cfg.ssl_ca)
-        memo.state = State(cfg, KubeClient(memo.connection), nb)
+        memo.state = State(cfg, kube, nb, seal_key=seal_key)
         memo.health = await start_health_server(memo.state, cfg.health_port)
     state: State = memo.state
     # the NB replica syncs (seconds with many ports) while the API records are read

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovnvnet.config import WebhookSettings
-from ovnvnet.model.annotation import AnnotationError, parse_ovn_network
+from ovnvnet.model.annotation import REQUEST_ANNOTATION, AnnotationError, parse_ovn_network
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
 from ovnvnet.reconcile.network import overlapping
-from ovnvnet.reconcile.pod import REQUEST, RequestRefused, validate_request
+from ovnvnet.reconcile.pod import RequestRefused, validate_request
 from ovnvnet.reconcile.state import State
 
 # Refusals that are final for a new pod. A network that is not ready yet or is full is not a reason
@@ -79,11 +79,11 @@ class Refused(Exception):
 async def check_pod(state: State, body: dict, old: dict | None) -> None:
     """Raise Refused with the operator's own message if the pod's request is invalid."""
     meta = body.get("metadata") or {}
-    raw = (meta.get("annotations") or {}).get(REQUEST)
+    raw = (meta.get("annotations") or {}).get(REQUEST_ANNOTATION)
     if raw is None:
         return
     if old is not None:
-        old_raw = ((old.get("metadata") or {}).get("annotations") or {}).get(REQUEST)
+        old_raw = ((old.get("metadata") or {}).get("annotations") or {}).get(REQUEST_ANNOTATION)
         if old_raw == raw or meta.get("uid") in state.attached:
             return  # unchanged, or attached (a later change is reported by an Event, not refused)
     try:

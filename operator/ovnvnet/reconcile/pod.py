@@ -30,19 +30,23 @@ import netaddr
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
-from ovnvnet.model import legacy, names
-from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
-                                      encode_iface_list, parse_ovn_network)
+from ovnvnet.model import names
+from ovnvnet.model.annotation import (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION,
+                                      RESULT_ANNOTATION, AnnotationError, InterfaceRequest, InterfaceResult,
+                                      encode_iface_list, encode_legacy_result, parse_legacy_request,
+                                      parse_ovn_network, SealError, decode_iface_list, decode_legacy_result,
+                                      result_key, sealed_annotations, sealed_result)
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 
 log = logging.getLogger(__name__)
 
-REQUEST = "ovnNetwork"
-RESULT = "ovnIfaceList"
-ERROR = "ovnNetworkError"
-ERROR_RETRY = "ovnNetworkErrorRetry"  # "true": the operator retries by itself (the CNI keeps waiting)
+# the keys, as the rest of reconcile/ spells them (defined in model/annotation.py)
+REQUEST = REQUEST_ANNOTATION
+RESULT = RESULT_ANNOTATION
+ERROR = ERROR_ANNOTATION
+ERROR_RETRY = ERROR_RETRY_ANNOTATION  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
@@ -85,23 +89,26 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             return
         try:
             reqs = (parse_ovn_network(raw) if not is_legacy else
-                    [legacy.parse_legacy_request(annotations.get(legacy.ANNOTATION), state.settings.default_network)])
+                    [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), state.settings.default_network)])
         except AnnotationError as exc:
             await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
             return
         await attach_pod(state, body, reqs, is_legacy=is_legacy)
 
 
-def result_annotation(record: PodRecord) -> dict[str, str]:
+def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
+    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID."""
     if record.legacy:
-        return {legacy.ANNOTATION: legacy.encode_legacy_result(record.results[0], record.namespace, record.name)}
-    return {RESULT: encode_iface_list(record.results)}
+        name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
+    else:
+        name, value = RESULT, encode_iface_list(record.results)
+    return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
 async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str | None, annotations: dict) -> None:
     """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
     ns, name, uid = pod_ident(body)
-    wanted = result_annotation(record)
+    wanted = result_annotation(state, record)
     if any(annotations.get(k) != v for k, v in wanted.items()):
         try:
             await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted))
@@ -280,7 +287,7 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         record = PodRecord(ns, name, uid, results, legacy=is_legacy)
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
-                ns, name, uid, result_annotation(record),
+                ns, name, uid, result_annotation(state, record),
                 remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
         except ApiError as exc:
             if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
@@ -358,27 +365,61 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
 
 def restore_record(state: State, body: dict, admits: Callable[[str, str], bool]) -> bool:
     """Rebuild, after the records were reserved: read a live pod's result annotation (`ovnIfaceList`
-    or the legacy result) and hand it to `restore_claims`, which checks it against the records.
+    or the legacy result) and hand it to `restore_claims`, which checks it against the records. Only
+    a result the operator sealed for this pod's UID is considered; an unsealed one (copied from
+    another pod, edited, or written before results were sealed) is never restored: the pod is
+    handled as a new request (reusing what the records give it), and refused for its life if the
+    unsealed result claims an address the records give to another pod (`claims_of_forged`).
     `admits(network, namespace)`: whether the network's namespaceSelector admits the namespace."""
     ns, name, uid = pod_ident(body)
     annotations = body.get("metadata", {}).get("annotations") or {}
-    raw = annotations.get(RESULT)
-    raw_legacy = annotations.get(legacy.ANNOTATION) if REQUEST not in annotations else None
-    is_legacy = raw is None and legacy.is_result(raw_legacy)
-    if (not raw and not is_legacy) or not uid or is_terminal(body):
+    if not uid or is_terminal(body):
         return False
     try:
-        results = [legacy.decode_legacy_result(raw_legacy)] if is_legacy else decode_iface_list(raw)
-    except AnnotationError as exc:
-        log.warning("pod %s/%s has an unreadable result (%s); it will be attached anew", ns, name, exc)
+        sealed = sealed_result(annotations, uid, state.seal_key, f"{ns}/{name}")
+    except SealError as exc:
+        log.warning("rebuild: %s; the pod is handled as a new request", exc)
+        _refuse_forged_claim(state, body, annotations)
         return False
-    return restore_claims(state, body, results, is_legacy=is_legacy, admits=admits)
+    except AnnotationError as exc:
+        log.warning("rebuild: %s; the pod is handled as a new request", exc)
+        return False
+    if sealed is None:
+        return False
+    return restore_claims(state, body, sealed.interfaces, is_legacy=sealed.legacy, admits=admits)
+
+
+def _not_owned(key: str, res: InterfaceResult, holder: Holder) -> RequestRefused:
+    return RequestRefused(
+        f"{key} claims {res.ip} on network {res.network}, which the operator's records give to pod "
+        f"{holder.pod} (interface {holder.interface}): this result was not written by ovnvnet for this "
+        f"pod (copied from another pod?) and is not used; recreate the pod without {key}",
+        retry=False, reason="ResultNotOwned")
+
+
+def _refuse_forged_claim(state: State, body: dict, annotations: dict) -> None:
+    """An unsealed result is never used to grant anything; but one claiming an address the records
+    give to another pod is a copy of that pod's result (a clone, or a takeover attempt): refuse the
+    pod for its life, naming the holder, rather than attach it as if nothing were wrong."""
+    key = result_key(annotations)
+    try:
+        claimed = (([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
+                    else decode_iface_list(annotations[key])) if key else [])
+    except AnnotationError:
+        return
+    uid = pod_ident(body)[2]
+    for res in claimed:
+        net = state.networks.get(res.network)
+        holder = net.allocator.holder_of(res.ip) if net is not None else None
+        if holder is not None and holder.pod_uid != uid:
+            refuse_for_life(state, body, _not_owned(key, res, holder))
+            return
 
 
 def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, is_legacy: bool,
                    admits: Callable[[str, str], bool]) -> bool:
     """Rebuild: the records (NB ports, IPBlocks) are already reserved and are the truth. A pod's
-    decoded result is restored (the pod counts as attached) only when every interface either
+    sealed result is restored (the pod counts as attached) only when every interface either
     agrees with the records or fills a gap: an address no record holds, on a network that admits
     the pod's namespace, for a pod carrying no `ovnNetworkError` (the operator never writes both).
     A result claiming an address the records give to another pod is refused for the pod's life
@@ -387,7 +428,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     annotations = body.get("metadata", {}).get("annotations") or {}
-    key = legacy.ANNOTATION if is_legacy else RESULT
+    key = LEGACY_ANNOTATION if is_legacy else RESULT
     gaps: list[InterfaceResult] = []
     for res in results:
         net = state.networks.get(res.network)
@@ -396,11 +437,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
             continue
         holder = net.allocator.holder_of(res.ip)
         if holder is not None and holder.pod_uid != uid:
-            refuse_for_life(state, body, RequestRefused(
-                f"{key} claims {res.ip} on network {res.network}, which the operator's records give to pod "
-                f"{holder.pod} (interface {holder.interface}): this result was not written by ovnvnet for this "
-                f"pod (copied from another pod?) and is not used; recreate the pod without {key}",
-                retry=False, reason="ResultNotOwned"))
+            refuse_for_life(state, body, _not_owned(key, res, holder))
             return False
         if holder is not None:
             if (holder.interface, holder.mac) != (res.interface, res.mac.lower()):

@@ -53,8 +53,9 @@ class Network:
 
 
 class State:
-    def __init__(self, settings: Settings, kube: KubeClient, nb: NbClient):
+    def __init__(self, settings: Settings, kube: KubeClient, nb: NbClient, *, seal_key: bytes):
         self.settings = settings
+        self.seal_key = seal_key                        # results are sealed with it (model/annotation.py)
         self.kube = kube
         self.nb = nb
         self.networks: dict[str, Network] = {}          # applied networks (allocator ready)
