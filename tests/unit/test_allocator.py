@@ -405,6 +405,7 @@ def test_work_per_operation_does_not_grow_with_subnet_or_occupancy():
     table = {(subnet, occ): lines_per_op(subnet, occ)
              for subnet in ("10.0.0.0/24", "10.0.0.0/16") for occ in OCCUPANCIES}
     shown = ", ".join(f"{s[-3:]} {o:.1%}: {v:.1f}" for (s, o), v in table.items())
+    print(shown)
     for occ in OCCUPANCIES:
         small, big = table["10.0.0.0/24", occ], table["10.0.0.0/16", occ]
         assert big <= 60, f"{big:.0f} lines per operation in a /16 at {occ:.1%} ({shown})"

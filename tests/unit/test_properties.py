@@ -419,27 +419,32 @@ def test_random_sequences_never_double_allocate(ops):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 199)), max_size=600))
+@given(st.lists(st.tuples(st.sampled_from(["take", "give", "take_next"]), st.integers(0, 199)),
+                max_size=600))
 def test_free_runs_match_a_set(ops):
     """FreeRuns with tiny blocks (splits and merges on almost every step) against a set."""
     old = freeruns.LOAD
     freeruns.LOAD = 8
     try:
         runs, model = freeruns.FreeRuns([(0, 199)]), set(range(200))
-        for take, x in ops:
-            if take == (x in model):
-                (runs.take if take else runs.give)(x)
-                (model.discard if take else model.add)(x)
+        for op, x in ops:
+            if op == "take_next":   # the lowest free >= x, else the lowest (wrapping)
+                want = min((a for a in model if a >= x), default=min(model, default=None))
+                assert runs.take_next(x) == want
+                model.discard(want)
+            elif (op == "take") == (x in model):
+                getattr(runs, op)(x)
+                (model.discard if op == "take" else model.add)(x)
             else:   # taking a held or giving a free address is refused, nothing changes
                 with pytest.raises(ValueError):
-                    (runs.take if take else runs.give)(x)
+                    getattr(runs, op)(x)
             flat = [a for s, e in runs for a in range(s, e + 1)]
             assert flat == sorted(model)
             pairs = list(runs)
             assert all(e0 + 1 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:])), "runs touch"
-            y = ops[0][1]
-            assert runs.next_free(y) == min((a for a in model if a >= y), default=None)
+            assert runs.next_free(x) == min((a for a in model if a >= x), default=None)
             assert runs.first() == min(model, default=None)
+            assert len(runs) == len(pairs) and runs.size() == len(model)
     finally:
         freeruns.LOAD = old
 

@@ -280,18 +280,17 @@ class SubnetAllocator:
         if self._capacity - self._held_in_capacity <= 0:
             raise NetworkExhausted(f"network {self._label()} has no free address")
         free = self._free
-        c = free.next_free(self._cursor + 1)
-        if c is None:   # nothing free after the cursor: wrap to the lowest free address
-            c = free.first()
+        c = free.take_next(self._cursor + 1)   # after the cursor, else wrapping to the lowest
         if holder.mac:
             stored = holder
         else:
             mac = _mac_from_int(c)
-            if mac in self._by_mac:
+            if mac in self._by_mac:   # rare: a static MAC equal to this address's derived one
+                free.give(c)
                 c, mac = self._skip_mac_clashes(c)
+                free.take(c)
             stored = Holder(holder.pod, holder.pod_uid, holder.interface, mac)
         # c is free, in the host range, not the gateway and not excluded: it counts.
-        free.take(c)
         self._cursor = c
         self._held[c] = stored
         self._by_key[key] = c

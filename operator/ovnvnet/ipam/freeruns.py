@@ -16,7 +16,8 @@ starts and ends) under one top-level list holding each block's last end. Every o
   over those inserts: under one slot per operation for up to ``LOAD**2`` (262,144) runs.
 
 Operations: :meth:`next_free` (the lowest free address >= y), :meth:`first`, :meth:`take` (a
-free address becomes held) and :meth:`give` (a held address becomes free). ``take`` of an
+free address becomes held), :meth:`take_next` (both at once, wrapping) and :meth:`give` (a held
+address becomes free). ``take`` of an
 address that is not free and ``give`` of one that is raise ValueError: the caller's books are
 wrong, and silently going on would hand an address out twice.
 """
@@ -110,6 +111,41 @@ class FreeRuns:
                         self._split(b)
                 return
         raise ValueError(f"address {x} is not free")
+
+    def take_next(self, y: int) -> int | None:
+        """Take and return the lowest free address >= ``y``, else the lowest free address
+        (wrapping); None if nothing is free. One search: the hot path of dynamic allocation."""
+        maxes = self._maxes
+        b = bisect_left(maxes, y)
+        if b == len(maxes):
+            if not maxes:
+                return None
+            b = j = 0
+            starts, ends = self._s[0], self._e[0]
+            x = starts[0]
+        else:
+            starts, ends = self._s[b], self._e[b]
+            j = bisect_left(ends, y)
+            x = starts[j]
+            if x < y:
+                x = y
+        s, e = starts[j], ends[j]
+        if x == s:
+            if s == e:
+                self._delete(b, j)
+            else:
+                starts[j] = x + 1
+        elif x == e:
+            ends[j] = x - 1
+            if j == len(ends) - 1:
+                maxes[b] = x - 1
+        else:
+            ends[j] = x - 1
+            starts.insert(j + 1, x + 1)
+            ends.insert(j + 1, e)
+            if len(starts) > 2 * LOAD:
+                self._split(b)
+        return x
 
     def give(self, x: int) -> None:
         """``x`` (held) becomes free: it joins the run before, the run after, both or neither."""
