@@ -7,6 +7,9 @@ subnet, so the first allocate wraps straight into the run. Then, timed:
 - dynamic: ``ops`` times release a random held address (outside the run) and allocate one;
 - static: ``ops`` times reserve a random free address and release a random held one.
 
+Occupancies 50 %, 90 %, 99 %, 99.9 % and "full-1" (every address held but one: the case of
+issue 11, where the linear walk crossed half the subnet per allocate).
+
 One op is one allocate, reserve or release. The per-op time is the median over the repeats of
 (repeat time / ops). Two baselines measured in the same run, on the same layouts and the same
 operation sequences:
@@ -32,7 +35,11 @@ from ovnvnet.model.network import parse_network_spec
 
 TARGET_OPS = 200_000
 TARGET_RATIO = 2.0
-OCCUPANCIES = (0.5, 0.9, 0.99, 0.999)
+OCCUPANCIES = (0.5, 0.9, 0.99, 0.999, 1.0)   # 1.0: full but one free address
+
+
+def _occ(occ: float) -> str:
+    return "full-1" if occ >= 1 else f"{occ:.1%}"
 SUBNETS = {"/24": "10.1.0.0/24", "/16": "10.2.0.0/16", "/12": "10.16.0.0/12"}
 
 
@@ -181,49 +188,50 @@ def per_op(cls, mode, subnet: str, occupancy: float, repeats: int, ops: int) -> 
 
 # ---------------------------------------------------------------------------- run
 def run(repeats: int = 5, ops: int = 20_000, ref_ops: int = 1_000,
-        sizes: tuple[str, ...] = ("/24", "/16"), occupancies: tuple[float, ...] = OCCUPANCIES) -> Result:
+        sizes: tuple[str, ...] = ("/24", "/16"), occupancies: tuple[float, ...] = OCCUPANCIES,
+        modes: tuple[str, ...] = ("dynamic", "static")) -> Result:
     res = Result("s3_allocator", "allocator: " + " vs ".join(sizes) + " at 50-99.9 % occupancy, "
                  "cursor wrapping into a long held run",
                  params={"repeats": repeats, "ops_per_repeat": 2 * ops, "reference_ops_per_repeat": 2 * ref_ops,
-                         "sizes": list(sizes), "occupancies": list(occupancies)})
+                         "sizes": list(sizes), "occupancies": list(occupancies), "modes": list(modes)})
     table: dict[tuple[str, str, float, str], float] = {}
-    for mode in ("dynamic", "static"):
+    for mode in modes:
         for occ in occupancies:
             for label in sizes:
                 for impl, cls, n in (("runs", SubnetAllocator, ops), ("walk", LinearWalk, ref_ops)):
                     times = per_op(cls, mode, SUBNETS[label], occ, repeats, n)
                     table[mode, label, occ, impl] = median(times)
-                    log(f"{mode} {label} {occ:.1%} {impl}: {median(times) * 1e6:.2f} us/op (runs: "
+                    log(f"{mode} {label} {_occ(occ)} {impl}: {median(times) * 1e6:.2f} us/op (runs: "
                         + ", ".join(f"{t * 1e6:.2f}" for t in times) + ")")
             base = sizes[0]
             for label in sizes:
                 new, old = table[mode, label, occ, "runs"], table[mode, label, occ, "walk"]
-                res.add(f"{mode} {occ:.1%} {label} per op", new * 1e6, "us", baseline=old * 1e6,
+                res.add(f"{mode} {_occ(occ)} {label} per op", new * 1e6, "us", baseline=old * 1e6,
                         baseline_name="linear walk", target=f"<= {1e6 / TARGET_OPS:g} us",
                         met=new <= 1 / TARGET_OPS)
             for label in sizes[1:]:
                 ratio = table[mode, label, occ, "runs"] / table[mode, base, occ, "runs"]
                 old = table[mode, label, occ, "walk"] / table[mode, base, occ, "walk"]
-                res.add(f"{mode} {occ:.1%} {label} : {base} per op", ratio, "x", baseline=old,
+                res.add(f"{mode} {_occ(occ)} {label} : {base} per op", ratio, "x", baseline=old,
                         baseline_name=f"linear walk {label} : {base}", ratio=ratio,
                         target=f"<= {TARGET_RATIO:g}", met=ratio <= TARGET_RATIO)
     res.extra["per_op_us"] = {f"{m} {l} {o} {i}": v * 1e6 for (m, l, o, i), v in table.items()}
-    res.extra["matrix"] = matrix(table, sizes, occupancies)
+    res.extra["matrix"] = matrix(table, modes, sizes, occupancies)
     res.notes.append("one op = one allocate, reserve or release; per op = median of the repeats; "
                      "pure Python, one core; 'linear walk' = the allocator before free runs, same "
                      "layouts and operation sequences")
     return res
 
 
-def matrix(table, sizes, occupancies) -> str:
+def matrix(table, modes, sizes, occupancies) -> str:
     """The per-op medians as one compact table (us/op), with the size ratios."""
     head = ["mode", "occupancy"]
     for impl in ("runs", "walk"):
         head += [f"{impl} {s}" for s in sizes] + [f"{impl} {s}:{sizes[0]}" for s in sizes[1:]]
     lines = [head]
-    for mode in ("dynamic", "static"):
+    for mode in modes:
         for occ in occupancies:
-            row = [mode, f"{occ:.1%}"]
+            row = [mode, _occ(occ)]
             for impl in ("runs", "walk"):
                 row += [f"{table[mode, s, occ, impl] * 1e6:.2f}" for s in sizes]
                 row += [f"{table[mode, s, occ, impl] / table[mode, sizes[0], occ, impl]:.2f}" for s in sizes[1:]]
@@ -237,9 +245,12 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ops", type=int, default=20_000, help="cycles (2 ops each) per repeat")
     ap.add_argument("--ref-ops", type=int, default=1_000, help="cycles per repeat for the linear walk")
-    ap.add_argument("--sizes", default="/24,/16", help="comma-separated from /24,/16,/12")
+    ap.add_argument("--sizes", default="/24,/16", help="comma-separated from /24,/16,/12; the first is the baseline")
+    ap.add_argument("--occupancies", default=",".join(map(str, OCCUPANCIES)))
+    ap.add_argument("--modes", default="dynamic,static")
     args = ap.parse_args(argv)
-    res = run(args.repeats, args.ops, args.ref_ops, tuple(args.sizes.split(",")))
+    res = run(args.repeats, args.ops, args.ref_ops, tuple(args.sizes.split(",")),
+              tuple(float(o) for o in args.occupancies.split(",")), tuple(args.modes.split(",")))
     print(res.table())
     print("\nper-op medians, us (runs: this allocator; walk: the linear walk it replaced)")
     print(res.extra["matrix"])

@@ -446,3 +446,8 @@ def test_construction_is_cheap_for_huge_subnets():
     a.allocate(holder("a"))
     a.reserve("10.255.0.7", holder("b"))
     assert time.perf_counter() - start < 0.1
+    # free space is kept as runs, never per address: a run ends only at a held address, an
+    # exclusion or the gateway (here: .0.2 onwards, the excluded block, the hole at .255.0.7)
+    assert list(a._free) == [(int(ip("10.0.0.3")), int(ip("10.0.255.255"))),
+                             (int(ip("10.201.0.0")), int(ip("10.255.0.6"))),
+                             (int(ip("10.255.0.8")), int(ip("10.255.255.254")))]
