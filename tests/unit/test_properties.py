@@ -420,14 +420,18 @@ def test_random_sequences_never_double_allocate(ops):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["take", "give", "take_next"]), st.integers(0, 199)),
-                max_size=600))
-def test_free_runs_match_a_set(ops):
-    """FreeRuns with tiny blocks (splits and merges on almost every step) against a set."""
+                max_size=600), st.booleans())
+def test_free_runs_match_a_set(ops, wide):
+    """FreeRuns with tiny blocks (splits and merges on almost every step) against a set; wide:
+    list blocks and addresses beyond 64 bits (IPv6), else packed 64-bit arrays."""
     old = freeruns.LOAD
     freeruns.LOAD = 8
+    base = 2**100 if wide else 0
     try:
-        runs, model = freeruns.FreeRuns([(0, 199)]), set(range(200))
+        runs = freeruns.FreeRuns([(base, base + 199)], wide=wide)
+        model = set(range(base, base + 200))
         for op, x in ops:
+            x += base
             if op == "take_next":   # the lowest free >= x, else the lowest (wrapping)
                 want = min((a for a in model if a >= x), default=min(model, default=None))
                 assert runs.take_next(x) == want

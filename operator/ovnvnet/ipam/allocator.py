@@ -96,7 +96,7 @@ class SubnetAllocator:
         # some on the gateway or in an exclusion).
         self._held_in_capacity = 0
         # The addresses allocate() may hand out and nobody holds: exactly `available` of them.
-        self._free = FreeRuns(self._capacity_runs())
+        self._free = FreeRuns(self._capacity_runs(), wide=self._version != 4)
         if cursor is None or not (self._net_first <= cursor <= self._net_last):
             cursor = self._net_first
         self._cursor = cursor
