@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 import netaddr
 
 from ..model.annotation import normalize_mac
-from .freeruns import FreeRuns
 from ..model.network import NetworkSpec, parse_ipv4
+from .freeruns import FreeRuns
 
 __all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
 
