@@ -20,6 +20,7 @@ from ovnvnet.kube.connection import from_kubeconfig
 from ovnvnet.kube.seal import secret_seal_key
 from ovnvnet.model.annotation import (RESULT_ANNOTATION, SEAL_ANNOTATION, SealError, SealKeyError,
                                       check_seal, read_seal_key)
+from harness.stack import free_port
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, wait_until
 
@@ -121,7 +122,7 @@ def test_seal_key_secret_is_created_once_and_reused(cluster: Cluster, ns: str) -
 
 def test_operator_without_a_seal_key_refuses_to_start(cluster: Cluster) -> None:
     env = {k: v for k, v in cluster.stack.operator_env().items() if not k.startswith("OVNVNET_SEAL")}
-    env["OVNVNET_HEALTH_PORT"] = "0"
+    env["OVNVNET_HEALTH_PORT"] = str(free_port())
     out = subprocess.run([sys.executable, "-m", "ovnvnet"], env=env, capture_output=True, text=True,
                          timeout=60, cwd=cluster.stack.root)
     assert out.returncode != 0

@@ -8,9 +8,17 @@ import netaddr
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
-from ovnvnet.ipam import AllocationError, Holder, NetworkExhausted, SubnetAllocator
+from ovnvnet.ipam import AllocationError, Holder, NetworkExhausted, SubnetAllocator, freeruns
 from ovnvnet.model.annotation import (
     MAX_INTERFACES,
     AnnotationError,
@@ -405,3 +413,229 @@ def test_random_sequences_never_double_allocate(ops):
             assert alloc.release(netaddr.IPAddress(ip)).pod_uid == owner.pop(ip)
         assert alloc.used == len(owner)
         assert alloc.available == 61 - 10 - len(owner)
+
+
+# -- free runs vs a set -------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["take", "give", "take_next"]), st.integers(0, 199)),
+                max_size=600), st.booleans())
+def test_free_runs_match_a_set(ops, wide):
+    """FreeRuns with tiny blocks (splits and merges on almost every step) against a set; wide:
+    list blocks and addresses beyond 64 bits (IPv6), else packed 64-bit arrays."""
+    old = freeruns.LOAD
+    freeruns.LOAD = 8
+    base = 2**100 if wide else 0
+    try:
+        runs = freeruns.FreeRuns([(base, base + 199)], wide=wide)
+        model = set(range(base, base + 200))
+        for op, x in ops:
+            x += base
+            if op == "take_next":   # the lowest free >= x, else the lowest (wrapping)
+                want = min((a for a in model if a >= x), default=min(model, default=None))
+                assert runs.take_next(x) == want
+                model.discard(want)
+            elif (op == "take") == (x in model):
+                getattr(runs, op)(x)
+                (model.discard if op == "take" else model.add)(x)
+            else:   # taking a held or giving a free address is refused, nothing changes
+                with pytest.raises(ValueError):
+                    getattr(runs, op)(x)
+            flat = [a for s, e in runs for a in range(s, e + 1)]
+            assert flat == sorted(model)
+            pairs = list(runs)
+            assert all(e0 + 1 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:])), "runs touch"
+            assert runs.next_free(x) == min((a for a in model if a >= x), default=None)
+            assert runs.first() == min(model, default=None)
+            assert len(runs) == len(pairs) and runs.size() == len(model)
+    finally:
+        freeruns.LOAD = old
+
+
+# -- allocator vs the linear walk ---------------------------------------------------------
+
+
+def derived_mac(ip: int) -> str:
+    return "0a:58:" + ":".join(f"{(ip >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
+
+
+class LinearWalk:
+    """The reference: the allocator's rules written the simplest way, dynamic allocation by
+    walking forward one address at a time from the cursor (what the allocator did before it
+    kept free runs)."""
+
+    def __init__(self, spec, cursor=None) -> None:
+        self.spec = spec
+        self.lo, self.hi, self.gw = spec.first + 1, spec.last - 1, int(spec.gateway)
+        self.held: dict[int, tuple[tuple[str, str], str]] = {}
+        ok = cursor is not None and spec.first <= cursor <= spec.last
+        self.cursor = cursor if ok else spec.first
+
+    def usable(self, ip: int) -> bool:
+        return self.lo <= ip <= self.hi and ip != self.gw and not self.spec.is_excluded(ip)
+
+    def free(self) -> list[int]:
+        return [ip for ip in range(self.lo, self.hi + 1) if self.usable(ip) and ip not in self.held]
+
+    def mac_taken(self, mac: str, key) -> bool:
+        return any(m == mac and k != key for k, m in self.held.values())
+
+    def holding(self, key) -> int | None:
+        return next((ip for ip, (k, _) in self.held.items() if k == key), None)
+
+    def allocate(self, key, mac: str) -> int | None:
+        """The address handed out; None: exhausted; AllocationError: refused."""
+        if mac and self.mac_taken(mac, key):
+            raise AllocationError("mac held")
+        if self.holding(key) is not None:
+            return self.holding(key)
+        c = self.cursor
+        for _ in range(self.hi - self.lo + 1):
+            c = c + 1 if c < self.hi else self.lo
+            if self.usable(c) and c not in self.held and (mac or not self.mac_taken(derived_mac(c), key)):
+                self.held[c] = (key, mac or derived_mac(c))
+                self.cursor = c
+                return c
+        return None
+
+    def reserve(self, ip: int, key, mac: str) -> None:
+        other = self.held.get(ip)
+        if not self.usable(ip) or (other is not None and other[0] != key):
+            raise AllocationError("address refused")
+        if self.holding(key) not in (None, ip):
+            raise AllocationError("interface holds another address")
+        mac = mac or derived_mac(ip)
+        if self.mac_taken(mac, key):
+            raise AllocationError("mac held")
+        self.held[ip] = (key, mac)
+
+
+SPECS = [
+    {"subnet": "10.0.0.0/27", "gateway": "10.0.0.9",
+     "excludeIPs": ["10.0.0.3", "10.0.0.12..10.0.0.15", "10.0.0.30"]},
+    {"subnet": "10.0.0.0/27", "gateway": "10.0.0.30", "excludeIPs": ["10.0.0.0..10.0.0.4"]},
+    {"subnet": "10.0.0.0/27", "excludeIPs": ["10.0.0.20..10.0.0.31"]},
+    {"subnet": "10.0.0.0/26"},
+    {"subnet": "10.0.0.0/29"},
+]
+STATIC_MACS = ["0a:00:00:00:00:01", "0a:00:00:00:00:02", "0a:00:00:00:00:03"]
+offsets = st.integers(-2, 66)   # some outside the subnet
+
+
+class LinearWalkMachine(RuleBasedStateMachine):
+    """Allocator and reference, same random operations: same addresses, same refusals, same
+    cursor, and the allocator's free runs are exactly the reference's free addresses. Runs of
+    held addresses, wrap-around (cursors near the end) and MAC clashes are generated on
+    purpose."""
+
+    @initialize(which=st.integers(0, len(SPECS) - 1), cursor=offsets)
+    def start(self, which, cursor):
+        self.spec = parse_network_spec(SPECS[which])
+        self.alloc = SubnetAllocator("net-w", self.spec, cursor=self.spec.first + cursor)
+        self.ref = LinearWalk(self.spec, cursor=self.spec.first + cursor)
+        self.serial = 0
+
+    def key(self, pick: int | None) -> tuple[str, str]:
+        if pick is None:
+            self.serial += 1
+            pick = 1000 + self.serial
+        return (f"u{pick}", "net0")
+
+    def both(self, fn_alloc, fn_ref):
+        try:
+            got = fn_alloc()
+        except NetworkExhausted:
+            got = None
+        except AllocationError:
+            got = AllocationError
+        try:
+            want = fn_ref()
+        except AllocationError:
+            want = AllocationError
+        return got, want
+
+    @rule(pick=st.none() | st.integers(0, 30), mac=st.sampled_from([""] * 4 + STATIC_MACS))
+    def allocate(self, pick, mac):
+        key = self.key(pick)
+        h = Holder(f"ns/{key[0]}", key[0], key[1], mac)
+        got, want = self.both(lambda: int(self.alloc.allocate(h)), lambda: self.ref.allocate(key, mac))
+        assert got == want, f"allocate gave {got}, the linear walk {want}"
+
+    @rule(offset=offsets, pick=st.none() | st.integers(0, 30),
+          mac=st.sampled_from([""] * 3 + STATIC_MACS) | offsets.map(lambda o: derived_mac(0x0A000000 + o)))
+    def reserve(self, offset, pick, mac):
+        ip, key = self.spec.first + offset, self.key(pick)
+        h = Holder(f"ns/{key[0]}", key[0], key[1], mac)
+        got, want = self.both(lambda: self.alloc.reserve(ip, h), lambda: self.ref.reserve(ip, key, mac))
+        assert got == want, f"reserve {ip}: allocator {got}, reference {want}"
+
+    @rule(start=offsets, length=st.integers(1, 40))
+    def hold_run(self, start, length):
+        """A long run of held addresses (static reservations by fresh holders)."""
+        for ip in range(self.spec.first + start, self.spec.first + start + length):
+            key = self.key(None)
+            h = Holder(f"ns/{key[0]}", key[0], key[1], "")
+            got, want = self.both(lambda: self.alloc.reserve(ip, h), lambda: self.ref.reserve(ip, key, ""))
+            assert got == want
+
+    @rule(start=offsets, length=st.integers(1, 40))
+    def release_run(self, start, length):
+        for ip in range(self.spec.first + start, self.spec.first + start + length):
+            released = self.alloc.release(ip)
+            mine = self.ref.held.pop(ip, None)
+            assert (released is None) == (mine is None)
+            if released is not None:
+                assert (released.key, released.mac) == mine
+
+    @rule(cursor=st.integers(-2, 40).map(lambda back: 63 - back))
+    def restart(self, cursor):
+        """Rebuild from the records with a cursor near the end (the next allocate wraps)."""
+        cursor += self.spec.first
+        records, ref_held = self.alloc.holders(), self.ref.held
+        self.alloc = SubnetAllocator("net-w", self.spec, cursor=cursor)
+        self.ref = LinearWalk(self.spec, cursor=cursor)
+        for ip, h in records.items():   # a record a spec change left on a refused address is
+            ip = int(netaddr.IPAddress(ip))   # refused by both (the operator reports it)
+            got, want = self.both(lambda: self.alloc.reserve(ip, h),
+                                  lambda: self.ref.reserve(ip, h.key, ref_held[ip][1]))
+            assert got == want
+
+    @rule(which=st.integers(0, len(SPECS) - 1))
+    def change_spec(self, which):
+        """A spec change on the same subnet (conflicts allowed: held addresses may end up on the
+        gateway or in an exclusion, and must neither count nor be handed out)."""
+        new = parse_network_spec(SPECS[which])
+        if new.subnet != self.spec.subnet:
+            return
+        self.spec = new
+        self.alloc = self.alloc.with_spec(new)
+        held, cursor = self.ref.held, self.ref.cursor
+        self.ref = LinearWalk(new, cursor=cursor)
+        self.ref.held = held
+
+    @invariant()
+    def same_state(self):
+        if not hasattr(self, "alloc"):
+            return
+        got = {int(netaddr.IPAddress(ip)): (h.key, h.mac) for ip, h in self.alloc.holders().items()}
+        assert got == self.ref.held
+        assert self.alloc.cursor == self.ref.cursor
+        free = self.ref.free()
+        assert [a for s, e in self.alloc._free for a in range(s, e + 1)] == free
+        assert self.alloc.available == len(free)
+        assert self.alloc.used == len(self.ref.held)
+        assert len(self.alloc._free) <= self.alloc.used + len(self.spec.exclude) + 2
+
+
+def test_allocator_matches_linear_walk():
+    old = freeruns.LOAD
+    freeruns.LOAD = 8   # many blocks even in a /26: splits and merges get exercised
+    try:
+        run_state_machine_as_test(
+            LinearWalkMachine,
+            settings=settings(max_examples=200, stateful_step_count=50, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow]),
+        )
+    finally:
+        freeruns.LOAD = old

@@ -1,9 +1,15 @@
 """Pure per-network address allocator: no Kubernetes, no OVN.
 
-Addresses are ints internally. Nothing scans the subnet: lookups are dicts, exclusions are
-merged sorted ranges searched by bisect, and ``available`` is kept exact incrementally. The
-only loop is in :meth:`SubnetAllocator.allocate`, which steps over consecutive held addresses
-and jumps over a whole exclusion range at once.
+Addresses are ints internally. Nothing scans the subnet, at any occupancy: lookups are dicts,
+exclusions are merged sorted ranges searched by bisect, ``available`` is kept exact
+incrementally, and the free addresses are kept as sorted runs (:class:`.freeruns.FreeRuns`), so
+"the next free address after the cursor" is two bisects however many held addresses follow the
+cursor. Every operation costs O(log n) comparisons plus a bounded amount of list work; the one
+loop left is in :meth:`SubnetAllocator.allocate`, which steps once per free address whose
+derived MAC another holder took as its static MAC (one step per such holder at most).
+
+Memory tracks the held addresses, never the free ones: the free runs number at most held +
+exclusions + 2, and a fresh network of any size is one run.
 
 Dynamic allocation uses a cursor that only moves forward (wrapping at the end of the subnet),
 so a just-freed address is the last one to be handed out again: clients still talking to the
@@ -19,6 +25,7 @@ import netaddr
 
 from ..model.annotation import normalize_mac
 from ..model.network import NetworkSpec, parse_ipv4
+from .freeruns import FreeRuns
 
 __all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
 
@@ -88,11 +95,36 @@ class SubnetAllocator:
         # Held addresses that count against capacity (all of them, unless a spec change left
         # some on the gateway or in an exclusion).
         self._held_in_capacity = 0
+        # The addresses allocate() may hand out and nobody holds: exactly `available` of them.
+        self._free = FreeRuns(self._capacity_runs(), wide=self._version != 4)
         if cursor is None or not (self._net_first <= cursor <= self._net_last):
             cursor = self._net_first
         self._cursor = cursor
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _capacity_runs(self) -> list[tuple[int, int]]:
+        """The host range minus the gateway and the exclusions, as sorted runs (no scan)."""
+        runs = []
+        start = self._lo
+        for a, b in self.spec.exclude:
+            if b < start:
+                continue
+            if a > self._hi:
+                break
+            if a > start:
+                runs.append((start, a - 1))
+            start = b + 1
+        if start <= self._hi:
+            runs.append((start, self._hi))
+        gw = self._gw
+        out = []
+        for s, e in runs:
+            if s <= gw <= e:
+                out += [(s, gw - 1), (gw + 1, e)]
+            else:
+                out.append((s, e))
+        return [(s, e) for s, e in out if s <= e]
 
     def _label(self) -> str:
         return f"{self.network} ({self.spec.subnet})"
@@ -164,6 +196,7 @@ class SubnetAllocator:
                 del self._by_mac[previous.mac]
         else:
             if self._in_capacity(value):
+                self._free.take(value)
                 self._held_in_capacity += 1
         self._held[value] = holder
         self._by_key[holder.key] = value
@@ -246,39 +279,41 @@ class SubnetAllocator:
             return netaddr.IPAddress(existing, self._version)
         if self._capacity - self._held_in_capacity <= 0:
             raise NetworkExhausted(f"network {self._label()} has no free address")
-        held, by_mac, gw, lo, hi = self._held, self._by_mac, self._gw, self._lo, self._hi
-        starts, ends = self._starts, self._ends
-        c = self._cursor
-        wrapped = 0
-        while True:
-            c += 1
-            if c > hi:
-                c = lo
-                wrapped += 1
-                if wrapped > 2:  # only reachable when every free address had a MAC clash
-                    raise NetworkExhausted(f"network {self._label()} has no free address")
-            if c in held or c == gw:
-                continue
-            if starts:
-                i = bisect.bisect_right(starts, c) - 1
-                if i >= 0 and c <= ends[i]:
-                    c = ends[i]  # jump over the whole range; the loop adds one
-                    continue
-            if holder.mac:
-                stored = holder
-            else:
-                mac = _mac_from_int(c)
-                if mac in by_mac:
-                    continue
-                stored = Holder(holder.pod, holder.pod_uid, holder.interface, mac)
-            break
+        free = self._free
+        c = free.take_next(self._cursor + 1)   # after the cursor, else wrapping to the lowest
+        if holder.mac:
+            stored = holder
+        else:
+            mac = _mac_from_int(c)
+            if mac in self._by_mac:   # rare: a static MAC equal to this address's derived one
+                free.give(c)
+                c, mac = self._skip_mac_clashes(c)
+                free.take(c)
+            stored = Holder(holder.pod, holder.pod_uid, holder.interface, mac)
         # c is free, in the host range, not the gateway and not excluded: it counts.
         self._cursor = c
-        held[c] = stored
+        self._held[c] = stored
         self._by_key[key] = c
-        by_mac[stored.mac] = stored
+        self._by_mac[stored.mac] = stored
         self._held_in_capacity += 1
         return netaddr.IPAddress(c, self._version)
+
+    def _skip_mac_clashes(self, c: int) -> tuple[int, str]:
+        """The first free address from ``c`` on (wrapping) whose derived MAC nobody holds.
+
+        Only reached when a holder took, as its static MAC, the MAC derived from a free address:
+        each step passes one such holder, and after every free address was tried the network
+        counts as exhausted for derived MACs (a holder with its own MAC may still get one).
+        """
+        free, by_mac = self._free, self._by_mac
+        for _ in range(self.available - 1):
+            c = free.next_free(c + 1)
+            if c is None:
+                c = free.first()
+            mac = _mac_from_int(c)
+            if mac not in by_mac:
+                return c, mac
+        raise NetworkExhausted(f"network {self._label()} has no free address")
 
     def release(self, ip: IPLike) -> Holder | None:
         """Free an address; returns its former holder (None if it was not held)."""
@@ -295,6 +330,7 @@ class SubnetAllocator:
             del self._by_mac[holder.mac]
         if self._lo <= value <= self._hi and value != self._gw:
             if not self._starts or not self._excluded(value):
+                self._free.give(value)
                 self._held_in_capacity -= 1
         return holder
 
