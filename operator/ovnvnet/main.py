@@ -45,10 +45,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.connect_timeout = 10
     settings.watching.chunk_size = 500   # paginated initial listing: bounded memory with many pods
     if WEBHOOK is not None:
-        settings.admission.server = kopf.WebhookServer(
-            addr=WEBHOOK.addr, port=WEBHOOK.port, host=WEBHOOK.host,
-            certfile=WEBHOOK.certfile, pkeyfile=WEBHOOK.pkeyfile, cafile=WEBHOOK.certfile)
-        settings.admission.managed = "ovnvnet.io"
+        settings.admission.server = WEBHOOK.server()
+        if WEBHOOK.service is None:   # URL registration: Kopf creates the configuration
+            settings.admission.managed = WEBHOOK.configuration
     try:
         cfg = Settings.from_env()
     except ConfigError as exc:
@@ -72,6 +71,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),
                   asyncio.create_task(_first_repair(state, nb_read))]
+    if WEBHOOK is not None and WEBHOOK.service is not None:   # the manifests' registration
+        memo.tasks.append(asyncio.create_task(webhook.keep_registered(state.kube, WEBHOOK)))
     for body in candidates:
         if needs_handling(state, body):
             watch.dispatch(body, None)
@@ -142,7 +143,11 @@ async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 # ---------------------------------------------------------------------------- admission
 if WEBHOOK is not None:
     @kopf.on.validate("", "v1", "pods", id="ovnnetwork", operations=["CREATE", "UPDATE"], ignore_failures=True)
-    async def validate_pod(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:
+    async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+        try:
+            webhook.check_writer(WEBHOOK, plain(userinfo), plain(body), plain(old) if old else None)
+        except webhook.Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=403)
         state: State | None = memo.get("state")
         if state is None or not state.ready.is_set():
             return
@@ -150,6 +155,15 @@ if WEBHOOK is not None:
             await webhook.check_pod(state, plain(body), plain(old) if old else None)
         except webhook.Refused as exc:
             raise kopf.AdmissionError(str(exc), code=400)
+
+    # pods/status can change metadata too (the API server keeps only spec and ownerReferences)
+    @kopf.on.validate("", "v1", "pods", id="ownedannotations", subresource="status", operations=["UPDATE"],
+                      ignore_failures=True)
+    async def validate_pod_status(body: kopf.Body, old: Any, userinfo: Any, **_: Any) -> None:
+        try:
+            webhook.check_writer(WEBHOOK, plain(userinfo), plain(body), plain(old) if old else None)
+        except webhook.Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=403)
 
     @kopf.on.validate(GROUP, VERSION, PLURAL, id="virtualnetwork", operations=["CREATE", "UPDATE"],
                       ignore_failures=True)
