@@ -122,15 +122,23 @@ def container_env(objs: list[dict], kind: str, name: str, pod: dict[str, str],
     return env
 
 
-def namespace_with_user(stack: Stack, namespace: str, user: str, role: str = "edit",
+POD_AUTHOR = [{"apiGroups": [""], "resources": ["pods"],
+               "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]
+
+
+def namespace_with_user(stack: Stack, namespace: str, user: str, rules: list[dict] | None = None,
                         labels: dict[str, str] | None = None) -> Path:
-    """Namespace `namespace` (with `labels`) and ServiceAccount `user` in it, bound to ClusterRole
-    `role` there (`edit`: what a team member who deploys pods has); returns its kubeconfig."""
+    """Namespace `namespace` (with `labels`) and ServiceAccount `user` in it, given a Role there with
+    `rules` (default: what a team member who deploys pods has on pods; the built-in `edit` role is
+    empty here: its aggregation controller does not run in the stack); returns its kubeconfig."""
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels or {}}}
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": user, "namespace": namespace}}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": user, "namespace": namespace}, "rules": rules or POD_AUTHOR}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": f"{user}-{role}", "namespace": namespace},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+               "metadata": {"name": user, "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
                "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": namespace}]}
-    stack.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [ns, sa, binding]}))
+    stack.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                        "items": [ns, sa, role, binding]}))
     return service_account_kubeconfig(stack, user, namespace)
