@@ -33,7 +33,7 @@ import kubernetes  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
 
-from ovnvnet.testing.stack import Stack  # noqa: E402
+from harness.stack import Stack  # noqa: E402
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 REQUEST, RESULT = "ovnNetwork", "ovnIfaceList"
@@ -410,7 +410,7 @@ def start_api_floor(stack: Stack, *, timeout: float = 60) -> None:
             raise RuntimeError(f"api floor exited; see {stack.logs / 'api-floor.log'}")
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
 
-    from ovnvnet.testing.stack import wait_for
+    from harness.stack import wait_for
     wait_for(ready, timeout, "api floor operator /healthz", interval=0.2)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.common import (Kube, PodWatcher, Result, bench_stack, cpu_seconds, create_pods, log, median,
                           percentile, rss_hwm_mb, start_api_floor, start_operator, stop_api_floor, unique)
 
-from ovnvnet.testing.stack import Stack
+from harness.stack import Stack
 
 TARGET_RATIO = 0.8
 TARGET_P99 = 1.0

@@ -16,7 +16,7 @@ import time
 from bench.common import (Kube, PodWatcher, Result, bench_stack, create_pods, log, median, rss_hwm_mb,
                           start_operator, unique)
 
-from ovnvnet.testing.stack import Stack
+from harness.stack import Stack
 
 TARGET_S = 5.0
 TARGET_RSS_MB = 250.0

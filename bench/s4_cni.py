@@ -62,8 +62,8 @@ def run(pods: int = 100, *, keep: bool = False) -> Result:
     import tempfile
     from pathlib import Path
 
-    from ovnvnet.testing.kubelet import Kubelet
-    from ovnvnet.testing.stack import Stack
+    from harness.kubelet import Kubelet
+    from harness.stack import Stack
 
     res = Result("s4_cni", f"CNI ADD latency: {pods} pods x 2 interfaces, runtime -> shim -> agent -> ovn-installed",
                  params={"pods": pods, "interfaces": 2})

@@ -3,7 +3,7 @@
 N pods (default 2,000, 2 interfaces over 4 networks) created and deleted with K (default 50) in
 flight: each of K workers creates a pod, waits for its `ovnIfaceList`, deletes it (grace 0), waits
 until it is gone, and takes the next. Reported: pods/s through the whole cycle, and afterwards the
-reliability invariant (ovnvnet.testing.kit.check_invariant: no address held twice, NB ports ==
+reliability invariant (harness.kit.check_invariant: no address held twice, NB ports ==
 live interfaces, status == live allocations, exact counters) plus the leftovers: nothing may leak.
 Baseline in the same run: the API floor operator under the same churn.
 """
@@ -58,7 +58,7 @@ def churn(kube: Kube, ns: str, specs: list, in_flight: int, timeout: float = 60)
 
 
 def run(n: int = 2000, in_flight: int = 50, *, baseline: bool = True, keep: bool = False) -> Result:
-    from ovnvnet.testing.kit import Cluster, check_invariant
+    from harness.kit import Cluster, check_invariant
     nets = networks(4)
     net_names = [name for name, _ in nets]
     res = Result("s6_churn", f"churn: {n:,} pods created and deleted, {in_flight} in flight",

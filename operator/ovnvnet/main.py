@@ -1,15 +1,24 @@
-"""Kopf registrations only; the logic lives in reconcile/."""
+"""Kopf registrations only; the logic lives in reconcile/.
+
+Importing this module registers handlers and does nothing else. `python -m ovnvnet` (__main__.py)
+reads the settings once and hands them to Kopf's memo: `memo.settings` (config.Settings) and
+`memo.connection` (kube/connection.Connection, the process's one set of API credentials: Kopf
+logs in with it through `login` below, the operator's KubeClient and the leader elector use it
+too). The admission handlers are registered by `enable_admission()` when the webhook is enabled.
+"""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import Any
 
 import kopf
 
-from ovnvnet.config import ConfigError, Settings
+from ovnvnet.config import Settings
 from ovnvnet.health import start_health_server
 from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.connection import Connection
 from ovnvnet.ovn.nb import NbClient
 from ovnvnet.reconcile import gc
 from ovnvnet.reconcile import network as network_rec
@@ -17,8 +26,6 @@ from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 from ovnvnet import webhook
-
-WEBHOOK = webhook.WebhookConfig.from_env()
 
 log = logging.getLogger("ovnvnet")
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
@@ -33,8 +40,40 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+# A login a little before a bound token expires (the kubelet has rotated its file by then); a 401
+# makes Kopf log in again at any time.
+TOKEN_REFRESH_MARGIN = datetime.timedelta(minutes=5)
+
+
+def connection_info(conn: Connection) -> kopf.ConnectionInfo:
+    """Kopf's credentials from the process's Connection, the token read afresh."""
+    token, expiration = None, None
+    if conn.token is not None:
+        conn.token.refresh(force=True)
+        token = conn.token.current()
+        expiry = conn.token.expiry() if conn.token.path else None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if expiry is not None and expiry - TOKEN_REFRESH_MARGIN > now + datetime.timedelta(seconds=30):
+            expiration = expiry - TOKEN_REFRESH_MARGIN
+    return kopf.ConnectionInfo(
+        server=conn.server, ca_path=conn.ca_file, ca_data=conn.ca_data, insecure=conn.insecure or None,
+        certificate_path=conn.cert_file, certificate_data=conn.cert_data,
+        private_key_path=conn.key_file, private_key_data=conn.key_data,
+        token=token, default_namespace=conn.namespace, expiration=expiration)
+
+
+@kopf.on.login(id="ovnvnet")
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    if "connection" not in memo:
+        raise kopf.PermanentError("no API credentials in the memo: start the operator with `python -m ovnvnet`")
+    return connection_info(memo.connection)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if "settings" not in memo:
+        raise kopf.PermanentError("no settings in the memo: start the operator with `python -m ovnvnet`")
+    cfg: Settings = memo.settings
     settings.persistence.finalizer = "ovnvnet.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ovnvnet.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -44,18 +83,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.watching.chunk_size = 500   # paginated initial listing: bounded memory with many pods
-    if WEBHOOK is not None:
-        settings.admission.server = WEBHOOK.server()
-        if WEBHOOK.service is None:   # URL registration: Kopf creates the configuration
-            settings.admission.managed = WEBHOOK.configuration
-    try:
-        cfg = Settings.from_env()
-    except ConfigError as exc:
-        raise kopf.PermanentError(str(exc)) from exc
+    if cfg.webhook is not None:
+        if "webhook" not in memo:   # the TLS files: a certificate may be minted here, once
+            memo.webhook = await asyncio.to_thread(webhook.WebhookConfig.prepare, cfg.webhook)
+        hook: webhook.WebhookConfig = memo.webhook
+        settings.admission.server = hook.server()
+        if hook.service is None:   # URL registration: Kopf creates the configuration
+            settings.admission.managed = hook.configuration
     if "state" not in memo:
         nb = NbClient(cfg.nb_remote, timeout=cfg.nb_timeout, ssl_key=cfg.ssl_key, ssl_cert=cfg.ssl_cert,
                       ssl_ca=cfg.ssl_ca)
-        memo.state = State(cfg, KubeClient(), nb)
+        memo.state = State(cfg, KubeClient(memo.connection), nb)
         memo.health = await start_health_server(memo.state, cfg.health_port)
     state: State = memo.state
     # the NB replica syncs (seconds with many ports) while the API records are read
@@ -71,8 +109,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),
                   asyncio.create_task(_first_repair(state, nb_read))]
-    if WEBHOOK is not None and WEBHOOK.service is not None:   # the manifests' registration
-        memo.tasks.append(asyncio.create_task(webhook.keep_registered(state.kube, WEBHOOK)))
+    if cfg.webhook is not None and cfg.webhook.service is not None:   # the manifests' registration
+        memo.tasks.append(asyncio.create_task(webhook.keep_registered(state.kube, memo.webhook)))
     for body in candidates:
         if needs_handling(state, body):
             watch.dispatch(body, None)
@@ -141,37 +179,52 @@ async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 
 # ---------------------------------------------------------------------------- admission
-if WEBHOOK is not None:
-    @kopf.on.validate("", "v1", "pods", id="ovnnetwork", operations=["CREATE", "UPDATE"], ignore_failures=True)
-    async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
-        try:
-            webhook.check_writer(WEBHOOK, plain(userinfo), plain(body), plain(old) if old else None)
-        except webhook.Refused as exc:
-            raise kopf.AdmissionError(str(exc), code=403)
-        state: State | None = memo.get("state")
-        if state is None or not state.ready.is_set():
-            return
-        try:
-            await webhook.check_pod(state, plain(body), plain(old) if old else None)
-        except webhook.Refused as exc:
-            raise kopf.AdmissionError(str(exc), code=400)
+# Registered by enable_admission() (OVNVNET_WEBHOOK=true), before Kopf runs.
+def _check_writer(memo: kopf.Memo, userinfo: Any, body: kopf.Body, old: Any) -> None:
+    try:
+        webhook.check_writer(memo.settings.webhook, plain(userinfo), plain(body), plain(old) if old else None)
+    except webhook.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=403)
 
-    # pods/status can change metadata too (the API server keeps only spec and ownerReferences)
-    @kopf.on.validate("", "v1", "pods", id="ownedannotations", subresource="status", operations=["UPDATE"],
-                      ignore_failures=True)
-    async def validate_pod_status(body: kopf.Body, old: Any, userinfo: Any, **_: Any) -> None:
-        try:
-            webhook.check_writer(WEBHOOK, plain(userinfo), plain(body), plain(old) if old else None)
-        except webhook.Refused as exc:
-            raise kopf.AdmissionError(str(exc), code=403)
 
-    @kopf.on.validate(GROUP, VERSION, PLURAL, id="virtualnetwork", operations=["CREATE", "UPDATE"],
-                      ignore_failures=True)
-    async def validate_virtualnetwork(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        state: State | None = memo.get("state")
-        if state is None or not state.ready.is_set():
-            return
-        try:
-            webhook.check_network(state, plain(body))
-        except webhook.Refused as exc:
-            raise kopf.AdmissionError(str(exc), code=400)
+async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+    _check_writer(memo, userinfo, body, old)
+    state: State | None = memo.get("state")
+    if state is None or not state.ready.is_set():
+        return
+    try:
+        await webhook.check_pod(state, plain(body), plain(old) if old else None)
+    except webhook.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=400)
+
+
+async def validate_pod_status(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+    """pods/status can change metadata too (the API server keeps only spec and ownerReferences)."""
+    _check_writer(memo, userinfo, body, old)
+
+
+async def validate_virtualnetwork(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    state: State | None = memo.get("state")
+    if state is None or not state.ready.is_set():
+        return
+    try:
+        webhook.check_network(state, plain(body))
+    except webhook.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=400)
+
+
+_admission_enabled = False
+
+
+def enable_admission() -> None:
+    """Register the validating handlers in Kopf's default registry (once)."""
+    global _admission_enabled
+    if _admission_enabled:
+        return
+    kopf.on.validate("", "v1", "pods", id="ovnnetwork", operations=["CREATE", "UPDATE"],
+                     ignore_failures=True)(validate_pod)
+    kopf.on.validate("", "v1", "pods", id="ownedannotations", subresource="status", operations=["UPDATE"],
+                     ignore_failures=True)(validate_pod_status)
+    kopf.on.validate(GROUP, VERSION, PLURAL, id="virtualnetwork", operations=["CREATE", "UPDATE"],
+                     ignore_failures=True)(validate_virtualnetwork)
+    _admission_enabled = True

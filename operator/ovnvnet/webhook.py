@@ -1,7 +1,7 @@
 """Validating admission: the operator's own checks, answered at `kubectl apply` time, and the rule
 that only the operator writes the annotations it owns.
 
-Two ways to register (settings read by `WebhookConfig.from_env`, the one place that reads them):
+Two ways to register (settings: config.WebhookSettings, read once at start):
 
 - **As installed** (`OVNVNET_WEBHOOK_SERVICE=<namespace>/<name>`): the manifests ship the
   ValidatingWebhookConfiguration (`OVNVNET_WEBHOOK_CONFIGURATION`, default `ovnvnet.io`) whose
@@ -34,13 +34,12 @@ import base64
 import datetime
 import ipaddress
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ovnvnet.config import ConfigError
+from ovnvnet.config import WebhookSettings
 from ovnvnet.model.annotation import AnnotationError, parse_ovn_network
 from ovnvnet.model.legacy import ANNOTATION as LEGACY, is_result
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
@@ -63,12 +62,9 @@ SERVING_VALUE = "serving"
 RECHECK_INTERVAL = 60.0
 
 
-def _enabled(raw: str | None) -> bool:
-    return (raw or "").lower() in ("1", "true", "yes")
-
-
 @dataclass(frozen=True)
 class WebhookConfig:
+    """The settings (config.WebhookSettings) with their TLS files in place."""
     addr: str
     port: int
     certfile: str
@@ -81,38 +77,16 @@ class WebhookConfig:
     pod: tuple[str, str] | None = None            # this replica's pod, labelled while it serves
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WebhookConfig | None":
-        env = os.environ if env is None else env
-        if not _enabled(env.get("OVNVNET_WEBHOOK")):
-            return None
-        addr = env.get("OVNVNET_WEBHOOK_ADDR") or "0.0.0.0"
-        raw_port = env.get("OVNVNET_WEBHOOK_PORT") or "9443"
-        try:
-            port = int(raw_port)
-        except ValueError:
-            raise ConfigError(f"OVNVNET_WEBHOOK_PORT={raw_port!r} is not a port number") from None
-        service = _service(env.get("OVNVNET_WEBHOOK_SERVICE"))
-        host = env.get("OVNVNET_WEBHOOK_HOST") or None
-        if service is None and host is None:
-            if _is_ip(addr) and ipaddress.ip_address(addr).is_unspecified:
-                raise ConfigError(
-                    f"OVNVNET_WEBHOOK_ADDR={addr} listens on every address, so there is no address to "
-                    "register: set OVNVNET_WEBHOOK_SERVICE=<namespace>/<name> (installed: the "
-                    "manifests' Service) or OVNVNET_WEBHOOK_HOST (a URL registration)")
-            host = addr
-        users = _operator_users(env)
-        cert, key = env.get("OVNVNET_WEBHOOK_CERT"), env.get("OVNVNET_WEBHOOK_KEY")
-        if cert and key:
-            ca = env.get("OVNVNET_WEBHOOK_CA") or cert
-        else:
-            names = service_dns_names(*service) if service else [host or addr]
+    def prepare(cls, s: WebhookSettings) -> "WebhookConfig":
+        """The TLS files for settings `s`: theirs, or a self-signed certificate made now for the
+        Service's DNS names (installed) or for the registered host."""
+        cert, key, ca = s.certfile, s.pkeyfile, s.cafile
+        if not (cert and key):
+            names = service_dns_names(*s.service) if s.service else [s.host or s.addr]
             cert, key = self_signed(names, Path(tempfile.mkdtemp(prefix="ovnvnet-webhook-")))
             ca = cert
-        pod = None
-        if env.get("POD_NAMESPACE") and env.get("POD_NAME"):
-            pod = (env["POD_NAMESPACE"], env["POD_NAME"])
-        return cls(addr, port, cert, key, ca, users, service,
-                   env.get("OVNVNET_WEBHOOK_CONFIGURATION") or "ovnvnet.io", None if service else host, pod)
+        return cls(s.addr, s.port, cert, key, ca or cert, s.operator_users, s.service, s.configuration,
+                   s.host, s.pod)
 
     def server(self) -> Any:
         import kopf
@@ -127,27 +101,6 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _service(raw: str | None) -> tuple[str, str] | None:
-    if not raw:
-        return None
-    namespace, sep, name = raw.partition("/")
-    if not (sep and namespace and name) or "/" in name:
-        raise ConfigError(f"OVNVNET_WEBHOOK_SERVICE={raw!r} must be <namespace>/<name>")
-    return namespace, name
-
-
-def _operator_users(env: Mapping[str, str]) -> frozenset[str]:
-    explicit = [u.strip() for u in (env.get("OVNVNET_OPERATOR_USERS") or "").split(",") if u.strip()]
-    if explicit:
-        return frozenset(explicit)
-    namespace, account = env.get("POD_NAMESPACE"), env.get("OVNVNET_SERVICE_ACCOUNT")
-    if namespace and account:
-        return frozenset({f"system:serviceaccount:{namespace}:{account}"})
-    raise ConfigError("OVNVNET_WEBHOOK=true needs the operator's identity to tell its own writes from "
-                      "others': set OVNVNET_OPERATOR_USERS (usernames) or POD_NAMESPACE and "
-                      "OVNVNET_SERVICE_ACCOUNT (the manifests set both from the pod)")
 
 
 def service_dns_names(namespace: str, name: str) -> list[str]:
@@ -209,7 +162,8 @@ def owned_changes(body: Mapping, old: Mapping | None) -> list[str]:
     return changed
 
 
-def check_writer(cfg: WebhookConfig, userinfo: Mapping | None, body: Mapping, old: Mapping | None) -> None:
+def check_writer(cfg: WebhookConfig | WebhookSettings, userinfo: Mapping | None, body: Mapping,
+                 old: Mapping | None) -> None:
     """Raise Refused if an identity other than the operator's writes what the operator owns."""
     user = str((userinfo or {}).get("username") or "")
     if user in cfg.operator_users:

@@ -1,7 +1,7 @@
 """Fixtures for the CNI side on a real OVN data plane.
 
 A private OVN central (NB + SB ovsdb-server, ovn-northd), one node's data plane
-(:func:`ovnvnet.testing.dataplane.start_dataplane`, in its own "node" netns), and the node
+(:func:`harness.dataplane.start_dataplane`, in its own "node" netns), and the node
 agent in a thread of this process, fed by a :class:`StaticPodSource` (no API server here; the
 kube watch cache is the production PodSource). Pods are network namespaces the tests create.
 Everything lives under a short /tmp directory and is killed by pid at the end.
@@ -29,16 +29,22 @@ import pytest
 from ovnvnet.cni.agent import Agent, serve
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
-from ovnvnet.testing.dataplane import Dataplane, start_dataplane
+from harness.dataplane import Dataplane, start_dataplane
+from harness.prereq import CENTRAL
+from tests.prerequisites import missing, node_missing, require
 
 REPO = Path(__file__).resolve().parents[2]
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 
-_missing = [b for b in ("ovsdb-server", "ovn-northd", "ovn-controller", "ovs-vswitchd", "gcc")
-            if shutil.which(b) is None]
-if os.geteuid() != 0 or _missing:
-    pytest.skip(f"needs root and {', '.join(_missing) or 'OVN/OVS'}", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def prerequisites() -> None:
+    """OVN central and a node's data plane: root and the binaries, or an error naming what is
+    missing (a skip only in a run that asked for it, see tests/prerequisites.py)."""
+    require("the CNI tests on a real data plane (tests/cni)",
+            missing(binaries=CENTRAL) + node_missing())
 
 
 def _ovs_env(root: Path) -> dict[str, str]:
@@ -79,7 +85,7 @@ class Central:
 
 
 @pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
+def workdir(prerequisites) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="ovnvcni-", dir="/tmp"))
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -123,7 +129,7 @@ def dataplane(workdir: Path, central: Central) -> Iterator[Dataplane]:
 
 
 @pytest.fixture(scope="session")
-def binaries() -> dict[str, Path]:
+def binaries(prerequisites) -> dict[str, Path]:
     out = subprocess.run([str(REPO / "hack" / "build-cni.sh")], check=True,
                          capture_output=True, text=True).stdout.split()
     return {"shim": Path(out[0]), "runtime": Path(out[1])}
@@ -236,7 +242,7 @@ class Netns:
 
 
 @pytest.fixture
-def make_netns() -> Iterator:
+def make_netns(prerequisites) -> Iterator:
     created: list[Netns] = []
 
     def make() -> Netns:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ovnvnet.cni import protocol as p
-from ovnvnet.cni.netlink import host_prefix, host_veth_name
+from ovnvnet.cni.netlink import NAME_ATTEMPTS, host_veth_name, link_alias
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/var/run/netns/x",
        "CNI_IFNAME": "eth0", "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod;X=a=b"}
@@ -58,15 +58,38 @@ def test_result_versions():
     assert r04["ips"][0]["version"] == "4" and r04["cniVersion"] == "0.4.0"
 
 
-def test_host_veth_names_fit_and_group_by_container():
+def test_host_veth_names_fit_and_record_the_full_container_id():
     a0, a1 = host_veth_name("cid-a", "net0"), host_veth_name("cid-a", "net1")
     assert len(a0) == 15 and a0 != a1
-    assert a0.startswith(host_prefix("cid-a")) and a1.startswith(host_prefix("cid-a"))
     assert host_veth_name("cid-a", "net0") == a0  # deterministic
-    assert not host_veth_name("cid-b", "net0").startswith(host_prefix("cid-a"))
+    assert host_veth_name("cid-b", "net0") != a0
+    # the fallback candidates for a name held by a foreign link are distinct and fit too
+    names = {host_veth_name("cid-a", "net0", n) for n in range(NAME_ATTEMPTS)}
+    assert len(names) == NAME_ATTEMPTS and all(len(n) == 15 for n in names)
+    # ownership is the alias: the full id, or its sha256 when too long for IFALIASZ
+    assert link_alias("cid-a", "net0") == "ovnvnet container=cid-a interface=net0"
+    long_id = "a" * 300
+    assert len(link_alias(long_id, "net0")) < 256
+    assert link_alias(long_id, "net0") != link_alias(long_id[:-1] + "b", "net0")
+
+
+@pytest.mark.parametrize("cid", ["a b", "x/y", "-abc", "a\nb", "a:b"])
+def test_container_id_must_follow_the_spec(cid):
+    with pytest.raises(p.CniError) as e:
+        p.parse_request({**ENV, "CNI_CONTAINERID": cid}, conf())
+    assert e.value.code == 4 and "CNI_CONTAINERID" in e.value.msg
+
+
+def test_input_limits_agree_after_worst_case_escaping():
+    # one raw byte escapes to at most 6 ("\u00XX"); the envelope is 25 bytes
+    assert p.MAX_REQUEST_BYTES >= 6 * p.MAX_INPUT_BYTES + 25
+    from ovnvnet.cni import agent
+    assert agent.MAX_REQUEST_BYTES == p.MAX_REQUEST_BYTES
 
 
 def test_error_json():
     e = p.CniError(11, "try again later", "because")
     assert e.to_json("0.4.0") == {"cniVersion": "0.4.0", "code": 11, "msg": "try again later",
                                   "details": "because"}
+    # details is always there, as in the shim's own errors
+    assert p.CniError(7, "bad").to_json("1.0.0")["details"] == ""

@@ -1,6 +1,6 @@
 """End-to-end on the real data plane: the local stack (API server, OVN central, the operator as a
 process) plus one node's OVS + ovn-controller in its own netns and the CNI node agent, with
-pods played by :class:`ovnvnet.testing.kubelet.Kubelet` (netns + libcni + status patch).
+pods played by :class:`harness.kubelet.Kubelet` (netns + libcni + status patch).
 
 Packets only ever travel between network namespaces this run created.
 """
@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from ovnvnet.testing.kubelet import Kubelet, Sandbox
-from ovnvnet.testing.stack import KUBE_BIN, Stack
-from ovnvnet.testing.kit import Cluster
+from harness.kubelet import Kubelet, Sandbox
+from harness.stack import KUBE_BIN, Stack
+from harness.kit import Cluster
+from tests.prerequisites import missing, node_missing, require, stack_missing
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}
 
-_missing = [b for b in ("ovsdb-server", "ovn-northd", "ovn-controller", "ovs-vswitchd", "gcc", "go", "ping")
-            if shutil.which(b) is None]
-if os.geteuid() != 0 or _missing or not (KUBE_BIN / "kube-apiserver").exists():
-    pytest.skip(f"needs root, the kube-apiserver build and {', '.join(_missing) or 'OVN/OVS'}",
-                allow_module_level=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prerequisites() -> None:
+    """The whole stack and a node's data plane: root, the kube build and the binaries, or an
+    error naming what is missing (a skip only in a run that asked for it)."""
+    require("the end-to-end tests (tests/e2e)",
+            stack_missing(KUBE_BIN) + node_missing() + missing(binaries=("ping",)))
 
 
 @pytest.fixture(scope="session")

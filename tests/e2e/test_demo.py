@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ovnvnet.testing.stack import REPO, Stack
+from harness.stack import REPO, Stack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(240)
 def test_demo_runs_twice_and_reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     try:
-        runs = [subprocess.run([sys.executable, "-m", "ovnvnet.testing.demo", "--dir", str(root)],
+        runs = [subprocess.run([sys.executable, "-m", "harness.demo", "--dir", str(root)],
                                capture_output=True, text=True, cwd=REPO, timeout=200) for _ in range(2)]
         for r in runs:
             assert r.returncode == 0, r.stdout + r.stderr

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ovnvnet.testing.kubelet import CniFailed
-from ovnvnet.testing.stack import Stack
+from harness.kubelet import CniFailed
+from harness.stack import Stack
 
 from .conftest import OPERATOR_ENV, Pods, uniq
 

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from ovnvnet.testing.kit import wait_until
-from ovnvnet.testing.stack import OVN_NB_SCHEMA, Stack
+from harness.kit import wait_until
+from harness.stack import OVN_NB_SCHEMA, Stack
 
 from .conftest import Pods, uniq
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from ovnvnet.cni.netlink import host_veth_name
-from ovnvnet.testing.kubelet import Kubelet
-from ovnvnet.testing.stack import REPO, Stack
-from ovnvnet.testing.kit import Cluster
+from harness.kubelet import Kubelet
+from harness.stack import REPO, Stack
+from harness.kit import Cluster
 
 from .conftest import OPERATOR_ENV, Pods, new_namespace
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ovnvnet.testing.stack import KUBE_BIN, Stack
+from harness.stack import KUBE_BIN, Stack
+from tests.prerequisites import missing, require, stack_missing
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = KUBE_BIN / "kubectl"
@@ -33,10 +33,10 @@ OVERLAYS = {"base": REPO / "manifests", "example": REPO / "manifests" / "overlay
 class InstallStack(Stack):
     """The local stack, its API server resolving Services through their Endpoints."""
 
-    def _spawn(self, name: str, argv: list[str], env: dict | None = None):
+    def spawn(self, name: str, argv: list[str], env: dict | None = None):
         if name == "kube-apiserver":
             argv = [*argv, "--enable-aggregator-routing=true"]
-        return super()._spawn(name, argv, env)
+        return super().spawn(name, argv, env)
 
 
 def kustomize(path: Path) -> str:
@@ -58,15 +58,13 @@ def find(objs: list[dict], kind: str, name: str) -> dict:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
-    if not KUBECTL.exists():
-        pytest.skip(f"{KUBECTL} missing: run hack/bootstrap.sh")
+    require("rendering the manifests", missing(files=[KUBECTL]))
     return {name: objects(kustomize(path)) for name, path in OVERLAYS.items()}
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    if not (KUBE_BIN / "kube-apiserver").exists() or shutil.which("ovsdb-server") is None:
-        pytest.skip("needs the local stack: run hack/bootstrap.sh")
+    require("the install checks on the local stack", stack_missing(KUBE_BIN))
     root = Path(tempfile.mkdtemp(prefix="ovnv-install-", dir="/tmp"))
     s = InstallStack(root)
     try:

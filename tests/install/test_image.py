@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prerequisites import missing, require
+
 from .conftest import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -39,9 +41,12 @@ def test_dockerignore_lets_through_what_the_dockerfile_copies():
         assert any(src == a or src.startswith(a + "/") or fnmatch.fnmatch(src, a) for a in allowed), src
 
 
-def test_shim_builds_static_as_in_the_dockerfile(tmp_path: Path):
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
+@pytest.fixture
+def compiler() -> None:
+    require("the shim's static build", missing(binaries=["gcc", "readelf"]))
+
+
+def test_shim_builds_static_as_in_the_dockerfile(compiler, tmp_path: Path):
     (cmd,) = re.findall(r"&& (gcc [^\n\\]+)", DOCKERFILE)
     argv = shlex.split(cmd.replace("/out/bin/", f"{tmp_path}/"))
     subprocess.run(argv, cwd=REPO, check=True)

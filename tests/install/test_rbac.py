@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.testing.stack import Stack, wait_for
+from harness.stack import Stack, wait_for
+from tests.prerequisites import node_missing, require
 
 from .conftest import (NAMESPACE, OVERLAYS, REPO, find, kubectl_as, kustomize, objects,
                        service_account_kubeconfig)
@@ -257,25 +257,23 @@ def test_seal_secret_rules_allow_exactly_the_get_or_create(operator: Stack, oper
 
 
 # ---------------------------------------------------------------------------- node agent
-def _dataplane_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    missing = [b for b in ("ovs-vswitchd", "ovn-controller", "gcc", "ip") if shutil.which(b) is None]
-    return f"needs {', '.join(missing)}" if missing else None
+@pytest.fixture(scope="module")
+def dataplane_prerequisites() -> None:
+    require("the agent's RBAC check on a real data plane", node_missing())
 
 
 @pytest.fixture(scope="module")
-def shim() -> Path:
+def shim(dataplane_prerequisites) -> Path:
     out = subprocess.run(["bash", str(REPO / "hack" / "build-cni.sh")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return Path(out.stdout.split()[0])
 
 
-@pytest.mark.skipif(_dataplane_missing() is not None, reason=str(_dataplane_missing()))
-def test_agent_plugs_the_seed_pod_as_its_service_account(operator: Stack, agent_kubeconfig: Path, shim: Path):
+def test_agent_plugs_the_seed_pod_as_its_service_account(dataplane_prerequisites, operator: Stack,
+                                                         agent_kubeconfig: Path, shim: Path):
     """The node agent, as ovnvnet-agent, learns the pod's ovnIfaceList from its node-scoped watch
     and plugs both interfaces through the CNI shim into a real OVS + ovn-controller data plane."""
-    from ovnvnet.testing.dataplane import start_dataplane
+    from harness.dataplane import start_dataplane
 
     node = "node1"
     stack = operator

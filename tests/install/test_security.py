@@ -85,7 +85,7 @@ def _operator_env(objs: list[dict]) -> dict[str, dict]:
 def _kopf_webhook_ids() -> dict[str, str]:
     """Kopf serves each validating handler at /<id>: the ids main.py registers, by resource."""
     src = (REPO / "operator" / "ovnvnet" / "main.py").read_text()
-    calls = re.findall(r"@kopf\.on\.validate\(([^)]*)\)", src)
+    calls = re.findall(r"kopf\.on\.validate\(([^)]*)\)", src)
     return {re.search(r'id="([\w-]+)"', args).group(1): args for args in calls}
 
 

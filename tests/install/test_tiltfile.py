@@ -13,11 +13,21 @@ from typing import Any
 import pytest
 import yaml
 
-from ovnvnet.testing.stack import pid_alive
+from harness.stack import pid_alive
+
+from tests.prerequisites import modules_missing, require
 
 from .conftest import REPO, find, kustomize
 
-starlark = pytest.importorskip("starlark", reason="starlark-pyo3 is in the [test] extra")
+try:
+    import starlark
+except ImportError:  # an error naming it, from the fixture below
+    starlark = None
+
+
+@pytest.fixture(autouse=True)
+def prerequisites() -> None:
+    require("evaluating the Tiltfile", modules_missing("starlark"))
 
 TILT_GLOBALS = ("allow_k8s_contexts", "docker_build", "fall_back_on", "sync", "run", "k8s_yaml",
                 "kustomize", "decode_yaml_stream", "encode_yaml_stream", "k8s_resource",

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from ovnvnet.testing.stack import Stack, free_port, wait_for
+from harness.stack import Stack, free_port, wait_for
 
 from .conftest import (NAMESPACE, OVERLAYS, container_env, find, kubectl_as, kustomize,
                        namespace_with_user, objects, service_account_kubeconfig)

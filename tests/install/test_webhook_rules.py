@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from ovnvnet.config import ConfigError
+from ovnvnet.config import ConfigError, Settings, WebhookSettings
 from ovnvnet.webhook import OWNED, Refused, WebhookConfig, check_writer, owned_changes
 
 OPERATOR = "system:serviceaccount:ovnvnet-system:ovnvnet-operator"
 INSTALLED = {"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_SERVICE": "ovnvnet-system/ovnvnet-webhook",
              "POD_NAMESPACE": "ovnvnet-system", "POD_NAME": "ovnvnet-operator-abc",
              "OVNVNET_SERVICE_ACCOUNT": "ovnvnet-operator"}
+NB = {"OVN_NB_DB": "tcp:127.0.0.1:6641"}
 RESULT = json.dumps({"ip_address": "10.1.0.5/24", "mac_address": "0a:58:0a:01:00:05", "gateway_ip": "10.1.0.1"})
 
 
@@ -23,13 +24,21 @@ def pod(**annotations: str) -> dict:
     return {"metadata": {"name": "p", "namespace": "a", "annotations": annotations}}
 
 
+def settings(env: dict) -> WebhookSettings | None:
+    return Settings.from_env({**NB, **env}).webhook
+
+
+def config(env: dict) -> WebhookConfig:
+    return WebhookConfig.prepare(settings(env))
+
+
 def test_disabled_unless_asked():
-    assert WebhookConfig.from_env({}) is None
-    assert WebhookConfig.from_env({"OVNVNET_WEBHOOK": "false"}) is None
+    assert settings({}) is None
+    assert settings({"OVNVNET_WEBHOOK": "false"}) is None
 
 
 def test_installed_registration_names_the_service_with_a_certificate_for_its_dns_name():
-    cfg = WebhookConfig.from_env(INSTALLED)
+    cfg = config(INSTALLED)
     assert cfg.service == ("ovnvnet-system", "ovnvnet-webhook") and cfg.host is None
     assert (cfg.addr, cfg.port, cfg.configuration) == ("0.0.0.0", 9443, "ovnvnet.io")
     assert cfg.operator_users == {OPERATOR} and cfg.pod == ("ovnvnet-system", "ovnvnet-operator-abc")
@@ -40,33 +49,33 @@ def test_installed_registration_names_the_service_with_a_certificate_for_its_dns
 
 def test_listening_everywhere_without_a_registration_address_is_refused():
     with pytest.raises(ConfigError, match="OVNVNET_WEBHOOK_ADDR=0.0.0.0 listens on every address"):
-        WebhookConfig.from_env({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin"})
-    cfg = WebhookConfig.from_env({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin",
+        settings({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin"})
+    cfg = config({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin",
                                   "OVNVNET_WEBHOOK_HOST": "op.example"})
     assert cfg.host == "op.example" and cfg.service is None
-    cfg = WebhookConfig.from_env({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin",
+    cfg = config({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin",
                                   "OVNVNET_WEBHOOK_ADDR": "127.0.0.1"})
     assert cfg.host == "127.0.0.1"
 
 
 @pytest.mark.parametrize("env, message", [
     ({"OVNVNET_WEBHOOK_SERVICE": "no-slash"}, "OVNVNET_WEBHOOK_SERVICE='no-slash' must be <namespace>/<name>"),
-    ({"OVNVNET_WEBHOOK_PORT": "nine"}, "OVNVNET_WEBHOOK_PORT='nine' is not a port number"),
+    ({"OVNVNET_WEBHOOK_PORT": "nine"}, "OVNVNET_WEBHOOK_PORT='nine'"),
     ({"OVNVNET_SERVICE_ACCOUNT": ""}, "needs the operator's identity"),
 ])
 def test_bad_settings_say_which(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):
-        WebhookConfig.from_env({**INSTALLED, **env})
+        settings({**INSTALLED, **env})
 
 
 def test_explicit_users_win():
-    cfg = WebhookConfig.from_env({**INSTALLED, "OVNVNET_OPERATOR_USERS": "admin, other"})
+    cfg = config({**INSTALLED, "OVNVNET_OPERATOR_USERS": "admin, other"})
     assert cfg.operator_users == {"admin", "other"}
 
 
 @pytest.mark.parametrize("key", OWNED)
 def test_others_may_not_set_change_or_remove_an_owned_annotation(key):
-    cfg = WebhookConfig.from_env(INSTALLED)
+    cfg = config(INSTALLED)
     user = {"username": "system:serviceaccount:a:dev"}
     with pytest.raises(Refused, match=f"annotation {key}: written only by the ovnvnet operator; "
                                       "system:serviceaccount:a:dev may not set it"):
@@ -94,6 +103,6 @@ def test_any_ovn_value_is_judged_without_raising(value):
 def test_malformed_objects_are_judged_without_raising():
     for body in ({}, {"metadata": None}, {"metadata": {"annotations": None}}, {"metadata": {"annotations": []}}):
         assert owned_changes(body, None) == []
-    cfg = WebhookConfig.from_env(INSTALLED)
+    cfg = config(INSTALLED)
     with pytest.raises(Refused, match="an anonymous user may not set it"):
         check_writer(cfg, None, pod(ovnIfaceList="[]"), None)

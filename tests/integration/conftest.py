@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.testing.stack import Stack
+from harness.stack import KUBE_BIN, Stack
 from tests.integration.kit import Cluster, wait_until
+from tests.prerequisites import require, stack_missing
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
+    require("the integration tests (tests/integration)", stack_missing(KUBE_BIN))
     root = Path(os.environ.get("OVNVNET_TEST_STACK") or tmp_path_factory.mktemp("stack"))
     s = Stack(root)
     try:

@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 
-from ovnvnet.testing.soak import run_churn
+from harness.soak import run_churn
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, check_invariant, wait_until
 
@@ -60,7 +60,7 @@ def test_api_server_restart_during_churn(cluster: Cluster, ns: str, subnet, net_
 
 
 def test_nb_raft_leader_killed_during_churn(cluster: Cluster, subnet, net_name) -> None:
-    from ovnvnet.testing.raft import NbRaftCluster
+    from harness.raft import NbRaftCluster
     stack = cluster.stack
     raft = NbRaftCluster(stack).start()
     env = {**OPERATOR_ENV, "OVN_NB_DB": raft.remote}

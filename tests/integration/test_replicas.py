@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from ovnvnet.testing.stack import free_port
+from harness.stack import free_port
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, check_invariant, wait_until
 

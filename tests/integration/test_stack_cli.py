@@ -1,5 +1,5 @@
 """`make up` / `make down` semantics through the CLI they call: state and logs in the directory,
-an env file for kubectl/ovn-nbctl, and a second `up` after the operator died restarts just it."""
+an env file for kubectl/ovn-nbctl, and a second `up` after processes died restarts just those."""
 from __future__ import annotations
 
 import os
@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ovnvnet.testing.stack import Stack, pid_alive
+from harness.stack import REPO, Stack, pid_alive
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ovnvnet.testing.stack", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "harness.stack", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
 
 
 def test_up_restarts_only_what_is_missing_and_down_removes(tmp_path: Path) -> None:
@@ -26,17 +26,26 @@ def test_up_restarts_only_what_is_missing_and_down_removes(tmp_path: Path) -> No
         stack = Stack(root)
         before = {name: stack.pid(name) for name in Stack.COMPONENTS}
         assert all(before.values()) and all(stack.status().values())
+        # the operator gets the stack's seal key: 32 random bytes, readable by the owner only
+        key = root / "seal.key"
+        assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+        environ = Path(f"/proc/{before['operator']}/environ").read_bytes().split(b"\0")
+        assert f"OVNVNET_SEAL_KEY_FILE={key}".encode() in environ
         # kubectl and ovn-nbctl work from the env file
         sh = subprocess.run(["bash", "-c", f"source {root}/env && kubectl get vnet && ovn-nbctl ls-list"],
                             capture_output=True, text=True)
         assert sh.returncode == 0, sh.stderr
-        os.kill(before["operator"], signal.SIGKILL)
+        # one process of each part dies: the second `up` restarts exactly those
+        killed = ("operator", "kube-controller-manager", "ovn-northd")
+        for name in killed:
+            os.kill(before[name], signal.SIGKILL)
         out = _cli("up", "--dir", str(root))
         assert out.returncode == 0, out.stderr
         after = {name: stack.pid(name) for name in Stack.COMPONENTS}
-        assert after["operator"] != before["operator"] and pid_alive(after["operator"])
-        assert {k: v for k, v in after.items() if k != "operator"} == \
-               {k: v for k, v in before.items() if k != "operator"}, "only the operator may be restarted"
+        for name in killed:
+            assert after[name] != before[name] and pid_alive(after[name]), name
+        assert {k: v for k, v in after.items() if k not in killed} == \
+               {k: v for k, v in before.items() if k not in killed}, "only what died may be restarted"
     finally:
         out = _cli("down", "--dir", str(root))
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,7 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from ovnvnet.testing.stack import free_port
+from harness.stack import free_port
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, wait_until
 

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import KubeAccess
+from ..kube.connection import connect
 from ..model.annotation import AnnotationError, InterfaceResult, decode_iface_list
 from ..model.names import port_name
 from . import protocol as p
@@ -32,6 +34,7 @@ from .netlink import (
     PlumbingError,
     check_interface,
     ensure_interface,
+    find_host_veth,
     host_veth_name,
     remove_container_links,
     wanted_routes,
@@ -50,7 +53,7 @@ ERROR_ANNOTATION = "ovnNetworkError"
 # then keeps waiting, and reports the operator's message only if the wait runs out.
 RETRY_ANNOTATION = "ovnNetworkErrorRetry"
 REQUEST_ANNOTATION = "ovnNetwork"
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
+MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES  # the shim never sends more (protocol.py)
 
 
 class Agent:
@@ -292,8 +295,8 @@ class Agent:
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
             ) from None
-        removed = await asyncio.to_thread(
-            remove_container_links, self.host_netns, req.container_id
+        removed = await asyncio.to_thread(  # by the full container id, never a name prefix
+            remove_container_links, self.host_netns, req.container_id, [n for n, _ in owned]
         )
         log.debug("DEL %s: ports %s, links %s", req.container_id[:12], owned, removed)
 
@@ -305,7 +308,9 @@ class Agent:
             problems += await asyncio.to_thread(
                 check_interface, self.host_netns, req.netns, req.container_id, iface
             )
-            host = host_veth_name(req.container_id, iface.interface)
+            host = await asyncio.to_thread(
+                find_host_veth, self.host_netns, req.container_id, iface.interface
+            ) or host_veth_name(req.container_id, iface.interface)
             ids = await asyncio.to_thread(self.ovs.interface_ids, host)
             if ids is None:
                 problems.append(f"OVS port {host} for {iface.interface} is missing")
@@ -399,7 +404,7 @@ async def _run(args: argparse.Namespace) -> None:
     if args.static_pods:
         pods = StaticPodSource(_load_static_pods(args.static_pods))
     else:
-        pods = KubePodSource(args.node, args.kubeconfig)
+        pods = KubePodSource(args.node, connect(KubeAccess.from_env(kubeconfig=args.kubeconfig)))
     await pods.start()
     ovs = await asyncio.to_thread(OvsPorts, args.ovs_db, args.bridge)
     agent = Agent(args.node, pods, ovs, host_netns=args.host_netns)

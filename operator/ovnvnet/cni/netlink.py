@@ -4,9 +4,19 @@ Every function here is blocking (netlink round trips, namespace switches): the a
 through ``asyncio.to_thread``. Sockets are opened per call, so calls on different threads never
 share one.
 
-Host-side names are deterministic and fit IFNAMSIZ: ``ov`` + 8 hex digits of the container id
-hash + 5 of the interface name hash (15 characters). The container part is a common prefix, so
-DEL finds every link of a container even when the pod and its annotation are gone.
+Ownership is recorded, never inferred from a name: every host veth end carries the full container
+id and the interface in its alias (``ovnvnet container=<id> interface=<name>``, IFLA_IFALIAS; an id
+too long for the alias is recorded as ``sha256:<hex>`` of it), and the OVS Interface records the
+container id in ``external_ids`` (ovs.py). DEL removes exactly the links whose alias names the
+container (plus, for links plumbed before aliases existed, links without an alias named as an OVS
+port recorded for that container), so it works without the pod, its annotation or the netns.
+
+Host-side names fit IFNAMSIZ: ``ov`` + 13 hex digits (52 bits) of a hash of (container id,
+interface). A name held by a link that is not ours (another container's, however unlikely at 52
+bits, or anyone else's) is never touched: ADD takes the next of :data:`NAME_ATTEMPTS` candidate
+names (the hash over the same pair and the attempt number), and ADD and CHECK find our link by
+probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names,
+gets its alias, and only then takes its real names: any link with a real name has its owner on it.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,9 +39,16 @@ __all__ = [
     "PlumbingError",
     "check_interface",
     "ensure_interface",
+    "find_host_veth",
     "host_veth_name",
+    "link_alias",
     "remove_container_links",
 ]
+
+NAME_ATTEMPTS = 4
+_ALIAS_PREFIX = "ovnvnet container="
+_ALIAS_IFACE = " interface="
+_ALIAS_MAX_ID = 200  # IFALIASZ is 256 with the NUL; prefix, separator and IFNAMSIZ fit in the rest
 
 
 class PlumbingError(Exception):
@@ -42,17 +59,28 @@ def _hex(text: str, n: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def host_prefix(container_id: str) -> str:
-    return "ov" + _hex(container_id, 8)
+def host_veth_name(container_id: str, interface: str, attempt: int = 0) -> str:
+    """Candidate ``attempt`` (0 = the usual one) for the host end of (container, interface)."""
+    key = f"{container_id}/{interface}" + (f"#{attempt}" if attempt else "")
+    return "ov" + _hex(key, 13)
 
 
-def host_veth_name(container_id: str, interface: str) -> str:
-    return host_prefix(container_id) + _hex(interface, 5)
+def _owner_id(container_id: str) -> str:
+    if len(container_id) <= _ALIAS_MAX_ID:
+        return container_id
+    return "sha256:" + hashlib.sha256(container_id.encode()).hexdigest()
 
 
-def _temp_peer_name(container_id: str, interface: str) -> str:
-    # the pod end's name while it is still in the host netns, before the move and rename
-    return "op" + _hex(container_id, 8) + _hex(interface, 5)
+def link_alias(container_id: str, interface: str) -> str:
+    """The alias recording which container and interface a host veth end belongs to."""
+    return f"{_ALIAS_PREFIX}{_owner_id(container_id)}{_ALIAS_IFACE}{interface}"
+
+
+def _alias_owner(alias: str | None) -> str | None:
+    """The container id recorded in an ovnvnet alias; None for any other alias or none."""
+    if not alias or not alias.startswith(_ALIAS_PREFIX) or _ALIAS_IFACE not in alias:
+        return None
+    return alias[len(_ALIAS_PREFIX):].rsplit(_ALIAS_IFACE, 1)[0]
 
 
 @contextlib.contextmanager
@@ -82,7 +110,30 @@ def _link(ipr: IPRoute, index: int) -> dict:
         "up": bool(msg["flags"] & 1),
         "peer_index": msg.get("IFLA_LINK"),
         "kind": (msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))),
+        "alias": msg.get("IFLA_IFALIAS"),
     }
+
+
+def _find_own(ipr: IPRoute, container_id: str, interface: str) -> int | None:
+    """Index of the host end whose alias says it is ours, among the candidate names."""
+    alias = link_alias(container_id, interface)
+    for attempt in range(NAME_ATTEMPTS):  # all of them: an earlier holder may have gone since
+        try:
+            msg = ipr.link("get", ifname=host_veth_name(container_id, interface, attempt))[0]
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+            continue
+        if msg.get("IFLA_IFALIAS") == alias:
+            return msg["index"]
+    return None
+
+
+def find_host_veth(host_netns: str | None, container_id: str, interface: str) -> str | None:
+    """Name of the host end plumbed for (container, interface), if it exists."""
+    with _ns(host_netns) as host:
+        index = _find_own(host, container_id, interface)
+        return None if index is None else _link(host, index)["ifname"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +148,9 @@ def ensure_interface(
     host_netns: str | None, pod_netns: str, container_id: str, iface: InterfaceResult
 ) -> LinkState:
     """Converge one interface: veth pair, pod end named/addressed as the annotation says."""
-    host_name = host_veth_name(container_id, iface.interface)
-    temp_name = _temp_peer_name(container_id, iface.interface)
     recreated = False
     with _ns(host_netns) as host, _ns(pod_netns) as pod:
-        host_idx = _lookup(host, host_name)
+        host_idx = _find_own(host, container_id, iface.interface)
         pod_idx = _lookup(pod, iface.interface)
         consistent = (
             host_idx is not None
@@ -110,32 +159,19 @@ def ensure_interface(
         )
         if not consistent:
             recreated = True
-            for stale in (host_idx, _lookup(host, temp_name)):
-                if stale is not None:
-                    host.link("del", index=stale)
-            if host_idx is not None and pod_idx is not None:
-                pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
+            if host_idx is not None:
+                host.link("del", index=host_idx)  # ours: the alias says so
+                if pod_idx is not None:
+                    pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
             if pod_idx is not None:
                 raise PlumbingError(
                     f"interface {iface.interface} already exists in {pod_netns} and is not "
                     f"an ovnvnet veth; refusing to replace it"
                 )
-            host.link("add", ifname=host_name, kind="veth", peer={"ifname": temp_name})
-            temp_idx = _lookup(host, temp_name)
-            if temp_idx is None:
-                raise PlumbingError(f"veth peer {temp_name} vanished right after creation")
-            fd = os.open(pod_netns if "/" in pod_netns else f"/var/run/netns/{pod_netns}",
-                         os.O_RDONLY)
-            try:
-                host.link("set", index=temp_idx, net_ns_fd=fd)
-            finally:
-                os.close(fd)
-            pod_idx = _lookup(pod, temp_name)
+            host_idx = _create_pair(host, pod, pod_netns, container_id, iface.interface)
+            pod_idx = _lookup(pod, iface.interface)
             if pod_idx is None:
-                raise PlumbingError(f"veth peer {temp_name} did not arrive in {pod_netns}")
-            pod.link("set", index=pod_idx, ifname=iface.interface)
-            host_idx = _lookup(host, host_name)
-            assert host_idx is not None
+                raise PlumbingError(f"{iface.interface} vanished from {pod_netns} after creation")
 
         # pod end: MAC, MTU, address, up, routes (all idempotent)
         settings: dict = {"address": iface.mac}
@@ -158,11 +194,64 @@ def ensure_interface(
             host.link("set", index=host_idx, mtu=iface.mtu)
         host.link("set", index=host_idx, state="up")
         return LinkState(
-            host_name=host_name,
+            host_name=_link(host, host_idx)["ifname"],
             host_mac=_link(host, host_idx)["mac"],
             pod_mac=_link(pod, pod_idx)["mac"],
             recreated=recreated,
         )
+
+
+def _create_pair(
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, interface: str
+) -> int:
+    """A new veth pair: host end with our alias under a free candidate name, the other end
+    in the pod named ``interface``. Returns the host end's index; on failure removes the pair."""
+    tmp = secrets.token_hex(7)[:13]
+    host_tmp, peer_tmp = "ot" + tmp, "op" + tmp
+    host.link("add", ifname=host_tmp, kind="veth", peer={"ifname": peer_tmp})
+    host_idx = _lookup(host, host_tmp)
+    if host_idx is None:
+        raise PlumbingError(f"veth {host_tmp} vanished right after creation")
+    try:
+        # the kernel takes no alias at creation: set it before the link gets its real name
+        host.link("set", index=host_idx, ifalias=link_alias(container_id, interface))
+        _take_candidate_name(host, host_idx, container_id, interface)
+        peer_idx = _lookup(host, peer_tmp)
+        if peer_idx is None:
+            raise PlumbingError(f"veth peer {peer_tmp} vanished right after creation")
+        fd = os.open(pod_netns if "/" in pod_netns else f"/var/run/netns/{pod_netns}",
+                     os.O_RDONLY)
+        try:
+            host.link("set", index=peer_idx, net_ns_fd=fd)
+        finally:
+            os.close(fd)
+        peer_idx = _lookup(pod, peer_tmp)
+        if peer_idx is None:
+            raise PlumbingError(f"veth peer {peer_tmp} did not arrive in {pod_netns}")
+        pod.link("set", index=peer_idx, ifname=interface)
+    except BaseException:
+        with contextlib.suppress(NetlinkError):
+            host.link("del", index=host_idx)  # takes the peer with it, wherever it is
+        raise
+    return host_idx
+
+
+def _take_candidate_name(host: IPRoute, index: int, container_id: str, interface: str) -> None:
+    """Rename our new host end to the first candidate name nobody holds."""
+    names = [host_veth_name(container_id, interface, a) for a in range(NAME_ATTEMPTS)]
+    for name in names:
+        if _lookup(host, name) is not None:
+            continue  # another link's name: never ours to take or remove
+        try:
+            host.link("set", index=index, ifname=name)
+            return
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:  # EEXIST: taken meanwhile, try the next one
+                raise
+    raise PlumbingError(
+        f"every host interface name for {interface} of container {container_id} "
+        f"({', '.join(names)}) is held by a link that is not ours"
+    )
 
 
 def _wanted_routes(iface: InterfaceResult) -> list[tuple[str, str]]:
@@ -196,12 +285,15 @@ def check_interface(
 ) -> list[str]:
     """Problems with one interface (empty when it matches the annotation)."""
     problems: list[str] = []
-    host_name = host_veth_name(container_id, iface.interface)
     try:
         with _ns(host_netns) as host, _ns(pod_netns) as pod:
-            host_idx = _lookup(host, host_name)
+            host_idx = _find_own(host, container_id, iface.interface)
+            host_name = "" if host_idx is None else _link(host, host_idx)["ifname"]
             if host_idx is None:
-                problems.append(f"host veth {host_name} for {iface.interface} is missing")
+                problems.append(
+                    f"host veth for {iface.interface} (alias "
+                    f"{link_alias(container_id, iface.interface)!r}) is missing"
+                )
             pod_idx = _lookup(pod, iface.interface)
             if pod_idx is None:
                 problems.append(f"interface {iface.interface} is missing from {pod_netns}")
@@ -228,22 +320,25 @@ def check_interface(
     return problems
 
 
-_NAME_RE = re.compile(r"^(ov|op)[0-9a-f]{13}$")
+def remove_container_links(
+    host_netns: str | None, container_id: str, ovs_ports: list[str] | tuple[str, ...] = ()
+) -> list[str]:
+    """Delete every host-side link the container's ADDs created; returns the names deleted.
 
-
-def remove_container_links(host_netns: str | None, container_id: str) -> list[str]:
-    """Delete every host-side link of the container (veth host ends, stray temp peers).
-
-    Deleting a veth end deletes its peer, so the pod ends go with them, whether or not the
-    netns still exists; pod links we did not create are never touched. Idempotent: returns the
-    names deleted, possibly none.
+    A link is the container's when its alias records this container id; a link without any
+    ovnvnet alias also is when its name is one of ``ovs_ports``, the OVS ports recorded with
+    this container id (links plumbed before aliases existed). Nothing is matched on a name
+    alone. Deleting a veth end deletes its peer, so the pod ends go with them, whether or not
+    the netns still exists; pod links we did not create are never touched. Idempotent.
     """
     removed: list[str] = []
-    cid = _hex(container_id, 8)
+    owner = _owner_id(container_id)
+    legacy = set(ovs_ports)
     with _ns(host_netns) as host:
         for msg in host.get_links():
             name = msg.get("IFLA_IFNAME") or ""
-            if _NAME_RE.match(name) and name[2:10] == cid:
+            recorded = _alias_owner(msg.get("IFLA_IFALIAS"))
+            if recorded == owner or (recorded is None and name in legacy):
                 with contextlib.suppress(NetlinkError):
                     host.link("del", index=msg["index"])
                     removed.append(name)

@@ -2,8 +2,8 @@
 
 ovn-controller binds an OVS Interface to the logical switch port named by its
 ``external_ids:iface-id`` and sets ``external_ids:ovn-installed=true`` once the port's flows are
-in place. Our own keys (pod identity, sandbox, interface) let DEL find every port of a
-container without the pod object.
+in place. Our own keys (pod identity, sandbox = the full CNI container id, interface) let DEL
+find every port of a container without the pod object, by exact match on the container id.
 
 All methods block (ovsdbapp commits wait for the server): call them with ``asyncio.to_thread``.
 One logical operation is one transaction, always with ``check_error=True``.
@@ -11,6 +11,7 @@ One logical operation is one transaction, always with ``check_error=True``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = ["SANDBOX_KEY", "OvsPorts", "PortBinding"]
 SANDBOX_KEY = "ovnvnet.io/sandbox"  # the CNI container id
 NETNS_KEY = "ovnvnet.io/netns"
 IFACE_ID = "iface-id"
+log = logging.getLogger("ovnvnet.cni.ovs")
 OVN_INSTALLED = "ovn-installed"
 
 
@@ -81,7 +83,15 @@ class OvsPorts:
         self._conn.stop()
 
     def ensure_port(self, binding: PortBinding, recreate: bool) -> None:
-        """Port+Interface with our external_ids; ``recreate`` drops a stale binding first."""
+        """Port+Interface with our external_ids; ``recreate`` drops a stale binding first.
+
+        The caller holds the link of this name (its alias says so): a port of that name recorded
+        for another container is a leftover whose link is gone, and is replaced."""
+        previous = (self.interface_ids(binding.port_name) or {}).get(SANDBOX_KEY)
+        if previous and previous != binding.container_id:
+            log.warning("OVS port %s was recorded for container %s, whose link is gone; "
+                        "replacing it for %s", binding.port_name, previous, binding.container_id)
+            recreate = True
         if recreate:
             with self.api.transaction(check_error=True) as txn:
                 txn.add(self.api.del_port(binding.port_name, if_exists=True))

@@ -2,7 +2,8 @@
 
 Production uses :class:`KubePodSource`, a watch-based cache of the pods scheduled on this node
 (``fieldSelector=spec.nodeName=NODE``): one list at start, then a watch; a CNI call never lists
-pods. Tests without an API server use :class:`StaticPodSource`, fed directly.
+pods. It uses the operator's API client (kube/client.py), tokens re-read as they rotate. Tests
+without an API server use :class:`StaticPodSource`, fed directly.
 
 Both keep a dict of :class:`PodInfo` owned by the agent's event loop; writers on other threads
 go through ``call_soon_threadsafe``. Waiters (ADD waiting for ``ovnIfaceList``) are woken on
@@ -13,16 +14,21 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..kube.client import ApiError, KubeClient
+from ..kube.connection import Connection
+
 __all__ = ["KubePodSource", "PodInfo", "PodSource", "StaticPodSource"]
 
 log = logging.getLogger(__name__)
+
+PODS = "/api/v1/pods"
 
 
 @dataclass(frozen=True)
@@ -142,80 +148,66 @@ class StaticPodSource(PodSource):
         self._remove(namespace, name)
 
 
-def _pod_info(obj: Any) -> PodInfo:
-    meta = obj.metadata
+def _pod_info(obj: Mapping[str, Any]) -> PodInfo:
+    meta = obj.get("metadata") or {}
     return PodInfo(
-        namespace=meta.namespace,
-        name=meta.name,
-        uid=meta.uid or "",
-        annotations=dict(meta.annotations or {}),
-        node=(obj.spec.node_name or "") if obj.spec else "",
-        deleting=meta.deletion_timestamp is not None,
+        namespace=meta.get("namespace") or "",
+        name=meta.get("name") or "",
+        uid=meta.get("uid") or "",
+        annotations=dict(meta.get("annotations") or {}),
+        node=(obj.get("spec") or {}).get("nodeName") or "",
+        deleting=meta.get("deletionTimestamp") is not None,
     )
 
 
 class KubePodSource(PodSource):
-    """A list+watch cache of the pods on one node, fed by a thread running the kube client."""
+    """A list+watch cache of the pods on one node, fed by a task of the agent's event loop through
+    the project's API client (kube/client.py): one list, then watches resumed from the last
+    resourceVersion seen; a 410 Gone (or any ERROR event) relists; any other failure is retried
+    after `retry` seconds from where it stopped."""
 
-    def __init__(self, node: str, kubeconfig: str | None, watch_timeout: int = 300) -> None:
+    def __init__(self, node: str, connection: Connection, watch_timeout: int = 300,
+                 retry: float = 2.0) -> None:
         super().__init__()
         self.node = node
-        self.kubeconfig = kubeconfig
+        self.connection = connection
         self.watch_timeout = watch_timeout
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._watch: Any = None
+        self.retry = retry
+        self._kube: KubeClient | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await super().start()
-        from kubernetes import client, config  # imported here: tests without kube skip it
-
-        if self.kubeconfig:
-            api_client = config.new_client_from_config(config_file=self.kubeconfig)
-        else:
-            config.load_incluster_config()
-            api_client = client.ApiClient()
-        self._api = client.CoreV1Api(api_client)
-        self._thread = threading.Thread(
-            target=self._run, name=f"pod-watch-{self.node}", daemon=True
-        )
-        self._thread.start()
+        self._kube = KubeClient(self.connection)
+        self._task = asyncio.create_task(self._run(self._kube), name=f"pod-watch-{self.node}")
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._watch is not None:
-            self._watch.stop()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._kube is not None:
+            await self._kube.close()
 
-    def _run(self) -> None:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        selector = f"spec.nodeName={self.node}"
+    async def _run(self, kube: KubeClient) -> None:
+        params = {"fieldSelector": f"spec.nodeName={self.node}"}
         resource_version: str | None = None
-        while not self._stopping.is_set():
+        while True:
             try:
                 if resource_version is None:
-                    listing = self._api.list_pod_for_all_namespaces(field_selector=selector)
-                    self._replace_all([_pod_info(p) for p in listing.items])
-                    resource_version = listing.metadata.resource_version
-                    log.info("pod cache for node %s synced: %d pods", self.node, len(listing.items))
-                self._watch = watch.Watch()
-                for event in self._watch.stream(
-                    self._api.list_pod_for_all_namespaces,
-                    field_selector=selector,
-                    resource_version=resource_version,
-                    timeout_seconds=self.watch_timeout,
-                    allow_watch_bookmarks=True,
-                ):
-                    if self._stopping.is_set():
-                        break
-                    kind, obj = event["type"], event["object"]
+                    meta: dict[str, Any] = {}
+                    pods = [_pod_info(p) async for p in kube.list_all(PODS, params=params, meta=meta)]
+                    self._replace_all(pods)
+                    resource_version = meta.get("resourceVersion") or "0"
+                    log.info("pod cache for node %s synced: %d pods", self.node, len(pods))
+                async for event in kube.watch(PODS, resource_version, timeout=self.watch_timeout,
+                                              params=params):
+                    kind, obj = event.get("type"), event.get("object") or {}
                     if kind == "ERROR":
+                        log.info("pod watch for node %s: %s; relisting", self.node, obj.get("message"))
                         resource_version = None  # typically 410 Gone: relist
                         break
-                    resource_version = obj.metadata.resource_version or resource_version
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                     if kind == "BOOKMARK":
                         continue
                     pod = _pod_info(obj)
@@ -223,14 +215,14 @@ class KubePodSource(PodSource):
                         self._remove(pod.namespace, pod.name)
                     else:
                         self._set(pod)
-            except ApiException as e:
+            except ApiError as e:
                 if e.status == 410:
                     resource_version = None
                     continue
-                log.warning("pod watch for node %s failed: %s; retrying", self.node, e.reason)
-                self._stopping.wait(2)
-            except Exception as e:  # noqa: BLE001 - the watch must survive API hiccups
-                if self._stopping.is_set():
-                    break
                 log.warning("pod watch for node %s failed: %s; retrying", self.node, e)
-                self._stopping.wait(2)
+                await asyncio.sleep(self.retry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the watch must survive API hiccups
+                log.warning("pod watch for node %s failed: %s; retrying", self.node, e or type(e).__name__)
+                await asyncio.sleep(self.retry)

@@ -1,12 +1,20 @@
 """CNI protocol: the request the shim forwards, results and errors as the spec defines them.
 
 Spec 1.0.0 is the native format; 0.4.0 and 0.3.x results differ only in ``ips[].version``
-(and 0.3.x has no CHECK).
+(and 0.3.x has no CHECK). Every error object carries ``cniVersion``, ``code``, ``msg`` and
+``details``, as the shim's own errors do.
+
+Size limit (one for both sides): the shim accepts at most :data:`MAX_INPUT_BYTES` raw bytes of
+input (stdin plus every ``CNI_*`` environment entry ``NAME=VALUE``) and refuses more before it
+connects. JSON escaping makes one byte at most 6 (``\\u00XX``), and the request's envelope adds
+25 bytes, so the agent accepts :data:`MAX_REQUEST_BYTES` = 6 * MAX_INPUT_BYTES + 64: any input the
+shim sends fits. cni/shim/ovn-k8s-cni-overlay.c states the same numbers (MAX_INPUT, MAX_REQUEST).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +30,9 @@ __all__ = [
     "version_result",
 ]
 
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_REQUEST_BYTES = 6 * MAX_INPUT_BYTES + 64
+
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
 CHECK_VERSIONS = ("0.4.0", "1.0.0")
 
@@ -34,6 +45,7 @@ ERR_IO = 5
 ERR_DECODE = 6
 ERR_INVALID_CONFIG = 7
 ERR_TRY_AGAIN_LATER = 11
+ERR_UNTRUSTED_AGENT = 100  # the shim's: the socket is not served by root
 ERR_NETWORK_ERROR = 101  # the operator wrote ovnNetworkError
 ERR_ANNOTATION_TIMEOUT = 102
 ERR_POD_MISMATCH = 103
@@ -56,10 +68,8 @@ class CniError(Exception):
         self.details = details
 
     def to_json(self, cni_version: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
-        if self.details:
-            out["details"] = self.details
-        return out
+        return {"cniVersion": cni_version, "code": self.code, "msg": self.msg,
+                "details": self.details}
 
 
 def _timeout(conf: Mapping[str, Any], key: str, default: float) -> float:
@@ -95,6 +105,12 @@ class CniRequest:
     @property
     def pod_uid(self) -> str:
         return self.args.get("K8S_POD_UID", "")
+
+
+# CNI spec: "Must start with an alphanumeric character, optionally followed by any combination of
+# one or more alphanumeric characters, underscore (), dot (.) or hyphen (-)." DEL matches host
+# links on the id recorded in their alias, so it must not contain separators.
+_CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 def parse_cni_args(text: str) -> dict[str, str]:
@@ -137,6 +153,12 @@ def parse_request(env: Mapping[str, str], config_text: str) -> CniRequest:
     container_id = env.get("CNI_CONTAINERID", "")
     if not container_id:
         raise CniError(ERR_INVALID_ENV, "CNI_CONTAINERID is required")
+    if not _CONTAINER_ID_RE.fullmatch(container_id):
+        raise CniError(
+            ERR_INVALID_ENV, "CNI_CONTAINERID is not a valid container id",
+            f"got {container_id[:100]!r}; the spec allows an alphanumeric first character, then "
+            "alphanumerics, '_', '.' and '-'",
+        )
     netns = env.get("CNI_NETNS", "")
     if command != "DEL" and not netns:
         raise CniError(ERR_INVALID_ENV, f"CNI_NETNS is required for {command}")

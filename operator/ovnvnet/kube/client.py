@@ -1,18 +1,21 @@
-"""A small async Kubernetes client (aiohttp, which Kopf already uses) for the calls Kopf's own
-`patch` cannot make: status merge patches coalesced per network, pod annotation patches guarded by
-the pod's UID, paginated lists for recovery and sweeps, and events for objects read outside a handler.
-Credentials come from the kubeconfig (or in-cluster) through the `kubernetes` package's loader."""
+"""The one async Kubernetes client of ovnvnet (aiohttp, which Kopf already uses), for every call
+Kopf's own `patch` cannot make: status merge patches coalesced per network, pod annotation patches
+guarded by the pod's UID, paginated lists for recovery and sweeps, events for objects read outside a
+handler, the leader's Lease (leader.py) and the node agent's pod cache (cni/pods.py).
+
+Credentials come from a `Connection` (kube/connection.py), shared with Kopf's login so that the
+process logs in one way. A bearer token read from a file is re-read when the file changes; a 401
+re-reads it at once and the request is retried once with the new token."""
 from __future__ import annotations
 
 import asyncio
 import datetime
 import json
-import ssl
 from typing import Any, AsyncIterator
 
 import aiohttp
-import kubernetes
 
+from ovnvnet.kube.connection import Connection
 
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
@@ -24,18 +27,18 @@ class ApiError(Exception):
         self.message = message
 
 
-def load_configuration() -> kubernetes.client.Configuration:
-    cfg = kubernetes.client.Configuration()
+def _message(text: str) -> str:
     try:
-        kubernetes.config.load_incluster_config(client_configuration=cfg)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=cfg)
-    return cfg
+        return json.loads(text).get("message", text)
+    except (ValueError, AttributeError):
+        return text
 
 
 class KubeClient:
-    def __init__(self, cfg: kubernetes.client.Configuration | None = None):
-        self._cfg = cfg or load_configuration()
+    """One aiohttp session (bound to the event loop that first uses it) over a shared Connection."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "KubeClient":
@@ -44,24 +47,13 @@ class KubeClient:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        token = self._cfg.api_key.get("authorization") or self._cfg.api_key.get("BearerToken")
-        if token:
-            prefix = self._cfg.api_key_prefix.get("authorization")
-            headers["Authorization"] = token if token.startswith("Bearer ") else f"{prefix or 'Bearer'} {token}"
-        return headers
+    def _headers(self, accept: str | None = None) -> dict[str, str]:
+        return {"Accept": accept or "application/json", **self.connection.headers()}
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            ctx = ssl.create_default_context(cafile=self._cfg.ssl_ca_cert) if self._cfg.ssl_ca_cert else ssl.create_default_context()
-            if self._cfg.cert_file:
-                ctx.load_cert_chain(self._cfg.cert_file, self._cfg.key_file)
-            if not self._cfg.verify_ssl:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
             self._session = aiohttp.ClientSession(
-                base_url=None, connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
                 timeout=aiohttp.ClientTimeout(total=60),
             )
         return self._session
@@ -70,54 +62,58 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
+    def _url(self, path: str) -> str:
+        return self.connection.server.rstrip("/") + path
+
     async def request(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
                       content_type: str = "application/json", accept: str | None = None) -> Any:
-        headers = self._headers()
-        if accept:
-            headers["Accept"] = accept
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body)
-        url = self._cfg.host.rstrip("/") + path
-        async with self.session().request(method, url, data=data, params=params, headers=headers) as resp:
-            text = await resp.text()
+        data = json.dumps(body) if body is not None else None
+        for attempt in (1, 2):
+            headers = self._headers(accept)
+            if data is not None:
+                headers["Content-Type"] = content_type
+            async with self.session().request(method, self._url(path), data=data, params=params,
+                                              headers=headers) as resp:
+                text = await resp.text()
+            if resp.status == 401 and attempt == 1 and self.connection.refresh_token():
+                continue   # the token was rotated: once more with the new one
             if resp.status >= 400:
-                try:
-                    message = json.loads(text).get("message", text)
-                except ValueError:
-                    message = text
-                raise ApiError(resp.status, message)
+                raise ApiError(resp.status, _message(text))
             return json.loads(text) if text else None
 
-    async def watch(self, path: str, resource_version: str, *, timeout: int = 300) -> AsyncIterator[dict]:
+    async def watch(self, path: str, resource_version: str, *, timeout: int = 300,
+                    params: dict | None = None) -> AsyncIterator[dict]:
         """The events of one watch request from `resource_version` (ends when the server closes
         it); an ERROR event (e.g. 410 Gone) is yielded like the others."""
-        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(timeout)}
-        url = self._cfg.host.rstrip("/") + path
-        async with self.session().get(url, params=params, headers=self._headers(),
-                                      timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)) as resp:
-            if resp.status >= 400:
-                raise ApiError(resp.status, await resp.text())
-            async for line in resp.content:
-                if line.strip():
-                    yield json.loads(line)
+        query = {**(params or {}), "watch": "1", "resourceVersion": resource_version,
+                 "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
+        for attempt in (1, 2):
+            async with self.session().get(self._url(path), params=query, headers=self._headers(),
+                                          timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)) as resp:
+                if resp.status == 401 and attempt == 1 and self.connection.refresh_token():
+                    continue
+                if resp.status >= 400:
+                    raise ApiError(resp.status, _message(await resp.text()))
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+                return
 
     # ---------------------------------------------------------------- helpers
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
 
     async def list_all(self, path: str, *, page: int = 500, accept: str | None = None,
-                       meta: dict | None = None) -> AsyncIterator[dict]:
+                       meta: dict | None = None, params: dict | None = None) -> AsyncIterator[dict]:
         """Every item, page by page; `accept=METADATA_LIST` for metadata only (much smaller).
-        `meta`, if given, receives the list's metadata (its resourceVersion, to watch from)."""
+        `meta`, if given, receives the list's metadata (its resourceVersion, to watch from);
+        `params` are further query parameters (e.g. a fieldSelector)."""
         cont: str | None = None
         while True:
-            params = {"limit": str(page)}
+            query = {**(params or {}), "limit": str(page)}
             if cont:
-                params["continue"] = cont
-            out = await self.request("GET", path, params=params, accept=accept)
+                query["continue"] = cont
+            out = await self.request("GET", path, params=query, accept=accept)
             for item in out.get("items") or []:
                 yield item
             if meta is not None:

@@ -1,5 +1,6 @@
 """Coalesced writes of the operator's records: VirtualNetwork status, and the allocation record
-sharded into IPBlock objects (one per /24 block, see model/blocks.py).
+sharded into IPBlock objects (one per /24 block, see model/blocks.py; the objects' shapes are in
+model/records.py, this module is only how and when they are written).
 
 Pods attach and detach one at a time, but each record is written as one JSON merge patch per
 flush window carrying only the changed `allocations` keys (null deletes a key); a network's
@@ -10,22 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from ovnvnet.kube.client import ApiError, KubeClient
+from ovnvnet.model.records import BlockRef, ipblock_object, ipblock_patch, network_status_patch
 
 log = logging.getLogger(__name__)
 
 IPBLOCKS = "/apis/ovnvnet.io/v1/ipblocks"
-
-
-@dataclass(frozen=True)
-class BlockRef:
-    name: str
-    network: str
-    cidr: str
-    owner: dict[str, Any] | None   # ownerReference to the VirtualNetwork (GC removes the blocks with it)
 
 
 class StatusWriter:
@@ -69,26 +62,21 @@ class StatusWriter:
         kind, _, name = key.partition("/")
         if kind == "vnet":
             body = {**body, **self._counters(name)}
-            await self._kube.merge_patch(KubeClient.vnet_path(name, status=True), {"status": body})
+            await self._kube.merge_patch(KubeClient.vnet_path(name, status=True), network_status_patch(body))
             return
         block = self._blocks[key]
+        patch = ipblock_patch(body.get("allocations", {}))
         try:
-            await self._kube.merge_patch(f"{IPBLOCKS}/{name}", body)
+            await self._kube.merge_patch(f"{IPBLOCKS}/{name}", patch)
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            meta: dict[str, Any] = {"name": name, "labels": {"ovnvnet.io/network": block.network}}
-            if block.owner:
-                meta["ownerReferences"] = [block.owner]
-            allocations = {ip: e for ip, e in body.get("allocations", {}).items() if e is not None}
             try:
-                await self._kube.request("POST", IPBLOCKS, body={
-                    "apiVersion": "ovnvnet.io/v1", "kind": "IPBlock", "metadata": meta,
-                    "spec": {"network": block.network, "cidr": block.cidr}, "allocations": allocations})
+                await self._kube.request("POST", IPBLOCKS, body=ipblock_object(block, body.get("allocations", {})))
             except ApiError as exc2:
                 if exc2.status != 409:   # created meanwhile: patch it
                     raise
-                await self._kube.merge_patch(f"{IPBLOCKS}/{name}", body)
+                await self._kube.merge_patch(f"{IPBLOCKS}/{name}", patch)
 
     async def _flusher(self, key: str) -> None:
         backoff = 0.2

@@ -15,8 +15,9 @@ from typing import Any, Callable
 from ovnvnet.config import Settings
 from ovnvnet.ipam.allocator import Holder, SubnetAllocator
 from ovnvnet.kube.client import KubeClient
-from ovnvnet.kube.status import BlockRef, StatusWriter
+from ovnvnet.kube.status import StatusWriter
 from ovnvnet.model.blocks import block_cidr, block_name
+from ovnvnet.model.records import BlockRef, owner_reference
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
 from ovnvnet.model.network import NetworkSpec
@@ -106,10 +107,7 @@ class State:
             return None
         cidr = block_cidr(net.spec.subnet, ip)
         meta = net.body.get("metadata") or {}
-        owner = None
-        if meta.get("uid"):
-            owner = {"apiVersion": "ovnvnet.io/v1", "kind": "VirtualNetwork", "name": network,
-                     "uid": meta["uid"], "blockOwnerDeletion": False}
+        owner = owner_reference({"name": network, "uid": meta["uid"]}) if meta.get("uid") else None
         return BlockRef(block_name(network, cidr), network, str(cidr), owner)
 
     # ------------------------------------------------------------------ holdings

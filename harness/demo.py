@@ -119,7 +119,7 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         for i in ifaces:
             name = i["interface"]
             link = have.get(name, {})
-            from ..cni.netlink import host_veth_name
+            from ovnvnet.cni.netlink import host_veth_name
 
             host = host_veth_name(sb.container_id, name)
             ids = {}
@@ -214,11 +214,11 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
     if stack.root == (REPO / ".stack").resolve():
         print("  make down      # stop everything and remove .stack/")
     else:
-        print(f"  {sys.executable} -m ovnvnet.testing.stack down --dir {stack.root}   # stop everything")
+        print(f"  {sys.executable} -m harness.stack down --dir {stack.root}   # stop everything")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ovnvnet.testing.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default=".stack", help="stack directory (default .stack)")
     args = ap.parse_args(argv)
     return run(str(Path(args.dir)))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import kubernetes
 
-from ovnvnet.testing.kit import Cluster, check_invariant, wait_until
-from ovnvnet.testing.stack import Stack
+from harness.kit import Cluster, check_invariant, wait_until
+from harness.stack import Stack
 
 
 @dataclass

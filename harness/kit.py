@@ -12,7 +12,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 
 from ovnvnet.model import names
-from ovnvnet.testing.stack import Stack
+from harness.stack import Stack
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 

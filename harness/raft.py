@@ -1,13 +1,15 @@
-"""A 3-member OVN Northbound RAFT cluster on loopback, inside a Stack's directory.
+"""A 3-member OVN Northbound RAFT cluster on loopback, part of a stack's OVN central.
 
-The operator connects with the comma-separated member list (OVN_NB_DB=tcp:...,tcp:...,tcp:...);
-ovsdbapp's IDL follows the leader."""
+Its members live in ``<root>/raft`` and are tracked (pidfiles, logs) like every other process of
+the stack, so ``Stack.down`` stops them too. The operator connects with the comma-separated member
+list (OVN_NB_DB=tcp:...,tcp:...,tcp:...); ovsdbapp's IDL follows the leader."""
 from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
 
-from ovnvnet.testing.stack import OVN_NB_SCHEMA, Stack, _tcp_open, free_port, wait_for
+from .central import OVN_NB_SCHEMA, OvnCentral
+from .proc import free_port, tcp_open, wait_for
 
 
 @dataclass
@@ -23,9 +25,11 @@ class RaftMember:
 
 
 class NbRaftCluster:
-    def __init__(self, stack: Stack, size: int = 3):
-        self.stack = stack
-        self.dir = stack.root / "raft"
+    def __init__(self, central, size: int = 3):
+        """`central`: the stack's :class:`OvnCentral`, or the Stack itself."""
+        self.central: OvnCentral = getattr(central, "central", central)
+        self.wd = self.central.wd
+        self.dir = self.wd.root / "raft"
         self.members = [RaftMember(f"nb-raft{i}", free_port(), free_port(), str(self.dir / f"nb-raft{i}.ctl"))
                         for i in range(size)]
 
@@ -51,11 +55,11 @@ class NbRaftCluster:
         return self
 
     def start_member(self, m: RaftMember) -> None:
-        self.stack._spawn(m.name, [
-            "ovsdb-server", "--no-chdir", f"--log-file={self.stack.logs / (m.name + '.vlog')}",
+        self.wd.spawn(m.name, [
+            "ovsdb-server", "--no-chdir", f"--log-file={self.wd.logs / (m.name + '.vlog')}",
             f"--unixctl={m.ctl}", f"--remote=ptcp:{m.client_port}:127.0.0.1", self._db(m),
-        ], env=self.stack._ovs_env())
-        wait_for(lambda: _tcp_open(m.client_port), 20, f"{m.name} listening")
+        ], env=self.central.ovs_env())
+        wait_for(lambda: tcp_open(m.client_port), 20, f"{m.name} listening")
 
     def role(self, m: RaftMember) -> str | None:
         out = subprocess.run(["ovs-appctl", "-t", m.ctl, "cluster/status", "OVN_Northbound"],
@@ -67,10 +71,10 @@ class NbRaftCluster:
 
     def leader(self) -> RaftMember | None:
         for m in self.members:
-            if self.stack.running(m.name) and self.role(m) == "leader":
+            if self.wd.running(m.name) and self.role(m) == "leader":
                 return m
         return None
 
     def stop(self) -> None:
         for m in self.members:
-            self.stack.kill(m.name)
+            self.wd.kill(m.name)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .proc import pid_alive
+
 __all__ = ["Dataplane", "dataplane_env", "start_dataplane"]
 
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -68,32 +70,20 @@ class Dataplane:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.pidfile(daemon).unlink(missing_ok=True)
 
     def running(self) -> bool:
         """Every daemon of this data plane is alive."""
-        return all((pid := self.pid(d)) is not None and _alive(pid) for d in DAEMONS)
+        return all((pid := self.pid(d)) is not None and pid_alive(pid) for d in DAEMONS)
 
     def remove_netns(self) -> None:
         if self.netns:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours counts as dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def dataplane_env(root: Path) -> dict[str, str]:

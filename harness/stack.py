@@ -1,0 +1,270 @@
+"""A real local stack on loopback: Kubernetes, OVN central, optionally a node and the operator.
+
+It is composed of one part per process group:
+
+- :class:`~harness.kube.KubeControlPlane`: etcd, kube-apiserver 1.20, kube-controller-manager;
+- :class:`~harness.central.OvnCentral`: OVN NB/SB ovsdb-servers and ovn-northd (and NB RAFT);
+- :class:`~harness.node.Node`: one node's data plane (OVS + ovn-controller in its own network
+  namespace) and its CNI node agent, only when asked for;
+- :class:`~harness.operator_process.OperatorProcess`: the ovnvnet operator as a process.
+
+One piece of code used by the tests, the demo (`make up`) and the benchmarks. Everything runs in a
+private directory (:class:`~harness.proc.Workdir`) with random free loopback ports; every process
+is tracked by a pidfile there and stopped by pid. `Stack.up()` starts only what is not running
+yet, so killing the operator and calling `up()` again restarts just the operator with all state
+kept. The stack's seal key (``seal.key``, 32 random bytes, made once) is given to the operator and
+the agent as ``OVNVNET_SEAL_KEY_FILE``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from . import REPO
+from .central import OVN_NB_SCHEMA, OVN_SB_SCHEMA, OvnCentral
+from .dataplane import DAEMONS
+from .kube import CRDS, KubeControlPlane
+from .node import BUILD_CNI, NODE, SYSTEM_CNI_DIR, Node
+from .operator_process import OperatorProcess
+from .prereq import explain, stack_missing
+from .proc import ProcessDied, Workdir, free_port, pid_alive, tcp_open, wait_for
+
+__all__ = ["BUILD_CNI", "CRDS", "KUBE_BIN", "NODE", "OVN_NB_SCHEMA", "OVN_SB_SCHEMA", "REPO",
+           "SYSTEM_CNI_DIR", "ProcessDied", "Stack", "cli", "free_port", "pid_alive", "wait_for"]
+
+KUBE_BIN = Path(os.environ.get("OVNVNET_KUBE_BIN", "/var/cache/ovnvnet/kube-1.20.2/bin"))
+_tcp_open = tcp_open  # the old name
+
+
+class Stack(Workdir):
+    """A stack rooted at `root` (created if missing). State survives between `up()` calls.
+
+    The parts are ``kube``, ``central``, ``worker`` (the node) and ``operator``; the methods
+    below are the stack's public API, each handing over to the part that owns it."""
+
+    def __init__(self, root: Path | str, *, kube_bin: Path = KUBE_BIN):
+        super().__init__(root)
+        self.kube = KubeControlPlane(self, kube_bin)
+        self.central = OvnCentral(self)
+        self.worker = Node(self, self.central, self.kube.kubeconfig, agent_env=self.seal_env)
+        self.operator = OperatorProcess(self, base_env=lambda: {**self.env(), **self.seal_env()})
+
+    # the bookkeeping's old private names, still used by tests and benchmarks
+    _save, _port, _pidfile, _spawn, _wait_started = (
+        Workdir.save, Workdir.port, Workdir.pidfile, Workdir.spawn, Workdir.wait_started)
+
+    # ------------------------------------------------------------------ the stack as a whole
+    @property
+    def kube_bin(self) -> Path:
+        return self.kube.kube_bin
+
+    @property
+    def seal_key_file(self) -> Path:
+        """The key that seals the operator's results (32 random bytes, made once, mode 0600)."""
+        path = self.root / "seal.key"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+        return path
+
+    def seal_env(self) -> dict[str, str]:
+        return {"OVNVNET_SEAL_KEY_FILE": str(self.seal_key_file)}
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "KUBECONFIG": str(self.kubeconfig),
+            "OVN_NB_DB": self.nb_remote,
+            "OVN_SB_DB": self.sb_remote,
+            "OVNVNET_STACK": str(self.root),
+            "PATH": f"{self.root / 'bin'}:{self.kube_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+        # ovs-vsctl/ovs-appctl find the node's OVS through OVS_RUNDIR; CNI_PATH/NETCONFPATH
+        # are what a CNI runtime uses
+        env.update(self.worker.env())
+        return env
+
+    def write_env(self) -> None:
+        lines = [f"export {k}={v}" for k, v in self.env().items()]
+        (self.root / "env").write_text("\n".join(lines) + "\n")
+        # kubectl caches API discovery per host:port in ~/.kube/cache for 10 minutes, and the
+        # stack's ports are random: a port reused from an earlier stack would show its stale
+        # resource list ("doesn't have a resource type vnet"). A wrapper keeps the cache private.
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        wrapper = bin_dir / "kubectl"
+        wrapper.write_text(f'#!/bin/sh\nexec {self.kube_bin / "kubectl"} --cache-dir={self.root / "kube-cache"} "$@"\n')
+        wrapper.chmod(0o755)
+
+    def up(self, *, operator: bool = True, controller_manager: bool = True,
+           dataplane: bool = False) -> "Stack":
+        if lacking := stack_missing(self.kube_bin):
+            raise RuntimeError(explain("the local stack", lacking))
+        self.create()
+        self.central.start()
+        self.kube.start(controller_manager=controller_manager)
+        self.kube.apply_crds()
+        self.write_env()
+        if dataplane:
+            self.start_dataplane()
+        if operator:
+            self.start_operator()
+        return self
+
+    COMPONENTS = OperatorProcess.PROCESSES + KubeControlPlane.PROCESSES + OvnCentral.PROCESSES
+    DATAPLANE = (Node.AGENT, *DAEMONS)
+
+    def down(self, *, remove: bool = True, extra: Iterable[str] = ()) -> None:
+        self.operator.stop()
+        self.worker.stop()
+        for name in extra:
+            self.kill(name)
+        self.kube.stop()
+        self.central.stop()
+        for name in self.tracked():  # anything else started here (RAFT members, replicas)
+            self.kill(name)
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def status(self) -> dict[str, bool]:
+        out = {name: self.running(name) for name in self.COMPONENTS}
+        out.update(self.worker.status())
+        return out
+
+    # ------------------------------------------------------------------ Kubernetes
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kube.kubeconfig
+
+    @property
+    def api_url(self) -> str:
+        return self.kube.api_url
+
+    @property
+    def token(self) -> str:
+        return self.kube.token
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True):
+        return self.kube.kubectl(*args, input=input, check=check)
+
+    def apply_crds(self) -> None:
+        self.kube.apply_crds()
+
+    # ------------------------------------------------------------------ OVN central
+    @property
+    def nb_remote(self) -> str:
+        return self.central.nb_remote
+
+    @property
+    def sb_remote(self) -> str:
+        return self.central.sb_remote
+
+    @property
+    def sb_unix(self) -> str:
+        return self.central.sb_unix
+
+    def _ovs_env(self) -> dict[str, str]:
+        return self.central.ovs_env()
+
+    def start_ovsdb(self, name: str, schema: str, port: int, *, wipe: bool = False) -> None:
+        """Start one OVN database server (`nb` or `sb`). `wipe` recreates its database empty."""
+        self.central.start_ovsdb(name, schema, port, wipe=wipe)
+
+    def nbctl(self, *args: str, check: bool = True) -> str:
+        return self.central.nbctl(*args, check=check)
+
+    # ------------------------------------------------------------------ operator
+    @property
+    def health_port(self) -> int:
+        return self.operator.health_port
+
+    def operator_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return self.operator.env(extra)
+
+    def start_operator(self, extra_env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+        self.operator.start(extra_env, wait=wait)
+
+    def wait_operator_ready(self, timeout: float = 60) -> None:
+        self.operator.wait_ready(timeout)
+
+    def stop_operator(self, sig: int = signal.SIGTERM) -> None:
+        self.operator.stop(sig)
+
+    # ------------------------------------------------------------------ the node
+    node = property(lambda self: self.worker.name, doc="The node's name.")
+    node_netns = property(lambda self: self.worker.netns, doc=Node.netns.__doc__)
+    node_dir = property(lambda self: self.worker.dir)
+    netns_prefix = property(lambda self: self.worker.netns_prefix, doc=Node.netns_prefix.__doc__)
+    build_dir = property(lambda self: self.worker.build_dir)
+    agent_socket = property(lambda self: self.worker.agent_socket)
+    cni_conf_dir = property(lambda self: self.worker.cni_conf_dir)
+    cni_conflist = property(lambda self: self.worker.cni_conflist)
+    cni_cache_dir = property(lambda self: self.worker.cni_cache_dir)
+    cni_plugin_dirs = property(lambda self: self.worker.cni_plugin_dirs)
+    cni_runtime = property(lambda self: self.worker.cni_runtime)
+
+    def dataplane(self):
+        """The node's :class:`~harness.dataplane.Dataplane` (started or not)."""
+        return self.worker.dataplane()
+
+    def build_cni(self) -> tuple[Path, Path]:
+        return self.worker.build_cni()
+
+    def write_conflist(self, **kw) -> Path:
+        return self.worker.write_conflist(**kw)
+
+    def start_dataplane(self, node: str = NODE) -> None:
+        """OVS ovsdb-server + ovs-vswitchd (netdev) + ovn-controller for `node` in the node netns,
+        the CNI binaries, the conflist and the node agent. Starts only what is not running."""
+        self.worker.start(node)
+        self.write_env()
+
+    def start_agent(self, *, wait: bool = True) -> None:
+        self.worker.start_agent(wait=wait)
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> None:
+        self.worker.stop_agent(sig)
+
+    def stack_netns(self) -> list[str]:
+        return self.worker.stack_netns()
+
+    def stop_dataplane(self) -> None:
+        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces."""
+        self.worker.stop()
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ovnvnet-stack", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["up", "down", "status", "env"])
+    ap.add_argument("--dir", default=".stack", help="state directory (default .stack)")
+    ap.add_argument("--no-operator", action="store_true", help="start the stack without the operator")
+    ap.add_argument("--dataplane", action="store_true",
+                    help=f"also start the data plane of {NODE} (OVS, ovn-controller) and the CNI node agent")
+    args = ap.parse_args(argv)
+    stack = Stack(args.dir)
+    if args.command == "up":
+        t0 = time.monotonic()
+        stack.up(operator=not args.no_operator, dataplane=args.dataplane or "dataplane" in stack.state)
+        print(f"stack up in {time.monotonic() - t0:.1f}s; state and logs in {stack.root}")
+        print(f"  source {stack.root / 'env'}   # KUBECONFIG, OVN_NB_DB, PATH with kubectl 1.20")
+    elif args.command == "down":
+        stack.down()
+        print(f"stack stopped; {stack.root} removed")
+    elif args.command == "status":
+        for name, up in stack.status().items():
+            print(f"{name:25} {'running' if up else 'stopped'}")
+    else:
+        print((stack.root / "env").read_text(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
