@@ -17,12 +17,15 @@ import kopf
 
 from ovnvnet.config import Settings
 from ovnvnet.health import start_health_server
-from ovnvnet.kube.client import KubeClient
+from ovnvnet.kube.client import ApiError, KubeClient
 from ovnvnet.kube.connection import Connection
+from ovnvnet.kube.seal import operator_seal_key
+from ovnvnet.model.annotation import SealKeyError
 from ovnvnet.ovn.nb import NbClient
-from ovnvnet.reconcile import gc
+from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 from ovnvnet import webhook
@@ -91,15 +94,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         if hook.service is None:   # URL registration: Kopf creates the configuration
             settings.admission.managed = hook.configuration
     if "state" not in memo:
+        kube = KubeClient(memo.connection)
+        try:
+            seal_key = await operator_seal_key(cfg.seal_key_file, cfg.seal_secret, kube)
+        except SealKeyError as exc:
+            await kube.close()
+            raise kopf.PermanentError(str(exc)) from exc
+        except ApiError as exc:
+            await kube.close()
+            raise kopf.TemporaryError(f"reading the seal key Secret {cfg.seal_secret} failed: {exc}",
+                                      delay=2) from exc
         nb = NbClient(cfg.nb_remote, timeout=cfg.nb_timeout, ssl_key=cfg.ssl_key, ssl_cert=cfg.ssl_cert,
                       ssl_ca=cfg.ssl_ca)
-        memo.state = State(cfg, KubeClient(memo.connection), nb)
+        memo.state = State(cfg, kube, nb, seal_key=seal_key)
         memo.health = await start_health_server(memo.state, cfg.health_port)
     state: State = memo.state
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        resource_version, candidates, nb_read = await gc.rebuild(state, nb_ready=connecting)
+        resource_version, candidates, nb_read = await recovery.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
@@ -146,7 +159,7 @@ async def _retry_loop(state: State) -> None:
 
 async def _first_repair(state: State, nb_read: Any) -> None:
     try:
-        await gc.repair_nb(state, nb_read)
+        await recovery.repair_nb(state, nb_read)
     except Exception:  # noqa: BLE001 - the periodic sweep repairs what is left
         log.exception("NB repair at start failed")
 
@@ -155,7 +168,7 @@ async def _sweep_loop(state: State) -> None:
     while True:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
-            await gc.sweep(state)
+            await recovery.sweep(state)
         except Exception:  # noqa: BLE001 - next round
             log.exception("sweep failed")
 
@@ -165,12 +178,18 @@ async def _sweep_loop(state: State) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def virtualnetwork_ensure(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await network_rec.ensure_network(memo.state, plain(body), logger)
+    try:
+        await network_rec.ensure_network(memo.state, plain(body), logger)
+    except RetryLater as exc:   # the project's transient failure, in Kopf's terms
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await network_rec.delete_network(memo.state, plain(body))
+    try:
+        await network_rec.delete_network(memo.state, plain(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 # ---------------------------------------------------------------------------- pods

@@ -9,3 +9,6 @@ ATTACH_SECONDS = Histogram("ovnvnet_attach_seconds", "Time to attach a pod once 
 ORPHANS_RELEASED = Counter("ovnvnet_orphans_released_total", "Pods released by the sweep because they no longer exist")
 NB_REPAIRS = Counter("ovnvnet_nb_repairs_total", "Sweeps that found and repaired NB drift")
 REBUILD_SECONDS = Gauge("ovnvnet_rebuild_seconds", "Time taken by the last rebuild from records at start")
+ISOLATED_FAILURES = Counter("ovnvnet_isolated_failures_total",
+                            "Failures confined to one item (a pod, a network, an NB row, a record) in the rebuild, "
+                            "a retry round, the sweep or the NB repair; the rest of the round went on", ["stage"])

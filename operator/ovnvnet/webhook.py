@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ovnvnet.config import WebhookSettings
-from ovnvnet.model.annotation import AnnotationError, parse_ovn_network
-from ovnvnet.model.legacy import ANNOTATION as LEGACY, is_result
+from ovnvnet.model.annotation import (LEGACY_ANNOTATION as LEGACY, OPERATOR_ANNOTATIONS,
+                                      REQUEST_ANNOTATION, AnnotationError, is_legacy_result,
+                                      parse_ovn_network)
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
 from ovnvnet.reconcile.network import overlapping
-from ovnvnet.reconcile.pod import REQUEST, RequestRefused, validate_request
+from ovnvnet.reconcile.pod import RequestRefused, validate_request
 from ovnvnet.reconcile.state import State
 
 log = logging.getLogger("ovnvnet.webhook")
@@ -55,8 +56,9 @@ log = logging.getLogger("ovnvnet.webhook")
 REFUSED_AT_ADMISSION = {"InvalidRequest", "InvalidAddress", "UnknownNetwork", "AddressUnavailable",
                         "NamespaceNotAllowed"}
 
-# Annotations only the operator writes (COMMON contract); `ovn` is owned only while it holds a result.
-OWNED = ("ovnIfaceList", "ovnNetworkError", "ovnNetworkErrorRetry", "ovnvnet.io/seal")
+# Annotations only the operator writes (the contract, model/annotation.py); `ovn` is owned only
+# while it holds a result.
+OWNED = OPERATOR_ANNOTATIONS
 SERVING_LABEL = "ovnvnet.io/webhook"
 SERVING_VALUE = "serving"
 RECHECK_INTERVAL = 60.0
@@ -147,7 +149,7 @@ def _annotations(obj: Mapping | None) -> Mapping:
 
 def _holds_result(raw: Any) -> bool:
     try:
-        return isinstance(raw, str) and is_result(raw)
+        return is_legacy_result(raw)   # total already; kept safe for the webhook's sake
     except Exception:  # noqa: BLE001 - a value the parser cannot read is not a result
         return False
 
@@ -180,11 +182,11 @@ def check_writer(cfg: WebhookConfig | WebhookSettings, userinfo: Mapping | None,
 async def check_pod(state: State, body: dict, old: dict | None) -> None:
     """Raise Refused with the operator's own message if the pod's request is invalid."""
     meta = body.get("metadata") or {}
-    raw = (meta.get("annotations") or {}).get(REQUEST)
+    raw = (meta.get("annotations") or {}).get(REQUEST_ANNOTATION)
     if raw is None:
         return
     if old is not None:
-        old_raw = ((old.get("metadata") or {}).get("annotations") or {}).get(REQUEST)
+        old_raw = ((old.get("metadata") or {}).get("annotations") or {}).get(REQUEST_ANNOTATION)
         if old_raw == raw or meta.get("uid") in state.attached:
             return  # unchanged, or attached (a later change is reported by an Event, not refused)
     try:

@@ -29,6 +29,7 @@ import pytest
 from ovnvnet.cni.agent import Agent, serve
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
+from ovnvnet.model.annotation import SEAL_ANNOTATION, result_key, seal
 from harness.dataplane import Dataplane, start_dataplane
 from harness.prereq import CENTRAL
 from tests.prerequisites import missing, node_missing, require
@@ -38,13 +39,23 @@ NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 
 
-
 @pytest.fixture(scope="session")
 def prerequisites() -> None:
     """OVN central and a node's data plane: root and the binaries, or an error naming what is
     missing (a skip only in a run that asked for it, see tests/prerequisites.py)."""
     require("the CNI tests on a real data plane (tests/cni)",
             missing(binaries=CENTRAL) + node_missing())
+
+
+SEAL_KEY = secrets.token_bytes(32)
+"""The operator's seal key in these tests (the agent thread verifies with it)."""
+
+
+def sealed(uid: str, annotations: dict[str, str], key: bytes = SEAL_KEY) -> dict[str, str]:
+    """``annotations`` plus the operator's seal of its result (as the operator writes it)."""
+    name = result_key(annotations)
+    assert name is not None, f"no result to seal in {annotations}"
+    return {**annotations, SEAL_ANNOTATION: seal(key, uid, name, annotations[name])}
 
 
 def _ovs_env(root: Path) -> dict[str, str]:
@@ -160,7 +171,7 @@ class AgentThread:
         self._stop = asyncio.Event()
         await self.pods.start()
         self.ovs = await asyncio.to_thread(OvsPorts, self.dp.ovs_remote, self.dp.bridge)
-        self.agent = Agent("node1", self.pods, self.ovs, host_netns=self.dp.netns)
+        self.agent = Agent("node1", self.pods, self.ovs, host_netns=self.dp.netns, seal_key=SEAL_KEY)
         server = await serve(self.agent, self.socket)
         self._ready.set()
         await self._stop.wait()
@@ -183,6 +194,14 @@ class AgentThread:
     def put_pod(self, namespace: str, name: str, uid: str, annotations: dict[str, str]) -> None:
         self.pods.put(PodInfo(namespace=namespace, name=name, uid=uid,
                               annotations=dict(annotations), node="node1"))
+
+
+@pytest.fixture(scope="session")
+def seal_key_file(workdir: Path) -> Path:
+    path = workdir / "seal.key"
+    path.write_bytes(SEAL_KEY)
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture(scope="session")

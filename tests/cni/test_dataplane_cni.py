@@ -19,7 +19,7 @@ import pytest
 from ovnvnet.cni.netlink import host_veth_name
 from ovnvnet.model.names import port_name
 
-from .conftest import Netns, run_shim
+from .conftest import Netns, run_shim, sealed
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,9 +69,11 @@ class Pod:
 
     @property
     def annotations(self) -> dict[str, str]:
-        return {"ovnNetwork": json.dumps([{"name": i["name"], "interface": i["interface"]}
-                                          for i in self.ifaces]),
-                "ovnIfaceList": json.dumps(self.ifaces)}
+        """The request and the operator's result, sealed for this pod as the operator does."""
+        return sealed(self.uid, {
+            "ovnNetwork": json.dumps([{"name": i["name"], "interface": i["interface"]}
+                                      for i in self.ifaces]),
+            "ovnIfaceList": json.dumps(self.ifaces)})
 
     def cni(self, binaries, agent, command: str, **kw):
         return run_shim(binaries["shim"], agent.socket, command, container_id=self.container_id,
@@ -367,7 +369,7 @@ def test_shim_without_agent_says_try_again(binaries, workdir):
     assert "nobody-here.sock" in err["details"]
 
 
-def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netns, workdir):
+def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netns, workdir, seal_key_file):
     """`python -m ovnvnet.cni.agent` as deployed (static pods file instead of an API server)."""
     import signal
     import sys
@@ -382,7 +384,8 @@ def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netn
         [sys.executable, "-m", "ovnvnet.cni.agent", "--node", "node1", "--socket", str(sock),
          "--static-pods", str(pods_file), "--ovs-db", dataplane.ovs_remote,
          "--host-netns", dataplane.netns],
-        stdout=(workdir / "cli-agent.log").open("w"), stderr=subprocess.STDOUT, text=True)
+        stdout=(workdir / "cli-agent.log").open("w"), stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OVNVNET_SEAL_KEY_FILE": str(seal_key_file)})
     try:
         deadline = time.monotonic() + 20
         while not sock.exists() and time.monotonic() < deadline:
@@ -403,7 +406,8 @@ def test_agent_command_line_entry_point(topology, dataplane, binaries, make_netn
 
 def test_legacy_single_interface_from_ovn_annotation(topology, agent, binaries, make_netns):
     """A pod without ovnNetwork: one interface named CNI_IFNAME from the operator's result in
-    the legacy `ovn` annotation, bound to its "port", with the default route via gateway_ip."""
+    the legacy `ovn` annotation, bound to the port `<namespace>_<pod>` (derived, never read from
+    the annotation), with the default route via gateway_ip."""
     pod = Pod("pod-legacy", [], make_netns())
     lsp = f"{NS}_pod-legacy"
     addr = "0a:58:ac:10:19:64 172.16.25.100"
@@ -414,7 +418,8 @@ def test_legacy_single_interface_from_ovn_annotation(topology, agent, binaries, 
               "routes": [{"dst": "10.99.0.0/16", "gw": "172.16.25.1"}]}
     # the static request alone (no gateway_ip) is not a result: ADD waits for the operator
     agent.put_pod(NS, pod.name, pod.uid, {"ovn": json.dumps({"ip_address": "172.16.25.100"})})
-    timer = threading.Timer(1.0, agent.put_pod, (NS, pod.name, pod.uid, {"ovn": json.dumps(result)}))
+    timer = threading.Timer(1.0, agent.put_pod, (NS, pod.name, pod.uid,
+                                                  sealed(pod.uid, {"ovn": json.dumps(result)})))
     timer.start()
     try:
         r = pod.cni(binaries, agent, "ADD", ifname="eth0")
@@ -469,3 +474,85 @@ def test_retrying_operator_error_keeps_add_waiting(topology, agent, binaries, ma
     finally:
         timer.cancel()
         pod.cni(binaries, agent, "DEL")
+
+
+# --- the operator's records are the truth (issue 9): forged and copied results ---------------
+
+
+def _bound_to(dataplane, lsp: str) -> list[str]:
+    """OVS interfaces whose iface-id is the logical switch port `lsp`."""
+    out = dataplane.vsctl("--bare", "--columns=name", "find", "Interface", f"external_ids:iface-id={lsp}")
+    return out.split()
+
+
+SHORT_WAIT = {"cniVersion": "1.0.0", "name": "ovn", "type": "ovn-k8s-cni-overlay", "annotationTimeout": 1}
+
+
+def test_forged_legacy_result_cannot_hijack_another_pods_port(topology, agent, dataplane, binaries,
+                                                               make_netns):
+    """Issue 9.1: a pod annotated with a legacy `ovn` "result" naming the victim's port, MAC and
+    address. The agent used to bind the victim's port to the attacker's veth."""
+    victim = new_pod(topology, agent, make_netns, "victim", [entry("net1", "net-b", 41)])
+    peer = new_pod(topology, agent, make_netns, "victim-peer", [entry("net1", "net-b", 42)])
+    victim_port = port_name(NS, "victim", "net1")
+    try:
+        for p in (victim, peer):
+            assert p.cni(binaries, agent, "ADD").code == 0
+        evil = Pod("evil", [], make_netns())
+        forged = {"ip_address": "172.16.26.41/24", "mac_address": "0a:58:ac:10:1a:29",
+                  "gateway_ip": "172.16.26.1", "name": "net-b", "port": victim_port}
+        agent.put_pod(NS, evil.name, evil.uid, {"ovn": json.dumps(forged)})
+        r = evil.cni(binaries, agent, "ADD", ifname="eth0", config=SHORT_WAIT)
+        assert r.code == 1, r.out
+        assert r.json["msg"].startswith(
+            f"ovn of {NS}/evil is not sealed by the operator for this pod (uid {evil.uid}): it has no "
+            "ovnvnet.io/seal annotation"), r.out
+        assert _bound_to(dataplane, victim_port) == [host_veth_name(victim.container_id, "net1")]
+        assert host_veth_name(evil.container_id, "eth0") not in _host_links(dataplane)
+        assert "eth0" not in evil.netns.run("ip", "link").stdout
+        assert victim.netns.ping("172.16.26.42") and victim.netns.ping("172.16.26.1")
+    finally:
+        for p in (victim, peer):
+            p.cni(binaries, agent, "DEL")
+
+
+def test_copied_or_edited_iface_list_is_refused(topology, agent, dataplane, binaries, make_netns):
+    """A pod carrying another pod's ovnIfaceList with its seal (a clone), or its own sealed result
+    edited to another address: ADD fails naming the mismatch; nothing is plumbed."""
+    victim = new_pod(topology, agent, make_netns, "victim2", [entry("net0", "net-a", 43)])
+    victim_port = port_name(NS, "victim2", "net0")
+    try:
+        assert victim.cni(binaries, agent, "ADD").code == 0
+        clone = Pod("clone", victim.ifaces, make_netns())
+        agent.put_pod(NS, clone.name, clone.uid, victim.annotations)   # the victim's seal, copied
+        r = clone.cni(binaries, agent, "ADD", config=SHORT_WAIT)
+        assert r.code == 1, r.out
+        assert r.json["msg"] == (
+            f"ovnIfaceList of {NS}/clone is not sealed by the operator for this pod (uid {clone.uid}): "
+            "the seal does not match (the result was copied from another pod, or edited)"), r.out
+
+        edited = Pod("edited", [entry("net0", "net-a", 44)], make_netns())
+        ann = edited.annotations                                        # sealed for edited.uid ...
+        ann["ovnIfaceList"] = json.dumps([entry("net0", "net-a", 43)])  # ... then pointed at the victim
+        agent.put_pod(NS, edited.name, edited.uid, ann)
+        r = edited.cni(binaries, agent, "ADD", config=SHORT_WAIT)
+        assert r.code == 1 and "the seal does not match" in r.json["msg"], r.out
+
+        for p in (clone, edited):
+            assert host_veth_name(p.container_id, "net0") not in _host_links(dataplane)
+        assert _bound_to(dataplane, victim_port) == [host_veth_name(victim.container_id, "net0")]
+        assert victim.netns.ping("172.16.25.1")
+    finally:
+        victim.cni(binaries, agent, "DEL")
+
+
+def test_agent_without_a_seal_key_refuses_to_start(workdir):
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OVNVNET_SEAL_KEY_FILE"}
+    out = subprocess.run([sys.executable, "-m", "ovnvnet.cni.agent", "--node", "node1",
+                          "--socket", str(workdir / "never.sock"), "--static-pods", "/dev/null"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert "ovnvnet node agent: no seal key: set --seal-key-file/OVNVNET_SEAL_KEY_FILE" in out.stderr
+    assert not (workdir / "never.sock").exists()

@@ -22,7 +22,7 @@ import pytest
 from ovnvnet.cni.netlink import NAME_ATTEMPTS, host_veth_name, link_alias
 from ovnvnet.model.names import port_name
 
-from .conftest import Netns, run_shim
+from .conftest import Netns, run_shim, sealed
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -65,10 +65,10 @@ def make_pod(switch, agent, make_netns, name: str, host: int, container_id: str 
     addr = f"{pod.iface['mac_address']} {pod.ip}"
     switch.nbctl("--may-exist", "lsp-add", NET, lsp, "--", "lsp-set-addresses", lsp, addr,
                  "--", "lsp-set-port-security", lsp, addr)
-    agent.put_pod(NS, name, pod.uid, {
+    agent.put_pod(NS, name, pod.uid, sealed(pod.uid, {
         "ovnNetwork": json.dumps([{"name": NET, "interface": "net0"}]),
         "ovnIfaceList": json.dumps([pod.iface]),
-    })
+    }))
     return pod
 
 

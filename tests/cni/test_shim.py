@@ -203,7 +203,8 @@ class RealAgentServer:
 
         async def run() -> None:
             self.done = asyncio.Event()
-            agent = Agent("node1", StaticPodSource(), ovs=None)  # type: ignore[arg-type]
+            agent = Agent("node1", StaticPodSource(), ovs=None,  # type: ignore[arg-type]
+                          seal_key=b"k" * 32)
             server = await serve(agent, self.path)
             self.ready.set()
             await self.done.wait()

@@ -22,7 +22,6 @@ from tests.prerequisites import missing, node_missing, require, stack_missing
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def prerequisites() -> None:
     """The whole stack and a node's data plane: root, the kube build and the binaries, or an

@@ -297,7 +297,8 @@ def test_agent_plugs_the_seed_pod_as_its_service_account(dataplane_prerequisites
             agent = subprocess.Popen(
                 [sys.executable, "-m", "ovnvnet.cni.agent", "--node", node, "--socket", str(sock),
                  "--kubeconfig", str(agent_kubeconfig), "--ovs-db", dp.ovs_remote, "--host-netns", netns],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "OVNVNET_SEAL_KEY_FILE": str(stack.seal_key_file)})
         wait_for(lambda: sock.exists(), 30, "the agent's socket")
         wait_for(lambda: "synced" in agent_log.read_text(), 30, "the agent's pod cache to sync")
 

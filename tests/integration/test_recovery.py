@@ -122,3 +122,110 @@ def test_restart_with_nb_wiped_while_down(cluster: Cluster, ns: str, subnet, net
     check_invariant(cluster, [n])
     cluster.delete_pod(ns, "cold0")
     cluster.delete_vnet(n)
+
+
+def _log_from(stack, offset: int) -> str:
+    return (stack.logs / "operator.log").read_bytes()[offset:].decode(errors="replace")
+
+
+def _log_size(stack) -> int:
+    path = stack.logs / "operator.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def test_copied_result_never_takes_the_address_at_restart(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    """Issue 9 point 2: a pod carrying a copy of another pod's ovnIfaceList, created while the
+    operator is down and sorting before it, does not win the address at the restart (or at the
+    next one, as after a leader change): the records decide; the victim keeps address and NB port,
+    the copy gets ovnNetworkError and no port."""
+    import uuid
+    n = net_name("trust")
+    cluster.create_vnet(n, subnet())
+    cluster.wait_ready(n)
+    request = [{"name": n, "interface": "net0"}]
+    cluster.create_pod(ns, "victim", request)
+    victim = cluster.iface_list(ns, "victim")
+    victim_raw = cluster.annotations(ns, "victim")["ovnIfaceList"]
+    victim_port = f"{ns}_victim_net0"
+    address = f"{victim[0]['mac_address']} {victim[0]['ip_address']}"
+    assert cluster.nb_pod_ports()[victim_port]["addresses"] == [address]
+    alpha = "a-" + uuid.uuid4().hex[:8]      # sorts before the victim's namespace
+    cluster.ensure_namespace(alpha)
+    stack = cluster.stack
+    try:
+        stack.stop_operator(signal.SIGKILL)
+        cluster.create_pod(alpha, "evil", request, extra_annotations={"ovnIfaceList": victim_raw})
+        for round_ in ("restart", "second restart (as a leader change)"):
+            offset = _log_size(stack)
+            stack.start_operator(OPERATOR_ENV)
+            wait_until(lambda: f"pod {alpha}/evil refused: ovnIfaceList claims" in _log_from(stack, offset),
+                       timeout=30, what="the rebuild refuses the copy")
+            err = cluster.pod_error(alpha, "evil", timeout=30)
+            assert f"which the operator's records give to pod {ns}/victim" in err, (round_, err)
+            assert victim[0]["ip_address"] in err
+            time.sleep(3)   # several sweeps and NB repairs (1 s interval) have run
+            assert cluster.annotations(ns, "victim")["ovnIfaceList"] == victim_raw, round_
+            assert "ovnNetworkError" not in cluster.annotations(ns, "victim"), round_
+            ports = cluster.nb_pod_ports()
+            assert ports[victim_port]["addresses"] == [address], round_
+            assert ports[victim_port]["external_ids"]["ovnvnet.io/pod-uid"] == cluster.pod(ns, "victim").metadata.uid
+            assert not [p for p in ports if p.startswith(f"{alpha}_")], (round_, "the copy got a port")
+            held = cluster.allocations(n)[victim[0]["ip_address"]]
+            assert held["pod"] == f"{ns}/victim", round_
+            assert any("ResultNotOwned" == e.reason for e in cluster.events(alpha, "evil")), round_
+            if round_ == "restart":
+                stack.stop_operator(signal.SIGKILL)
+        # the victim still works: a new pod never gets its address, and the copy's deletion frees nothing
+        cluster.delete_pod(alpha, "evil")
+        cluster.create_pod(ns, "after", request)
+        assert cluster.iface_list(ns, "after")[0]["ip_address"] != victim[0]["ip_address"]
+        time.sleep(2)
+        assert cluster.nb_pod_ports()[victim_port]["addresses"] == [address]
+        check_invariant(cluster, [n])
+    finally:
+        stack.start_operator(OPERATOR_ENV)
+        cluster.delete_pod(alpha, "evil", wait=False)
+        for p in ("victim", "after"):
+            cluster.delete_pod(ns, p, wait=False)
+        wait_until(lambda: cluster.vnet(n)["status"]["usedIPs"] == 0, timeout=30, what="released")
+        cluster.delete_vnet(n)
+
+
+def test_repair_log_mode_changes_nothing_and_logs_each_row(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    """OVNVNET_REPAIR=log: drift is logged one line per row and left as is; repair mode fixes it."""
+    n = net_name("logmode")
+    cluster.create_vnet(n, subnet())
+    cluster.wait_ready(n)
+    cluster.create_pod(ns, "lm0", [{"name": n, "interface": "net0"}])
+    cluster.iface_list(ns, "lm0")
+    stack = cluster.stack
+    wanted = f"{ns}_lm0_net0"
+    try:
+        stack.stop_operator()
+        offset = _log_size(stack)
+        stack.start_operator({**OPERATOR_ENV, "OVNVNET_REPAIR": "log"})
+        stack.nbctl("lsp-del", wanted)
+        stack.nbctl("lsp-add", n, "stale-lm", "--", "set", "Logical_Switch_Port", "stale-lm",
+                    "external_ids:ovnvnet.io/owner=ovnvnet")
+        before = cluster.nb_rows("Logical_Switch_Port")
+        wait_until(lambda: f"port {wanted} found in the records but not in NB" in _log_from(stack, offset)
+                   and "port stale-lm found in NB but not in the records" in _log_from(stack, offset),
+                   timeout=20, what="one log line per drifted row")
+        time.sleep(2.5)   # more sweeps
+        assert sorted(r["_uuid"] for r in cluster.nb_rows("Logical_Switch_Port")) == sorted(r["_uuid"] for r in before)
+        ports = cluster.nb_pod_ports()
+        assert wanted not in ports and "stale-lm" in ports
+        text = _log_from(stack, offset)
+        assert "NB drift repaired" not in text
+        assert all("OVNVNET_REPAIR=log: left as is" in line for line in text.splitlines() if "NB drift:" in line)
+        # back to the default (repair): the same drift is repaired
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+        wait_until(lambda: wanted in cluster.nb_pod_ports() and "stale-lm" not in cluster.nb_pod_ports(),
+                   timeout=20, what="drift repaired")
+        check_invariant(cluster, [n])
+    finally:
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+        cluster.delete_pod(ns, "lm0")
+        cluster.delete_vnet(n)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import netaddr
 import pytest
@@ -277,3 +278,195 @@ def test_decode_rejects_bad_fields(field, value):
     item[field] = value
     with pytest.raises(AnnotationError):
         decode_iface_list(json.dumps([item]))
+
+
+# -- the legacy `ovn` annotation ----------------------------------------------------------
+
+from ovnvnet.model import names  # noqa: E402
+from ovnvnet.model.annotation import (  # noqa: E402
+    LEGACY_ANNOTATION,
+    MAX_ANNOTATION_BYTES,
+    OPERATOR_ANNOTATIONS,
+    RESULT_ANNOTATION,
+    SEAL_ANNOTATION,
+    SealError,
+    SealKeyError,
+    check_seal,
+    decode_legacy_result,
+    encode_legacy_result,
+    is_legacy_result,
+    operator_written,
+    parse_legacy_request,
+    read_seal_key,
+    result_key,
+    seal,
+    sealed_annotations,
+    sealed_result,
+)
+
+LEGACY = InterfaceResult(interface=names.LEGACY_INTERFACE, network="default-net", ip="10.66.0.5",
+                         prefix_length=24, mac="0a:58:0a:42:00:05", gateway="10.66.0.1",
+                         default_gateway=True, mtu=1400,
+                         routes=(Route(dst="10.99.0.0/16", gw="10.66.0.1"),))
+
+
+def legacy_err(raw) -> str:
+    with pytest.raises(AnnotationError) as exc:
+        parse_legacy_request(raw, "default-net")
+    return str(exc.value)
+
+
+def test_legacy_request_forms():
+    dyn = parse_legacy_request(None, "default-net")
+    assert dyn == InterfaceRequest(network="default-net", interface=names.LEGACY_INTERFACE, ip=None,
+                                   mac=None, default_gateway=True)
+    assert parse_legacy_request("", "default-net") == dyn
+    assert parse_legacy_request("{}", "default-net") == dyn
+    static = parse_legacy_request(json.dumps({"ip_address": "10.66.0.9/24", "mac_address": "0A-00-00-00-00-09",
+                                              "unknown": [1, 2]}), "default-net")
+    assert static.ip == netaddr.IPAddress("10.66.0.9") and static.mac == "0a:00:00:00:00:09"
+    # a result (someone else's, or a copy) is not a request: dynamic
+    assert parse_legacy_request(encode_legacy_result(LEGACY, "zeta", "victim"), "default-net") == dyn
+
+
+@pytest.mark.parametrize("raw, message", [
+    (json.dumps({"ip_address": "10.1.2.300"}), 'ip_address "10.1.2.300" is not a valid IPv4 address'),
+    (json.dumps({"ip_address": 5}), 'ovn: "ip_address" must be a string, got number'),
+    (json.dumps({"ip_address": ["10.0.0.1"]}), 'ovn: "ip_address" must be a string, got list'),
+    (json.dumps({"mac_address": "01:00:00:00:00:01"}), 'mac_address "01:00:00:00:00:01" is a multicast address'),
+    (json.dumps({"mac_address": {}}), 'ovn: "mac_address" must be a string, got object'),
+    ("[]", "ovn must be a JSON object, got list"),
+    ("nope", "ovn is not valid JSON: Expecting value at line 1 column 1"),
+    ('{"ip_address": NaN}', "ovn is not valid JSON: NaN is not allowed"),
+    ("[" * 2000, "ovn is not valid JSON: nested too deeply"),
+    ("[" * 70000, "ovn is too large (70000 characters); at most 65536 bytes are allowed"),
+])
+def test_legacy_request_messages(raw, message):
+    assert legacy_err(raw) == message
+
+
+def test_legacy_deep_nesting_is_not_a_result():
+    """Issue 9.3: 2,000 `[` stopped the operator's start (RecursionError out of the rebuild)."""
+    assert is_legacy_result("[" * 2000) is False
+    assert is_legacy_result("[" * 200_000) is False
+    assert is_legacy_result(None) is False and is_legacy_result(b"{}") is False
+
+
+def test_legacy_result_round_trip_and_wire_form():
+    raw = encode_legacy_result(LEGACY, "ns1", "pod1")
+    assert json.loads(raw) == {"ip_address": "10.66.0.5/24", "mac_address": "0a:58:0a:42:00:05",
+                               "gateway_ip": "10.66.0.1", "name": "default-net", "port": "ns1_pod1",
+                               "mtu": 1400, "routes": [{"dst": "10.99.0.0/16", "gw": "10.66.0.1"}]}
+    assert is_legacy_result(raw)
+    assert decode_legacy_result(raw) == LEGACY
+
+
+def test_legacy_result_port_is_never_read():
+    value = json.loads(encode_legacy_result(LEGACY, "alpha", "evil"))
+    value["port"] = "zeta_victim_net1"
+    decoded = decode_legacy_result(json.dumps(value))
+    assert decoded == LEGACY   # nothing in the decoded result can name a port
+    assert names.port_name("alpha", "evil", decoded.interface) == "alpha_evil"
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("ip_address", "10.66.0.5", 'ovn: ip_address "10.66.0.5" is not "a.b.c.d/prefix"'),
+    ("mac_address", 7, "ovn: mac_address 7 is not a valid MAC address"),
+    ("gateway_ip", None, "ovn: gateway_ip null is not a valid IPv4 address"),
+    ("name", "", 'ovn: "name" (the network) must be a non-empty string'),
+    ("mtu", True, 'ovn: "mtu" must be an integer 1..65535 or null'),
+    ("mtu", 10**30, 'ovn: "mtu" must be an integer 1..65535 or null'),
+    ("routes", [{"dst": "x"}], 'ovn.routes[0] needs "dst" (CIDR) and "gw" (address)'),
+])
+def test_legacy_result_rejects_bad_fields(field, value, fragment):
+    item = json.loads(encode_legacy_result(LEGACY, "ns1", "pod1"))
+    item[field] = value
+    with pytest.raises(AnnotationError, match=re.escape(fragment)):
+        decode_legacy_result(json.dumps(item))
+
+
+# -- the seal -----------------------------------------------------------------------------
+
+KEY = b"k" * 32
+UID, OTHER_UID = "0b7cb6c6-0000-4000-8000-000000000001", "0b7cb6c6-0000-4000-8000-000000000002"
+
+
+def test_seal_verifies_only_for_its_uid_name_value_and_key():
+    value = encode_iface_list(RESULTS)
+    sealed = seal(KEY, UID, RESULT_ANNOTATION, value)
+    assert re.fullmatch(r"v1:[A-Za-z0-9_-]{43}", sealed)
+    check_seal(KEY, UID, RESULT_ANNOTATION, value, sealed, "zeta/victim")
+    for args in [(KEY, OTHER_UID, RESULT_ANNOTATION, value), (KEY, UID, LEGACY_ANNOTATION, value),
+                 (KEY, UID, RESULT_ANNOTATION, value + " "), (b"x" * 32, UID, RESULT_ANNOTATION, value)]:
+        with pytest.raises(SealError, match="the seal does not match"):
+            check_seal(*args, sealed, "zeta/victim")
+
+
+def test_seal_messages_name_the_mismatch():
+    value = encode_iface_list(RESULTS)
+    copied = seal(KEY, UID, RESULT_ANNOTATION, value)
+    with pytest.raises(SealError) as exc:
+        check_seal(KEY, OTHER_UID, RESULT_ANNOTATION, value, copied, "alpha/evil")
+    assert str(exc.value) == (
+        f"ovnIfaceList of alpha/evil is not sealed by the operator for this pod (uid {OTHER_UID}): "
+        "the seal does not match (the result was copied from another pod, or edited)")
+    with pytest.raises(SealError, match="it has no ovnvnet.io/seal annotation"):
+        check_seal(KEY, UID, "ovn", "{}", None, "alpha/evil")
+    for bad in ("v1:", "v2:" + copied[3:], copied + "A", 5, ["x"], "v1:" + "\ud800" * 43):
+        with pytest.raises(SealError, match="is not a v1 seal") as exc:
+            check_seal(KEY, UID, RESULT_ANNOTATION, value, bad, "alpha/evil")
+        str(exc.value).encode("utf-8")
+    with pytest.raises(SealError, match="the pod has no UID"):
+        check_seal(KEY, "", RESULT_ANNOTATION, value, copied, "alpha/evil")
+    with pytest.raises(SealError, match="larger than 65536 bytes"):
+        check_seal(KEY, UID, RESULT_ANNOTATION, "x" * (MAX_ANNOTATION_BYTES + 1), copied, "a/b")
+
+
+def test_sealed_result_picks_the_result_and_checks_its_seal():
+    iface_list = encode_iface_list(RESULTS)
+    ann = {"ovnNetwork": "[]", **sealed_annotations(KEY, UID, RESULT_ANNOTATION, iface_list)}
+    got = sealed_result(ann, UID, KEY, "ns/p")
+    assert got is not None and not got.legacy and got.interfaces == RESULTS
+    with pytest.raises(SealError):
+        sealed_result(ann, OTHER_UID, KEY, "ns/p")
+    # a legacy pod: `ovn` is the result only once it has gateway_ip
+    assert sealed_result({"ovn": '{"ip_address": "10.66.0.9"}'}, UID, KEY, "ns/p") is None
+    assert sealed_result({}, UID, KEY, "ns/p") is None
+    legacy_value = encode_legacy_result(LEGACY, "ns", "p")
+    got = sealed_result(sealed_annotations(KEY, UID, LEGACY_ANNOTATION, legacy_value), UID, KEY, "ns/p")
+    assert got is not None and got.legacy and got.interfaces == [LEGACY]
+    # the issue's forged legacy result: no seal, never decoded
+    forged = {"ovn": json.dumps({"ip_address": "10.1.0.5/24", "mac_address": "0a:58:0a:01:00:05",
+                                 "gateway_ip": "10.1.0.1", "port": "zeta_victim_net1"})}
+    with pytest.raises(SealError, match="ovn of alpha/evil is not sealed by the operator"):
+        sealed_result(forged, UID, KEY, "alpha/evil")
+    # a seal over `ovn` does not make an `ovnIfaceList` of the same value the operator's
+    swapped = {RESULT_ANNOTATION: iface_list,
+               SEAL_ANNOTATION: seal(KEY, UID, LEGACY_ANNOTATION, iface_list)}
+    with pytest.raises(SealError):
+        sealed_result(swapped, UID, KEY, "ns/p")
+
+
+def test_result_key_and_operator_written():
+    assert result_key({"ovnNetwork": "[]", "ovn": encode_legacy_result(LEGACY, "a", "b")}) is None
+    assert result_key({"ovnIfaceList": "[]"}) == RESULT_ANNOTATION
+    assert result_key({"ovn": encode_legacy_result(LEGACY, "a", "b")}) == LEGACY_ANNOTATION
+    assert result_key({"ovn": '{"ip_address": "10.0.0.1"}'}) is None
+    everything = {k: "x" for k in OPERATOR_ANNOTATIONS}
+    assert operator_written({**everything, "ovnNetwork": "[]", "ovn": "{}"}) == list(OPERATOR_ANNOTATIONS)
+    assert operator_written({"ovn": encode_legacy_result(LEGACY, "a", "b")}) == [LEGACY_ANNOTATION]
+
+
+def test_read_seal_key(tmp_path):
+    with pytest.raises(SealKeyError, match="no seal key: set OVNVNET_SEAL_KEY_FILE"):
+        read_seal_key(None)
+    with pytest.raises(SealKeyError, match=r"cannot read the seal key OVNVNET_SEAL_KEY_FILE=.*/absent: "
+                                           "No such file or directory"):
+        read_seal_key(tmp_path / "absent")
+    short = tmp_path / "short"
+    short.write_bytes(b"123")
+    with pytest.raises(SealKeyError, match="has 3 bytes; at least 16 are needed"):
+        read_seal_key(short)
+    good = tmp_path / "key"
+    good.write_bytes(KEY)
+    assert read_seal_key(good) == KEY

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -24,12 +25,24 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import KubeAccess
+from ..config import KubeAccess, seal_key_file
 from ..kube.connection import connect
-from ..model.annotation import AnnotationError, InterfaceResult, decode_iface_list
-from ..model.names import port_name
+from ..model.annotation import (
+    ERROR_ANNOTATION,
+    ERROR_RETRY_ANNOTATION,
+    LEGACY_ANNOTATION,
+    REQUEST_ANNOTATION,
+    RESULT_ANNOTATION,
+    AnnotationError,
+    InterfaceResult,
+    SealedResult,
+    SealError,
+    SealKeyError,
+    read_seal_key,
+    sealed_result,
+)
+from ..model.names import LEGACY_INTERFACE, port_name
 from . import protocol as p
-from .legacy import LEGACY_ANNOTATION, decode_legacy_result, is_legacy_result
 from .netlink import (
     PlumbingError,
     check_interface,
@@ -46,18 +59,14 @@ __all__ = ["Agent", "main", "serve"]
 
 log = logging.getLogger("ovnvnet.cni.agent")
 
-RESULT_ANNOTATION = "ovnIfaceList"
-ERROR_ANNOTATION = "ovnNetworkError"
-# Set to "true" by the operator next to ovnNetworkError when it retries the request by itself
-# once something changes (the network is created or becomes ready, an address is freed): ADD
-# then keeps waiting, and reports the operator's message only if the wait runs out.
-RETRY_ANNOTATION = "ovnNetworkErrorRetry"
-REQUEST_ANNOTATION = "ovnNetwork"
 MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES  # the shim never sends more (protocol.py)
 
 
 class Agent:
-    """ADD/DEL/CHECK/VERSION for one node."""
+    """ADD/DEL/CHECK/VERSION for one node.
+
+    ``seal_key``: the operator's seal key. Only a result sealed for the pod's UID is plumbed
+    (model/annotation.py): nothing a pod's creator writes names a port, a network or an address."""
 
     def __init__(
         self,
@@ -65,8 +74,11 @@ class Agent:
         pods: PodSource,
         ovs: OvsPorts,
         host_netns: str | None = None,
+        *,
+        seal_key: bytes,
     ) -> None:
         self.node = node
+        self.seal_key = seal_key
         self.pods = pods
         self.ovs = ovs
         self.host_netns = host_netns
@@ -130,25 +142,30 @@ class Agent:
             )
         return ns, name, uid
 
+    def _sealed(self, pod: PodInfo) -> SealedResult | None:
+        """The pod's result if the operator sealed it for this pod; raises AnnotationError
+        (SealError when it is not sealed for this pod)."""
+        return sealed_result(pod.annotations, pod.uid, self.seal_key, f"{pod.namespace}/{pod.name}")
+
     async def _interfaces_for(
         self, req: p.CniRequest, wait: float
     ) -> list[tuple[InterfaceResult, str]]:
         """The interfaces to plumb, each with its logical switch port name.
 
-        A pod with ``ovnNetwork`` gets every entry of ``ovnIfaceList``. A pod without it is a
-        legacy single-interface pod: one interface named ``CNI_IFNAME`` from the operator's
-        result in the ``ovn`` annotation (recognised by ``gateway_ip``)."""
+        The operator's sealed result: every entry of ``ovnIfaceList``, or for a pod without
+        ``ovnNetwork`` one interface named ``CNI_IFNAME`` from the ``ovn`` result (recognised by
+        ``gateway_ip``). Port names are derived from the pod's namespace, name and interface."""
         ns, name, uid = self._pod_identity(req)
 
         def ready(pod: PodInfo | None) -> bool:
             if pod is None or (uid and pod.uid != uid):
                 return False
-            ann = pod.annotations
-            if ERROR_ANNOTATION in ann and not _retrying(ann):
+            if ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations):
                 return True
-            if REQUEST_ANNOTATION in ann:
-                return RESULT_ANNOTATION in ann
-            return is_legacy_result(ann.get(LEGACY_ANNOTATION))
+            try:  # an unsealed result may still be replaced by the operator's: keep waiting
+                return self._sealed(pod) is not None
+            except AnnotationError:
+                return False
 
         pod, ok = await self.pods.wait_for(ns, name, ready, wait)
         if not ok:
@@ -159,23 +176,17 @@ class Agent:
                 p.ERR_NETWORK_ERROR,
                 f"ovnvnet could not attach pod {ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
             )
-        if REQUEST_ANNOTATION not in pod.annotations:
-            try:
-                legacy = decode_legacy_result(pod.annotations[LEGACY_ANNOTATION], req.ifname, ns, name)
-            except AnnotationError as e:
-                raise p.CniError(
-                    p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an unusable ovn annotation: {e}"
-                ) from None
-            return [(legacy.iface, legacy.port)]
         try:
-            ifaces = decode_iface_list(pod.annotations[RESULT_ANNOTATION])
-        except AnnotationError as e:
-            raise p.CniError(
-                p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an unusable ovnIfaceList: {e}"
-            ) from None
-        if not ifaces:
+            result = self._sealed(pod)
+        except AnnotationError:  # changed since ready(): report as the wait would
+            raise self._not_ready_error(ns, name, uid, pod, wait) from None
+        assert result is not None
+        if result.legacy:
+            iface = dataclasses.replace(result.interfaces[0], interface=req.ifname)
+            return [(iface, port_name(ns, name, LEGACY_INTERFACE))]
+        if not result.interfaces:
             raise p.CniError(p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an empty ovnIfaceList")
-        return [(i, port_name(ns, name, i.interface)) for i in ifaces]
+        return [(i, port_name(ns, name, i.interface)) for i in result.interfaces]
 
     def _not_ready_error(
         self, ns: str, name: str, uid: str, pod: PodInfo | None, waited: float
@@ -193,11 +204,26 @@ class Agent:
                 f"pod {ns}/{name} has uid {pod.uid}, but the runtime asked for uid {uid}",
                 f"waited {waited:g}s for the pod cache to catch up",
             )
-        if ERROR_ANNOTATION in pod.annotations:  # the operator is still retrying
+        operator_error = pod.annotations.get(ERROR_ANNOTATION)
+        try:
+            self._sealed(pod)
+        except SealError as e:
+            return p.CniError(
+                p.ERR_POD_MISMATCH,
+                str(e),
+                f"waited {waited:g}s for the ovnvnet operator's own result; the agent plumbs only "
+                "a result the operator sealed for this pod"
+                + (f"; the operator says: {operator_error}" if operator_error else ""),
+            )
+        except AnnotationError as e:
+            return p.CniError(
+                p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an unusable result: {e}"
+            )
+        if operator_error is not None:  # the operator is still retrying
             return p.CniError(
                 p.ERR_ANNOTATION_TIMEOUT,
                 f"timed out after {waited:g}s waiting for the ovnvnet operator to attach pod "
-                f"{ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
+                f"{ns}/{name}: {operator_error}",
                 "the operator retries by itself when that changes; the runtime will retry ADD",
             )
         if REQUEST_ANNOTATION in pod.annotations:
@@ -328,7 +354,10 @@ class Agent:
 
 
 def _retrying(annotations: Mapping[str, str]) -> bool:
-    return str(annotations.get(RETRY_ANNOTATION, "")).lower() == "true"
+    """``ovnNetworkErrorRetry: "true"``: the operator retries by itself once something changes
+    (a network appears or becomes ready, an address is freed); ADD keeps waiting and reports the
+    operator's message only if the wait runs out."""
+    return str(annotations.get(ERROR_RETRY_ANNOTATION, "")).lower() == "true"
 
 
 # --- socket server ----------------------------------------------------------------------
@@ -399,7 +428,7 @@ def _load_static_pods(path: str) -> list[PodInfo]:
     ]
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace, seal_key: bytes) -> None:
     pods: PodSource
     if args.static_pods:
         pods = StaticPodSource(_load_static_pods(args.static_pods))
@@ -407,7 +436,7 @@ async def _run(args: argparse.Namespace) -> None:
         pods = KubePodSource(args.node, connect(KubeAccess.from_env(kubeconfig=args.kubeconfig)))
     await pods.start()
     ovs = await asyncio.to_thread(OvsPorts, args.ovs_db, args.bridge)
-    agent = Agent(args.node, pods, ovs, host_netns=args.host_netns)
+    agent = Agent(args.node, pods, ovs, host_netns=args.host_netns, seal_key=seal_key)
     server = await serve(agent, args.socket)
     log.info("ovnvnet node agent for %s listening on %s", args.node, args.socket)
     stop = asyncio.Event()
@@ -444,11 +473,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ovs-db", default="unix:/var/run/openvswitch/db.sock")
     parser.add_argument("--bridge", default="br-int")
     parser.add_argument("--host-netns", help="netns of ovs-vswitchd (default: our own)")
+    parser.add_argument("--seal-key-file", default=seal_key_file(),
+                        help="the operator's seal key (default: $OVNVNET_SEAL_KEY_FILE; required)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_run(args))
+    try:  # before anything starts: without the key no result can be trusted
+        seal_key = read_seal_key(args.seal_key_file, "--seal-key-file/OVNVNET_SEAL_KEY_FILE")
+    except SealKeyError as e:
+        parser.exit(2, f"ovnvnet node agent: {e}\n")
+    asyncio.run(_run(args, seal_key))
 
 
 if __name__ == "__main__":

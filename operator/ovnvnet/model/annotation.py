@@ -1,41 +1,117 @@
-"""The pod annotation contract: the ``ovnNetwork`` request and the ``ovnIfaceList`` result.
+"""The pod annotation contract: every key, every codec and the seal, in one module.
 
-One typed structure each way (:class:`InterfaceRequest`, :class:`InterfaceResult`) and one
-pair of functions converting from/to the wire. Parsing is syntax only (no cluster knowledge)
-and is total: any input string gives a list or an :class:`AnnotationError`, quickly.
+This module is the one place that says what a pod's annotations mean. The operator (reconcile/),
+the admission webhook and the node agent (cni/) all import it; nothing else defines a key or
+parses an annotation, so the operator and the agent cannot drift apart (ovn-kubernetes' controller
+and node likewise share one ``UnmarshalPodAnnotation``). It lives in ``model/`` because it is
+pure (no API server, no OVN, no I/O but reading a key file) and the agent may import ``model/``
+without pulling in the operator (Kopf, ovsdbapp); every program already imported the decoded
+types from here, so absorbing the legacy codec and the keys changed no import path elsewhere.
+
+Keys, and who writes them:
+
+- ``ovnNetwork`` (creator): the request, a JSON list of ``{name, interface[, ip_address,
+  mac_address, defaultGateway]}`` (:func:`parse_ovn_network`).
+- ``ovnIfaceList`` (operator): the result, one entry per interface (:func:`encode_iface_list`,
+  :func:`decode_iface_list`).
+- ``ovnNetworkError`` / ``ovnNetworkErrorRetry`` (operator): why the request is not served, and
+  ``"true"`` when the operator retries by itself (ADD keeps waiting).
+- ``ovn`` (legacy, ovn-kubernetes): the creator's request ``{"ip_address", "mac_address"}`` for a
+  pod without ``ovnNetwork``; the operator *replaces* it with its result, recognised by
+  ``gateway_ip`` (:func:`is_legacy_result`, :func:`parse_legacy_request`,
+  :func:`encode_legacy_result`, :func:`decode_legacy_result`).
+- ``ovnvnet.io/seal`` (operator): ``v1:<base64url HMAC-SHA256>`` over the pod UID, the result's
+  key (``ovnIfaceList`` or ``ovn``) and its exact value (:func:`seal`, :func:`check_seal`).
+
+The seal is what makes a result the operator's: a pod's creator can write any annotation (the
+webhook refuses it, but may be down), so the agent and the rebuild act only on a result whose seal
+verifies for *that* pod's UID with the key only the operator and the agents read
+(:func:`sealed_result`). A forged result, a result copied from another pod (another UID) or an
+edited one is never acted on. The key is the verbatim content of a file (``OVNVNET_SEAL_KEY_FILE``;
+the operator may instead keep it in a Secret, see ``kube/seal.py``), at least
+:data:`MIN_SEAL_KEY_BYTES` bytes.
+
+Every decoder is total: any input (any type, any size, deep nesting, non-UTF-8 or lone
+surrogates, unknown keys, NaN/Infinity, huge numbers) gives a value or an
+:class:`AnnotationError` with one specific message, quickly; values are limited to
+:data:`MAX_ANNOTATION_BYTES`. Unknown keys are ignored (upstream annotations carry extra fields).
+The legacy result's ``port`` is written for ovn-kubernetes compatibility and never read: the
+port name is always derived from the pod's namespace and name (``model/names.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import netaddr
 
+from . import names
 from .network import Route, display, json_type, parse_ipv4, parse_ipv4_cidr
 
 __all__ = [
+    "ERROR_ANNOTATION",
+    "ERROR_RETRY_ANNOTATION",
+    "LEGACY_ANNOTATION",
     "MAX_ANNOTATION_BYTES",
     "MAX_INTERFACES",
+    "MIN_SEAL_KEY_BYTES",
+    "OPERATOR_ANNOTATIONS",
     "REQUEST_ANNOTATION",
     "RESULT_ANNOTATION",
+    "SEAL_ANNOTATION",
     "AnnotationError",
     "InterfaceRequest",
     "InterfaceResult",
+    "SealError",
+    "SealKeyError",
+    "SealedResult",
+    "check_seal",
     "decode_iface_list",
+    "decode_legacy_result",
+    "decode_seal_key",
     "encode_iface_list",
+    "encode_legacy_result",
+    "is_legacy_result",
     "normalize_mac",
+    "operator_written",
+    "parse_legacy_request",
     "parse_ovn_network",
+    "read_seal_key",
+    "result_key",
+    "seal",
+    "sealed_annotations",
+    "sealed_result",
 ]
 
 REQUEST_ANNOTATION = "ovnNetwork"
 RESULT_ANNOTATION = "ovnIfaceList"
+ERROR_ANNOTATION = "ovnNetworkError"
+ERROR_RETRY_ANNOTATION = "ovnNetworkErrorRetry"
+LEGACY_ANNOTATION = "ovn"
+SEAL_ANNOTATION = "ovnvnet.io/seal"
+OPERATOR_ANNOTATIONS = (RESULT_ANNOTATION, ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, SEAL_ANNOTATION)
+"""Written only by the operator (and ``ovn`` when it holds a result: :func:`operator_written`)."""
+
 MAX_INTERFACES = 10
 MAX_ANNOTATION_BYTES = 64 * 1024
+"""One limit for every annotation value any decoder here reads."""
 MAX_INTERFACE_NAME = 15  # IFNAMSIZ - 1
+
+SEAL_VERSION = "v1"
+MIN_SEAL_KEY_BYTES = 16
+MAX_SEAL_KEY_BYTES = 4096
+_SEAL_DOMAIN = b"ovnvnet.io/seal\x00v1\x00"
+_SEAL_RE = re.compile(r"v1:[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
@@ -47,6 +123,14 @@ _MAC_BARE = re.compile(r"[0-9A-Fa-f]{12}")
 
 class AnnotationError(ValueError):
     """A pod annotation is invalid; ``str(e)`` is one specific user-facing message."""
+
+
+class SealError(AnnotationError):
+    """A result is not sealed by the operator for this pod (missing, malformed or mismatched)."""
+
+
+class SealKeyError(ValueError):
+    """The seal key is missing or unusable; ``str(e)`` says which setting to fix."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +153,29 @@ class InterfaceResult:
     default_gateway: bool
     mtu: int | None
     routes: tuple[Route, ...]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _total(what: str) -> Callable[[_F], _F]:
+    """Make a decoder total: anything but its own AnnotationError becomes one."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except AnnotationError:
+                raise
+            except RecursionError:
+                raise AnnotationError(f"{what} is not valid JSON: nested too deeply") from None
+            except Exception as e:  # noqa: BLE001 - untrusted input must only ever give AnnotationError
+                raise AnnotationError(f"{what} is malformed: {type(e).__name__}") from None
+
+        return cast(_F, run)
+
+    return wrap
 
 
 def normalize_mac(text: Any) -> str | None:
@@ -199,16 +306,10 @@ def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     )
 
 
+@_total(REQUEST_ANNOTATION)
 def parse_ovn_network(raw: str) -> list[InterfaceRequest]:
     """Parse and syntax-check a pod's ``ovnNetwork`` annotation."""
-    try:
-        return _parse_ovn_network(raw)
-    except AnnotationError:
-        raise
-    except RecursionError:
-        raise AnnotationError("ovnNetwork is not valid JSON: nested too deeply") from None
-    except Exception as e:  # noqa: BLE001 - untrusted input must only ever give AnnotationError
-        raise AnnotationError(f"ovnNetwork is malformed: {type(e).__name__}") from None
+    return _parse_ovn_network(raw)
 
 
 def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
@@ -293,6 +394,28 @@ def _require_str(entry: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _decode_mtu(mtu: Any, where: str) -> int | None:
+    if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or not 0 < mtu < 2**16):
+        raise AnnotationError(f'{where}: "mtu" must be an integer 1..65535 or null, got {display(mtu)}')
+    return mtu
+
+
+def _decode_routes(routes_raw: Any, where: str) -> list[Route]:
+    routes: list[Route] = []
+    if routes_raw is None:
+        return routes
+    if not isinstance(routes_raw, list):
+        raise AnnotationError(f'{where}: "routes" must be a list')
+    for j, r in enumerate(routes_raw):
+        if not isinstance(r, dict):
+            raise AnnotationError(f"{where}.routes[{j}] must be an object")
+        dst, rgw = r.get("dst"), r.get("gw")
+        if parse_ipv4_cidr(dst) is None or parse_ipv4(rgw) is None:
+            raise AnnotationError(f'{where}.routes[{j}] needs "dst" (CIDR) and "gw" (address)')
+        routes.append(Route(dst=dst, gw=rgw))
+    return routes
+
+
 def _decode_entry(index: int, entry: Any) -> InterfaceResult:
     where = f"ovnIfaceList[{index}]"
     if not isinstance(entry, dict):
@@ -316,21 +439,8 @@ def _decode_entry(index: int, entry: Any) -> InterfaceResult:
     if gw is None:
         raise AnnotationError(f"{where}: gateway_ip {display(gw_text)} is not a valid IPv4 address")
     default_gateway = _parse_bool(entry.get("defaultGateway"), where, "defaultGateway")
-    mtu = entry.get("mtu")
-    if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int)):
-        raise AnnotationError(f'{where}: "mtu" must be an integer or null')
-    routes_raw = entry.get("routes")
-    routes: list[Route] = []
-    if routes_raw is not None:
-        if not isinstance(routes_raw, list):
-            raise AnnotationError(f'{where}: "routes" must be a list')
-        for j, r in enumerate(routes_raw):
-            if not isinstance(r, dict):
-                raise AnnotationError(f"{where}.routes[{j}] must be an object")
-            dst, rgw = r.get("dst"), r.get("gw")
-            if parse_ipv4_cidr(dst) is None or parse_ipv4(rgw) is None:
-                raise AnnotationError(f'{where}.routes[{j}] needs "dst" (CIDR) and "gw" (address)')
-            routes.append(Route(dst=dst, gw=rgw))
+    mtu = _decode_mtu(entry.get("mtu"), where)
+    routes = _decode_routes(entry.get("routes"), where)
     return InterfaceResult(
         interface=interface,
         network=network,
@@ -344,20 +454,245 @@ def _decode_entry(index: int, entry: Any) -> InterfaceResult:
     )
 
 
+@_total(RESULT_ANNOTATION)
 def decode_iface_list(raw: str) -> list[InterfaceResult]:
     """Inverse of :func:`encode_iface_list`; raises :class:`AnnotationError` on garbage."""
+    data = _loads(raw, RESULT_ANNOTATION)
+    if not isinstance(data, list):
+        raise AnnotationError(f"ovnIfaceList must be a JSON list, got {json_type(data)}")
+    if len(data) > MAX_INTERFACES:
+        raise AnnotationError(
+            f"ovnIfaceList lists {len(data)} interfaces; at most {MAX_INTERFACES} are supported"
+        )
+    return [_decode_entry(i, entry) for i, entry in enumerate(data)]
+
+
+# --- the legacy `ovn` annotation -------------------------------------------------------------
+
+
+def is_legacy_result(raw: Any) -> bool:
+    """``ovn`` holds the operator's result (a JSON object with ``gateway_ip``), not a request.
+
+    Total: anything that is not such an object (absent, malformed, too large) is False."""
     try:
-        data = _loads(raw, RESULT_ANNOTATION)
-        if not isinstance(data, list):
-            raise AnnotationError(f"ovnIfaceList must be a JSON list, got {json_type(data)}")
-        if len(data) > MAX_INTERFACES:
-            raise AnnotationError(
-                f"ovnIfaceList lists {len(data)} interfaces; at most {MAX_INTERFACES} are supported"
-            )
-        return [_decode_entry(i, entry) for i, entry in enumerate(data)]
+        data = _loads(raw, LEGACY_ANNOTATION)
     except AnnotationError:
-        raise
-    except RecursionError:
-        raise AnnotationError("ovnIfaceList is not valid JSON: nested too deeply") from None
-    except Exception as e:  # noqa: BLE001
-        raise AnnotationError(f"ovnIfaceList is malformed: {type(e).__name__}") from None
+        return False
+    return isinstance(data, dict) and "gateway_ip" in data
+
+
+@_total(LEGACY_ANNOTATION)
+def parse_legacy_request(raw: Any, network: str) -> InterfaceRequest:
+    """The request of a pod without ``ovnNetwork``: one interface on ``network`` (the operator's
+    default network), dynamic unless ``ovn`` asks for a static address and/or MAC.
+
+    ``ovn`` holding a result (someone else's, or a copy) is not a request: dynamic."""
+    ip: netaddr.IPAddress | None = None
+    mac: str | None = None
+    if raw is not None and raw != "" and not is_legacy_result(raw):
+        data = _loads(raw, LEGACY_ANNOTATION)
+        if not isinstance(data, dict):
+            raise AnnotationError(f"ovn must be a JSON object, got {json_type(data)}")
+        ip_raw = data.get("ip_address")
+        if ip_raw is not None and ip_raw != "":
+            if not isinstance(ip_raw, str):
+                raise AnnotationError(f'ovn: "ip_address" must be a string, got {json_type(ip_raw)}')
+            ip = parse_ipv4(ip_raw.strip().split("/", 1)[0])
+            if ip is None:
+                raise AnnotationError(f"ip_address {display(ip_raw)} is not a valid IPv4 address")
+        mac_raw = data.get("mac_address")
+        if mac_raw is not None and mac_raw != "":
+            if not isinstance(mac_raw, str):
+                raise AnnotationError(f'ovn: "mac_address" must be a string, got {json_type(mac_raw)}')
+            mac = _check_mac(mac_raw.strip(), "mac_address")
+    return InterfaceRequest(
+        network=network, interface=names.LEGACY_INTERFACE, ip=ip, mac=mac, default_gateway=True
+    )
+
+
+def encode_legacy_result(result: InterfaceResult, namespace: str, pod: str) -> str:
+    """The ``ovn`` result (ovn-kubernetes' shape; ``port`` for its consumers, never read back)."""
+    return json.dumps(
+        {
+            "ip_address": f"{result.ip}/{result.prefix_length}",
+            "mac_address": result.mac,
+            "gateway_ip": result.gateway,
+            "name": result.network,
+            "port": names.port_name(namespace, pod, names.LEGACY_INTERFACE),
+            "mtu": result.mtu,
+            "routes": [r.to_dict() for r in result.routes],
+        },
+        separators=(",", ":"),
+    )
+
+
+@_total(LEGACY_ANNOTATION)
+def decode_legacy_result(raw: Any) -> InterfaceResult:
+    """Inverse of :func:`encode_legacy_result`; the interface is ``names.LEGACY_INTERFACE`` (the
+    agent names it ``CNI_IFNAME``). ``port`` is ignored: the port name is derived."""
+    data = _loads(raw, LEGACY_ANNOTATION)
+    where = "ovn"
+    if not isinstance(data, dict):
+        raise AnnotationError(f"ovn must be a JSON object, got {json_type(data)}")
+    cidr = parse_ipv4_cidr(data.get("ip_address"))
+    if cidr is None:
+        raise AnnotationError(
+            f'ovn: ip_address {display(data.get("ip_address"))} is not "a.b.c.d/prefix"'
+        )
+    ip, prefix = cidr
+    mac = normalize_mac(data.get("mac_address"))
+    if mac is None:
+        raise AnnotationError(
+            f'ovn: mac_address {display(data.get("mac_address"))} is not a valid MAC address'
+        )
+    gw = parse_ipv4(data.get("gateway_ip"))
+    if gw is None:
+        raise AnnotationError(
+            f'ovn: gateway_ip {display(data.get("gateway_ip"))} is not a valid IPv4 address'
+        )
+    network = data.get("name")
+    if not isinstance(network, str) or not network:
+        raise AnnotationError(f'ovn: "name" (the network) must be a non-empty string, got {display(network)}')
+    return InterfaceResult(
+        interface=names.LEGACY_INTERFACE,
+        network=network,
+        ip=str(ip),
+        prefix_length=prefix,
+        mac=mac,
+        gateway=str(gw),
+        default_gateway=True,
+        mtu=_decode_mtu(data.get("mtu"), where),
+        routes=tuple(_decode_routes(data.get("routes"), where)),
+    )
+
+
+def operator_written(annotations: Mapping[str, Any]) -> list[str]:
+    """The keys present in ``annotations`` that only the operator may write (for admission)."""
+    keys = [k for k in OPERATOR_ANNOTATIONS if k in annotations]
+    if is_legacy_result(annotations.get(LEGACY_ANNOTATION)):
+        keys.append(LEGACY_ANNOTATION)
+    return keys
+
+
+# --- the seal -------------------------------------------------------------------------------
+
+
+def decode_seal_key(data: Any, where: str) -> bytes:
+    """The key is the verbatim bytes (of a file, or a Secret's ``key``); ``where`` names them."""
+    if not isinstance(data, bytes):
+        raise SealKeyError(f"the seal key in {where} is not bytes")
+    if len(data) < MIN_SEAL_KEY_BYTES:
+        raise SealKeyError(
+            f"the seal key in {where} has {len(data)} bytes; at least {MIN_SEAL_KEY_BYTES} are "
+            f"needed (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)"
+        )
+    if len(data) > MAX_SEAL_KEY_BYTES:
+        raise SealKeyError(f"the seal key in {where} is larger than {MAX_SEAL_KEY_BYTES} bytes")
+    return data
+
+
+def read_seal_key(path: str | Path | None, setting: str = "OVNVNET_SEAL_KEY_FILE") -> bytes:
+    """Read the key file named by ``setting``; a missing setting or file is a clear error."""
+    if not path:
+        raise SealKeyError(
+            f"no seal key: set {setting} to a file holding the key the operator seals results "
+            f"with (installed: Secret ovnvnet-seal, mounted at /etc/ovnvnet/seal/key)"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SEAL_KEY_BYTES + 1)
+    except OSError as e:
+        raise SealKeyError(f"cannot read the seal key {setting}={path}: {e.strerror or e}") from None
+    return decode_seal_key(data, f"{setting}={path}")
+
+
+def _seal_message(uid: str, name: str, value: str) -> bytes:
+    parts = [part.encode("utf-8", "surrogatepass") for part in (uid, name, value)]
+    return _SEAL_DOMAIN + b"".join(len(p).to_bytes(8, "big") + p for p in parts)
+
+
+def _mac(key: bytes, uid: str, name: str, value: str) -> bytes:
+    return hmac.new(key, _seal_message(uid, name, value), hashlib.sha256).digest()
+
+
+def seal(key: bytes, uid: str, name: str, value: str) -> str:
+    """The ``ovnvnet.io/seal`` value for result ``name`` = ``value`` on the pod with ``uid``."""
+    if not uid:
+        raise ValueError("a result can only be sealed for a pod UID")
+    digest = base64.urlsafe_b64encode(_mac(key, uid, name, value)).rstrip(b"=").decode("ascii")
+    return f"{SEAL_VERSION}:{digest}"
+
+
+def sealed_annotations(key: bytes, uid: str, name: str, value: str) -> dict[str, str]:
+    """What the operator writes for a result: the value and its seal, in one patch."""
+    return {name: value, SEAL_ANNOTATION: seal(key, uid, name, value)}
+
+
+def check_seal(key: bytes, uid: str, name: str, value: Any, sealed: Any, pod: str) -> None:
+    """Raise :class:`SealError` unless ``sealed`` is the operator's seal of ``name`` = ``value``
+    for ``uid``. ``pod`` ("namespace/name") is for the message. Total."""
+
+    def refuse(why: str) -> SealError:
+        return SealError(
+            f"{name} of {pod} is not sealed by the operator for this pod (uid {uid or '?'}): {why}"
+        )
+
+    if not uid:
+        raise refuse("the pod has no UID")
+    if sealed is None:
+        raise refuse(f"it has no {SEAL_ANNOTATION} annotation (written by someone other than the "
+                     "operator, or copied without its seal)")
+    if not isinstance(sealed, str) or not _SEAL_RE.fullmatch(sealed):
+        raise refuse(f"{SEAL_ANNOTATION} {display(sealed)} is not a {SEAL_VERSION} seal")
+    if not isinstance(value, str):
+        raise refuse(f"the {name} value is {json_type(value)}, not a string")
+    if len(value) > MAX_ANNOTATION_BYTES:
+        raise refuse(f"the {name} value is larger than {MAX_ANNOTATION_BYTES} bytes")
+    try:
+        given = base64.urlsafe_b64decode(sealed[len(SEAL_VERSION) + 1 :] + "=")
+    except (binascii.Error, ValueError):
+        raise refuse(f"{SEAL_ANNOTATION} {display(sealed)} is not a {SEAL_VERSION} seal") from None
+    if not hmac.compare_digest(given, _mac(key, uid, name, value)):
+        raise refuse("the seal does not match (the result was copied from another pod, or edited)")
+
+
+@dataclass(frozen=True)
+class SealedResult:
+    """A pod's result the operator sealed for it: ``name`` is ``ovnIfaceList`` or ``ovn``."""
+
+    name: str
+    interfaces: list[InterfaceResult]
+
+    @property
+    def legacy(self) -> bool:
+        return self.name == LEGACY_ANNOTATION
+
+
+def result_key(annotations: Mapping[str, Any]) -> str | None:
+    """Which annotation holds the pod's result, if any: ``ovnIfaceList`` when present, else
+    ``ovn`` for a pod without ``ovnNetwork`` whose ``ovn`` is a result."""
+    if RESULT_ANNOTATION in annotations:
+        return RESULT_ANNOTATION
+    if REQUEST_ANNOTATION not in annotations and is_legacy_result(
+        annotations.get(LEGACY_ANNOTATION)
+    ):
+        return LEGACY_ANNOTATION
+    return None
+
+
+def sealed_result(
+    annotations: Mapping[str, Any], uid: str, key: bytes, pod: str, name: str | None = None
+) -> SealedResult | None:
+    """The pod's result if it is there and sealed for ``uid``; None if there is none.
+
+    ``name`` picks the annotation (default: :func:`result_key`). Raises :class:`SealError` for
+    an unsealed result (checked first: nothing unsealed is even decoded) and
+    :class:`AnnotationError` for a sealed one that does not decode."""
+    name = name or result_key(annotations)
+    if name is None or name not in annotations:
+        return None
+    raw = annotations[name]
+    check_seal(key, uid, name, raw, annotations.get(SEAL_ANNOTATION), pod)
+    if name == LEGACY_ANNOTATION:
+        return SealedResult(name, [decode_legacy_result(raw)])
+    return SealedResult(name, decode_iface_list(raw))

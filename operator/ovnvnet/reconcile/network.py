@@ -3,6 +3,11 @@
 Level-based: create, resume after restart and spec update all run `ensure_network`. An update that
 would strand live allocations is refused and the configuration in force (`status.appliedSpec`)
 stays in OVN. Delete waits while any pod holds an address.
+
+Selectors fail closed: a `namespaceSelector` the operator cannot parse (stored before the CRD schema
+matched the parser) admits no namespace, at the rebuild and on every update, and the network says so
+in its Ready condition and an Event. Transient failures raise `RetryLater` (Kopf's delay is set in
+main.py).
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ import netaddr
 from ovnvnet.ipam.allocator import SubnetAllocator
 from ovnvnet.model import names
 from ovnvnet.model.network import NetworkSpec, SpecError, parse_network_spec, spec_conflicts
-from ovnvnet.model.selector import SelectorError, parse_selector
+from ovnvnet.model.selector import SelectorError, closed_selector, parse_selector
 from ovnvnet.ovn.nb import NotOwnedError
+from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.state import Network, State, network_rows
 
 log = logging.getLogger(__name__)
@@ -74,10 +80,10 @@ def restore_network(state: State, body: dict) -> None:
     spec = applied_spec_of(body)
     if spec is None:
         return  # never applied: ensure_network applies it
-    try:
-        selector = parse_selector((body.get("spec") or {}).get("namespaceSelector"))
-    except SelectorError:
-        selector = None  # ensure_network reports it
+    selector = closed_selector((body.get("spec") or {}).get("namespaceSelector"))  # ensure_network reports it
+    if selector is not None and selector.unreadable is not None:
+        log.warning("network %s: namespaceSelector cannot be parsed, it admits no namespace: %s",
+                    name, selector.unreadable)
     state.networks[name] = Network(name, spec, SubnetAllocator(name, spec, cursor=cursor_of(body, spec)), body,
                                    selector)
 
@@ -88,9 +94,13 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
     state.known_networks.add(name)
     try:
         spec = parse_network_spec(body.get("spec") or {})
-        selector = parse_selector((body.get("spec") or {}).get("namespaceSelector"))
-    except (SpecError, SelectorError) as exc:
+    except SpecError as exc:
         await _not_ready(state, body, "InvalidSpec", str(exc), generation)
+        return
+    try:
+        selector = parse_selector((body.get("spec") or {}).get("namespaceSelector"))
+    except SelectorError as exc:
+        await _selector_unreadable(state, body, exc, generation)
         return
 
     current = state.networks.get(name)
@@ -117,7 +127,7 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
         await _not_ready(state, body, "NotOwned", str(exc), generation)
         return
     except Exception as exc:
-        raise kopf.TemporaryError(f"OVN NB transaction failed: {exc}", delay=2) from exc
+        raise RetryLater(f"OVN NB transaction failed: {exc}", delay=2) from exc
 
     if current is None:
         allocator = SubnetAllocator(name, spec, cursor=cursor_of(body, spec))
@@ -136,6 +146,16 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
     )
     state.wake.set()
     logger.info(f"network {name} applied: {spec.subnet} gateway {spec.gateway}")
+
+
+async def _selector_unreadable(state: State, body: dict, exc: SelectorError, generation: int | None) -> None:
+    """Fail closed: the network in force (if any) keeps its addresses but admits no namespace."""
+    name = body["metadata"]["name"]
+    current = state.networks.get(name)
+    if current is not None:
+        current.selector = closed_selector((body.get("spec") or {}).get("namespaceSelector"))
+    message = f"spec.namespaceSelector cannot be parsed, so the network admits no namespace: {exc}"
+    await _not_ready(state, body, "InvalidSelector", message, generation, keep_applied=current is not None)
 
 
 async def _not_ready(state: State, body: dict, reason: str, message: str, generation: int | None,
@@ -157,13 +177,13 @@ async def delete_network(state: State, body: dict) -> None:
         shown = ", ".join(pods[:10]) + (f" and {len(pods) - 10} more" if len(pods) > 10 else "")
         message = f"deletion waits for {len(pods)} pod(s) holding addresses: {shown}"
         state.status.set_fields(name, conditions=ready_condition("False", "InUse", message, None))
-        raise kopf.TemporaryError(message, delay=3)
+        raise RetryLater(message, delay=3)
     try:
         async with state.nb_lock:
             await state.nb_call(state.nb.delete_network, name, names.router_port_name(name),
                                 names.switch_router_port_name(name))
     except Exception as exc:
-        raise kopf.TemporaryError(f"OVN NB transaction failed: {exc}", delay=2) from exc
+        raise RetryLater(f"OVN NB transaction failed: {exc}", delay=2) from exc
     state.networks.pop(name, None)
     state.known_networks.discard(name)
     state.network_problems.pop(name, None)

@@ -1,6 +1,7 @@
 """Pods: validate the `ovnNetwork` request, allocate, create ports, write `ovnIfaceList`; release.
 
-Order of one attach, each step undone if a later one fails, so nothing half-done stays behind:
+Order of one attach, each step undone if a later one fails, so nothing half-done stays behind
+(one undo stack per attach: each step pushes its undo, a success pops them all):
   1. validate the whole request (syntax, networks, static addresses) - nothing held yet;
   2. allocate every interface in the allocators (synchronous: atomic on the event loop);
   3. create every logical switch port in one NB transaction;
@@ -8,43 +9,49 @@ Order of one attach, each step undone if a later one fails, so nothing half-done
   5. record the allocations in the networks' status (coalesced).
 A crash between 3 and 4 leaves NB ports carrying the pod UID: the rebuild reserves them for that
 pod and step 2 reuses them, so a restart never changes an address.
+
+Failures say what they mean: a refusal (the pod's request cannot be served) is `RequestRefused`
+and ends in `ovnNetworkError` + an Event; a transient failure is `RetryLater` and the pod is
+retried by the pending loop (`retry_pending`, one pod's failure never stops the round).
+
+At the rebuild the operator's records (NB ports, IPBlocks) are read first; `restore_claims` then
+checks a pod's result annotation against them: it may only fill a gap no record contradicts, and
+a result that claims another pod's recorded address is refused for the life of the pod.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any, Callable
 
-import kopf
 import netaddr
 
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
-from ovnvnet.model import legacy, names
-from ovnvnet.model.annotation import (AnnotationError, InterfaceRequest, InterfaceResult, decode_iface_list,
-                                      encode_iface_list, parse_ovn_network)
+from ovnvnet.model import names
+from ovnvnet.model.annotation import (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION,
+                                      RESULT_ANNOTATION, AnnotationError, InterfaceRequest, InterfaceResult,
+                                      encode_iface_list, encode_legacy_result, parse_legacy_request,
+                                      parse_ovn_network, SealError, decode_iface_list, decode_legacy_result,
+                                      result_key, sealed_annotations, sealed_result)
 from ovnvnet.ovn.nb import NotOwnedError
+from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 
 log = logging.getLogger(__name__)
 
-REQUEST = "ovnNetwork"
-RESULT = "ovnIfaceList"
-ERROR = "ovnNetworkError"
-ERROR_RETRY = "ovnNetworkErrorRetry"  # "true": the operator retries by itself (the CNI keeps waiting)
+# the keys, as the rest of reconcile/ spells them (defined in model/annotation.py)
+REQUEST = REQUEST_ANNOTATION
+RESULT = RESULT_ANNOTATION
+ERROR = ERROR_ANNOTATION
+ERROR_RETRY = ERROR_RETRY_ANNOTATION  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
 
-class RequestRefused(Exception):
-    """The request cannot be served now. `retry` says whether a later change elsewhere (a network
-    appearing, an address freeing) may make it work without the pod changing."""
-
-    def __init__(self, message: str, *, retry: bool, reason: str):
-        super().__init__(message)
-        self.retry = retry
-        self.reason = reason
+__all__ = ["RequestRefused", "RetryLater"]  # re-exported: callers catch them from here
 
 
 def pod_ident(body: dict) -> tuple[str, str, str]:
@@ -67,6 +74,10 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             if event_type == "DELETED":
                 state.locks.pop(uid, None)
             return
+        refusal = state.refused.get(uid)
+        if refusal is not None and uid not in state.attached:
+            await _refuse(state, body, refusal)   # final for this pod: it must be recreated
+            return
         annotations = body.get("metadata", {}).get("annotations") or {}
         raw = annotations.get(REQUEST)
         is_legacy = raw is None
@@ -78,23 +89,26 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             return
         try:
             reqs = (parse_ovn_network(raw) if not is_legacy else
-                    [legacy.parse_legacy_request(annotations.get(legacy.ANNOTATION), state.settings.default_network)])
+                    [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), state.settings.default_network)])
         except AnnotationError as exc:
             await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
             return
         await attach_pod(state, body, reqs, is_legacy=is_legacy)
 
 
-def result_annotation(record: PodRecord) -> dict[str, str]:
+def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
+    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID."""
     if record.legacy:
-        return {legacy.ANNOTATION: legacy.encode_legacy_result(record.results[0], record.namespace, record.name)}
-    return {RESULT: encode_iface_list(record.results)}
+        name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
+    else:
+        name, value = RESULT, encode_iface_list(record.results)
+    return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
 async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str | None, annotations: dict) -> None:
     """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
     ns, name, uid = pod_ident(body)
-    wanted = result_annotation(record)
+    wanted = result_annotation(state, record)
     if any(annotations.get(k) != v for k, v in wanted.items()):
         try:
             await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted))
@@ -144,6 +158,9 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
             raise RequestRefused(f"network {req.network} does not exist (no VirtualNetwork named {req.network})",
                                  retry=True, reason="UnknownNetwork")
         if net.selector is not None and not net.selector.matches(ns_labels):
+            if net.selector.unreadable is not None:
+                raise RequestRefused(f"network {req.network} admits no namespace: its namespaceSelector cannot "
+                                     f"be read ({net.selector.unreadable})", retry=True, reason="NamespaceNotAllowed")
             raise RequestRefused(f"network {req.network} does not admit pods from namespace {namespace} "
                                  f"(its namespaceSelector requires: {net.selector})",
                                  retry=True, reason="NamespaceNotAllowed")
@@ -173,111 +190,116 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
     """Allocate every interface or nothing (synchronous: no other pod interleaves)."""
     taken: list[tuple[str, str, Holder]] = []
     results: list[InterfaceResult] = []
-    try:
-        for req in reqs:
-            net = state.networks[req.network]
-            alloc = net.allocator
-            held = alloc.find(uid, req.interface)
-            if held is not None:
-                prior = alloc.holder_of(held)
-                if (req.ip is not None and held != req.ip) or (req.mac is not None and prior.mac != req.mac):
-                    state.unhold(req.network, str(held))  # a leftover from an earlier request
-                    held = None
-            holder = Holder(pod_key, uid, req.interface, req.mac or "")
-            if held is None:
-                if req.ip is not None:
-                    alloc.reserve(req.ip, holder)
-                    ip = req.ip
-                else:
-                    ip = alloc.allocate(holder)
-            else:
-                ip = held
-            stored = alloc.holder_of(ip)
-            taken.append((req.network, str(ip), stored))
-            spec = net.spec
-            results.append(InterfaceResult(
-                interface=req.interface, network=req.network, ip=str(ip), prefix_length=spec.prefix_length,
-                mac=stored.mac, gateway=str(spec.gateway), default_gateway=req.default_gateway,
-                mtu=spec.mtu, routes=spec.routes,
-            ))
-    except NetworkExhausted as exc:
-        _undo(state, taken)
-        raise RequestRefused(str(exc), retry=True, reason="NetworkExhausted") from None
-    except AddressHeld as exc:
-        _undo(state, taken)
-        raise RequestRefused(str(exc), retry=True, reason="AddressUnavailable") from None
-    except AllocationError as exc:
-        _undo(state, taken)
-        raise RequestRefused(str(exc), retry=False, reason="InvalidAddress") from None
+    with ExitStack() as undo:
+        try:
+            for req in reqs:
+                ip, stored = _allocate_one(state, pod_key, uid, req)
+                undo.callback(state.unhold, req.network, str(ip))
+                taken.append((req.network, str(ip), stored))
+                spec = state.networks[req.network].spec
+                results.append(InterfaceResult(
+                    interface=req.interface, network=req.network, ip=str(ip), prefix_length=spec.prefix_length,
+                    mac=stored.mac, gateway=str(spec.gateway), default_gateway=req.default_gateway,
+                    mtu=spec.mtu, routes=spec.routes,
+                ))
+        except NetworkExhausted as exc:
+            raise RequestRefused(str(exc), retry=True, reason="NetworkExhausted") from None
+        except AddressHeld as exc:
+            raise RequestRefused(str(exc), retry=True, reason="AddressUnavailable") from None
+        except AllocationError as exc:
+            raise RequestRefused(str(exc), retry=False, reason="InvalidAddress") from None
+        undo.pop_all()
     for network, ip, holder in taken:
         state.hold(network, ip, holder, record_status=False)
     return results, taken
 
 
-def _undo(state: State, taken: list[tuple[str, str, Holder]]) -> None:
-    for network, ip, _ in taken:
-        state.unhold(network, ip)
+def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -> tuple[netaddr.IPAddress, Holder]:
+    """One interface: reuse what this pod already holds for it (the records), else reserve/allocate."""
+    alloc = state.networks[req.network].allocator
+    held = alloc.find(uid, req.interface)
+    if held is not None:
+        prior = alloc.holder_of(held)
+        if (req.ip is not None and held != req.ip) or (req.mac is not None and prior.mac != req.mac):
+            state.unhold(req.network, str(held))  # a leftover from an earlier request
+            held = None
+    if held is None:
+        holder = Holder(pod_key, uid, req.interface, req.mac or "")
+        if req.ip is not None:
+            alloc.reserve(req.ip, holder)
+            held = req.ip
+        else:
+            held = alloc.allocate(holder)
+    return held, alloc.holder_of(held)
 
 
 async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
+    """Validate, allocate, create the ports, write the result; a refusal ends in `ovnNetworkError`,
+    a transient failure raises `RetryLater`. Either way every step taken so far is undone."""
+    ns, name, uid = pod_ident(body)
+    started = time.monotonic()
+    try:
+        results, taken = await _attach_steps(state, body, reqs, is_legacy)
+    except RequestRefused as exc:
+        await _refuse(state, body, exc)
+        return
+    if results is None:
+        return
+    for network, ip, holder in taken:
+        state.status.set_allocation(network, ip, status_entry(holder))
+    metrics.ATTACHED.inc()
+    metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
+    log.info("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+
+
+async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], is_legacy: bool
+                        ) -> tuple[list[InterfaceResult] | None, list[tuple[str, str, Holder]]]:
+    """Steps 1-4 under one undo stack; (None, []) when the pod went away meanwhile (rolled back)."""
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
-    started = time.monotonic()
     ns_labels: dict[str, str] | None = None
     if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
         try:
             ns_labels = await state.namespace_labels(ns)
         except ApiError as exc:
-            raise kopf.TemporaryError(f"reading namespace {ns} failed: {exc}", delay=1) from exc
-    try:
-        validate_request(state, uid, reqs, ns, ns_labels)
+            raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
+    validate_request(state, uid, reqs, ns, ns_labels)
+    async with AsyncExitStack() as undo:
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
-    except RequestRefused as exc:
-        await _refuse(state, body, exc)
-        return
+        for network, ip, _ in taken:
+            undo.callback(state.unhold, network, ip)
 
-    ports = [port_spec(network, ip, holder) for network, ip, holder in taken]
-    names_ = {p.name for p in ports}
-    state.inflight_ports |= names_
-    try:
-        await state.nb_batch.ensure_ports(ports)
-    except NotOwnedError as exc:
-        _undo(state, taken)
-        await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="PortConflict"))
-        return
-    except Exception as exc:
-        _undo(state, taken)
-        metrics.ATTACH_ERRORS.labels("nb").inc()
-        raise kopf.TemporaryError(f"OVN NB transaction failed: {exc}", delay=1) from exc
-    finally:
-        state.inflight_ports -= names_
+        ports = [port_spec(network, ip, holder) for network, ip, holder in taken]
+        names_ = {p.name for p in ports}
+        state.inflight_ports |= names_
+        try:
+            await state.nb_batch.ensure_ports(ports)
+        except NotOwnedError as exc:
+            raise RequestRefused(str(exc), retry=False, reason="PortConflict") from None
+        except Exception as exc:
+            metrics.ATTACH_ERRORS.labels("nb").inc()
+            raise RetryLater(f"OVN NB transaction failed: {exc}") from exc
+        finally:
+            state.inflight_ports -= names_
+        undo.push_async_callback(_delete_ports, state, [p.name for p in ports])
 
-    annotations = body.get("metadata", {}).get("annotations") or {}
-    record = PodRecord(ns, name, uid, results, legacy=is_legacy)
-    try:
-        await retry(lambda: state.kube.patch_pod_annotations(
-            ns, name, uid, result_annotation(record),
-            remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
-    except ApiError as exc:
-        _undo(state, taken)
-        await _delete_ports(state, [p.name for p in ports])
-        if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
-            log.info("pod %s went away while attaching; rolled back", pod_key)
-            return
-        raise kopf.TemporaryError(f"writing {RESULT} failed: {exc}", delay=1) from exc
-    except Exception:
-        _undo(state, taken)
-        await _delete_ports(state, [p.name for p in ports])
-        raise
+        annotations = body.get("metadata", {}).get("annotations") or {}
+        record = PodRecord(ns, name, uid, results, legacy=is_legacy)
+        try:
+            await retry(lambda: state.kube.patch_pod_annotations(
+                ns, name, uid, result_annotation(state, record),
+                remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
+        except ApiError as exc:
+            if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
+                log.info("pod %s went away while attaching; rolled back", pod_key)
+                return None, []
+            raise RetryLater(f"writing {RESULT} failed: {exc}") from exc
 
+        undo.pop_all()   # attached: nothing to undo
     state.attached[uid] = record
     state.pending.pop(uid, None)
     state.errors.pop(uid, None)
-    for network, ip, holder in taken:
-        state.status.set_allocation(network, ip, status_entry(holder))
-    metrics.ATTACHED.inc()
-    metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
-    log.info("attached %s: %s", pod_key, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+    return results, taken
 
 
 async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
@@ -325,6 +347,7 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
     """Free everything a pod holds: allocations, status entries, NB ports."""
     state.pending.pop(uid, None)
     state.errors.pop(uid, None)
+    state.refused.pop(uid, None)
     record = state.attached.pop(uid, None)
     held = sorted(state.holdings.get(uid, ()))
     if not held:
@@ -340,53 +363,149 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
     log.info("released %s (%s): %s", record.key if record else uid, why, ", ".join(f"{n}/{ip}" for n, ip in held))
 
 
-def restore_record(state: State, body: dict) -> bool:
-    """Rebuild: take a live pod's `ovnIfaceList` as the truth and reserve its addresses."""
+def restore_record(state: State, body: dict, admits: Callable[[str, str], bool]) -> bool:
+    """Rebuild, after the records were reserved: read a live pod's result annotation (`ovnIfaceList`
+    or the legacy result) and hand it to `restore_claims`, which checks it against the records. Only
+    a result the operator sealed for this pod's UID is considered; an unsealed one (copied from
+    another pod, edited, or written before results were sealed) is never restored: the pod is
+    handled as a new request (reusing what the records give it), and refused for its life if the
+    unsealed result claims an address the records give to another pod (`claims_of_forged`).
+    `admits(network, namespace)`: whether the network's namespaceSelector admits the namespace."""
     ns, name, uid = pod_ident(body)
     annotations = body.get("metadata", {}).get("annotations") or {}
-    raw = annotations.get(RESULT)
-    raw_legacy = annotations.get(legacy.ANNOTATION) if REQUEST not in annotations else None
-    is_legacy = raw is None and legacy.is_result(raw_legacy)
-    if (not raw and not is_legacy) or not uid or is_terminal(body):
+    if not uid or is_terminal(body):
         return False
     try:
-        results = [legacy.decode_legacy_result(raw_legacy)] if is_legacy else decode_iface_list(raw)
-    except AnnotationError as exc:
-        log.warning("pod %s/%s has an unreadable result (%s); it will be attached anew", ns, name, exc)
+        sealed = sealed_result(annotations, uid, state.seal_key, f"{ns}/{name}")
+    except SealError as exc:
+        log.warning("rebuild: %s; the pod is handled as a new request", exc)
+        _refuse_forged_claim(state, body, annotations)
         return False
+    except AnnotationError as exc:
+        log.warning("rebuild: %s; the pod is handled as a new request", exc)
+        return False
+    if sealed is None:
+        return False
+    return restore_claims(state, body, sealed.interfaces, is_legacy=sealed.legacy, admits=admits)
+
+
+def _not_owned(key: str, res: InterfaceResult, holder: Holder) -> RequestRefused:
+    return RequestRefused(
+        f"{key} claims {res.ip} on network {res.network}, which the operator's records give to pod "
+        f"{holder.pod} (interface {holder.interface}): this result was not written by ovnvnet for this "
+        f"pod (copied from another pod?) and is not used; recreate the pod without {key}",
+        retry=False, reason="ResultNotOwned")
+
+
+def _refuse_forged_claim(state: State, body: dict, annotations: dict) -> None:
+    """An unsealed result is never used to grant anything; but one claiming an address the records
+    give to another pod is a copy of that pod's result (a clone, or a takeover attempt): refuse the
+    pod for its life, naming the holder, rather than attach it as if nothing were wrong."""
+    key = result_key(annotations)
+    try:
+        claimed = (([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
+                    else decode_iface_list(annotations[key])) if key else [])
+    except AnnotationError:
+        return
+    uid = pod_ident(body)[2]
+    for res in claimed:
+        net = state.networks.get(res.network)
+        holder = net.allocator.holder_of(res.ip) if net is not None else None
+        if holder is not None and holder.pod_uid != uid:
+            refuse_for_life(state, body, _not_owned(key, res, holder))
+            return
+
+
+def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, is_legacy: bool,
+                   admits: Callable[[str, str], bool]) -> bool:
+    """Rebuild: the records (NB ports, IPBlocks) are already reserved and are the truth. A pod's
+    sealed result is restored (the pod counts as attached) only when every interface either
+    agrees with the records or fills a gap: an address no record holds, on a network that admits
+    the pod's namespace, for a pod carrying no `ovnNetworkError` (the operator never writes both).
+    A result claiming an address the records give to another pod is refused for the pod's life
+    (`ovnNetworkError`, no port; the record's holder keeps address and port). Any other
+    contradiction: not restored, the pod is attached anew (reusing what the records give it)."""
+    ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    key = LEGACY_ANNOTATION if is_legacy else RESULT
+    gaps: list[InterfaceResult] = []
     for res in results:
         net = state.networks.get(res.network)
         if net is None:
             log.warning("pod %s holds %s on unknown network %s", pod_key, res.ip, res.network)
             continue
-        holder = Holder(pod_key, uid, res.interface, res.mac)
-        try:
-            net.allocator.reserve(netaddr.IPAddress(res.ip), holder)
-        except AllocationError as exc:
-            log.error("rebuild: pod %s: %s", pod_key, exc)
+        holder = net.allocator.holder_of(res.ip)
+        if holder is not None and holder.pod_uid != uid:
+            refuse_for_life(state, body, _not_owned(key, res, holder))
+            return False
+        if holder is not None:
+            if (holder.interface, holder.mac) != (res.interface, res.mac.lower()):
+                log.warning("rebuild: pod %s: %s says %s %s/%s, the records %s %s: records kept, pod attached anew",
+                            pod_key, key, res.interface, res.ip, res.mac, holder.interface, holder.mac)
+                return False
             continue
-        state.hold(res.network, res.ip, net.allocator.holder_of(res.ip), record_status=False)
+        if net.allocator.find(uid, res.interface) is not None:
+            log.warning("rebuild: pod %s: %s says %s on %s, the records give it %s: records kept, "
+                        "pod attached anew", pod_key, key, res.ip, res.network, net.allocator.find(uid, res.interface))
+            return False
+        gaps.append(res)
+    if gaps and ERROR in annotations:
+        log.warning("rebuild: pod %s carries both %s and %s: its result is not trusted, it will be attached anew",
+                    pod_key, key, ERROR)
+        return False
+    for res in gaps:
+        net = state.networks[res.network]
+        if net.selector is not None and not admits(res.network, ns):
+            log.warning("rebuild: pod %s: network %s does not admit namespace %s: %s not restored",
+                        pod_key, res.network, ns, key)
+            return False
+    with ExitStack() as undo:
+        for res in gaps:
+            net = state.networks[res.network]
+            try:
+                net.allocator.reserve(netaddr.IPAddress(res.ip), Holder(pod_key, uid, res.interface, res.mac))
+            except AllocationError as exc:
+                log.warning("rebuild: pod %s: %s not restored: %s", pod_key, key, exc)
+                return False
+            undo.callback(net.allocator.release, res.ip)
+        undo.pop_all()
+    for res in gaps:
+        state.hold(res.network, res.ip, state.networks[res.network].allocator.holder_of(res.ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
     return True
 
 
+def refuse_for_life(state: State, body: dict, refusal: RequestRefused) -> None:
+    """Refuse a pod until it is deleted (a forged or copied result): `handle_pod` writes the
+    `ovnNetworkError` and the Event on the pod's next handling, and never attaches it."""
+    ns, name, uid = pod_ident(body)
+    log.warning("pod %s/%s refused: %s", ns, name, refusal)
+    state.refused[uid] = refusal
+
+
 async def retry_pending(state: State) -> None:
-    """Re-run pods waiting for a network or an address (woken by releases and network changes)."""
+    """Re-run pods waiting for a network or an address (woken by releases and network changes).
+    Each pod on its own: one pod's failure is logged with its name and counted, the round goes on."""
     for uid, (ns, name) in list(state.pending.items()):
         try:
-            body: dict[str, Any] = await state.kube.get(state.kube.pod_path(ns, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                state.pending.pop(uid, None)
-                continue
-            raise
-        if body.get("metadata", {}).get("uid") != uid:
+            await _retry_one(state, uid, ns, name)
+        except Exception as exc:  # noqa: BLE001 - isolated per pod; it stays pending for the next round
+            metrics.ISOLATED_FAILURES.labels("retry").inc()
+            log.warning("retry of pod %s/%s failed (next round): %s", ns, name, exc)
+
+
+async def _retry_one(state: State, uid: str, ns: str, name: str) -> None:
+    try:
+        body: dict[str, Any] = await state.kube.get(state.kube.pod_path(ns, name))
+    except ApiError as exc:
+        if exc.status == 404:
             state.pending.pop(uid, None)
-            continue
-        body.setdefault("kind", "Pod")
-        body.setdefault("apiVersion", "v1")
-        try:
-            await handle_pod(state, body, None)
-        except kopf.TemporaryError as exc:
-            log.info("retry of %s/%s: %s", ns, name, exc)
+            return
+        raise
+    if body.get("metadata", {}).get("uid") != uid:
+        state.pending.pop(uid, None)
+        return
+    body.setdefault("kind", "Pod")
+    body.setdefault("apiVersion", "v1")
+    await handle_pod(state, body, None)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-
+from ovnvnet import metrics
 from ovnvnet.kube.client import ApiError
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.state import State
@@ -24,16 +24,23 @@ PODS = "/api/v1/pods"
 WATCH_TIMEOUT = 60   # the server ends each watch after this; a silently dead connection is noticed
 
 
-def needs_handling(state: State, body: dict) -> bool:
-    """Whether a listed pod needs anything beyond what the rebuild restored."""
+def needs_handling(state: State, body: dict, event_type: str | None = None) -> bool:
+    """The one test of whether a pod asks anything of the operator: a listed pod (`event_type`
+    None: the rebuild's candidates, a relist, the sweep) or a watch event (ADDED/MODIFIED/DELETED).
+
+    A pod matters when it holds addresses or is refused for life (something to release or to
+    keep refused), or asks for networks (`ovnNetwork`, or any pod with a legacy default network).
+    A listed pod that is already attached (or finished and holding nothing) needs nothing; an
+    event for an attached pod is handled (a removed result is re-written, a deletion releases)."""
     meta = body.get("metadata") or {}
     uid = meta.get("uid", "")
-    if pod_rec.is_terminal(body):
-        return uid in state.holdings
+    if uid in state.holdings or uid in state.refused:
+        return event_type is not None or pod_rec.is_terminal(body) or uid not in state.attached
     annotations = meta.get("annotations") or {}
-    if pod_rec.REQUEST not in annotations and not state.settings.default_network:
-        return False
-    return uid not in state.attached
+    wants = pod_rec.REQUEST in annotations or bool(state.settings.default_network)
+    if event_type is not None:
+        return wants
+    return wants and not pod_rec.is_terminal(body) and uid not in state.attached
 
 
 class PodWatch:
@@ -52,9 +59,10 @@ class PodWatch:
     async def _handle(self, body: dict, event_type: str | None) -> None:
         try:
             await pod_rec.handle_pod(self.state, body, event_type)
-        except Exception as exc:  # noqa: BLE001 - retried by the pending loop
+        except Exception as exc:  # noqa: BLE001 - isolated per pod; retried by the pending loop
             ns, name, uid = pod_rec.pod_ident(body)
-            log.warning("pod %s/%s: %s (will retry)", ns, name, exc)
+            metrics.ISOLATED_FAILURES.labels("pod").inc()
+            log.warning("pod %s/%s: %s: %s (will retry)", ns, name, type(exc).__name__, str(exc)[:300])
             if uid:
                 self.state.pending[uid] = (ns, name)
 
@@ -62,7 +70,7 @@ class PodWatch:
         """List every pod; handle those that need it; return the resourceVersion to watch from."""
         meta: dict[str, Any] = {}
         async for body in self.state.kube.list_all(PODS, page=500, meta=meta):
-            if needs_handling(self.state, body):
+            if needs_handling(self.state, body, None):
                 self.dispatch(body, None)
         return meta.get("resourceVersion", "")
 
@@ -87,9 +95,7 @@ class PodWatch:
                     if kind == "BOOKMARK":
                         continue
                     self.events += 1
-                    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-                    if (pod_rec.REQUEST in annotations or self.state.settings.default_network
-                            or (obj.get("metadata") or {}).get("uid") in self.state.holdings):
+                    if needs_handling(self.state, obj, kind):
                         self.dispatch(obj, kind)
                 backoff = 0.5
             except asyncio.CancelledError:

@@ -24,6 +24,7 @@ from ovnvnet.model.network import NetworkSpec
 from ovnvnet.model.selector import LabelSelector
 from ovnvnet.ovn.batch import NbBatcher
 from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
+from ovnvnet.reconcile.errors import RequestRefused
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class Network:
 
 
 class State:
-    def __init__(self, settings: Settings, kube: KubeClient, nb: NbClient):
+    def __init__(self, settings: Settings, kube: KubeClient, nb: NbClient, *, seal_key: bytes):
         self.settings = settings
+        self.seal_key = seal_key                        # results are sealed with it (model/annotation.py)
         self.kube = kube
         self.nb = nb
         self.networks: dict[str, Network] = {}          # applied networks (allocator ready)
@@ -63,6 +65,7 @@ class State:
         self.holdings: dict[str, set[tuple[str, str]]] = {}   # pod uid -> {(network, ip)} incl. not yet attached
         self.pending: dict[str, tuple[str, str]] = {}   # pod uid -> (namespace, name) waiting for a retry
         self.errors: dict[str, str] = {}                # pod uid -> last error message written
+        self.refused: dict[str, RequestRefused] = {}    # pod uid -> refused for the pod's life (forged result)
         self.orphan_suspects: set[str] = set()          # pod uids seen orphaned by the previous sweep
         self.inflight_ports: set[str] = set()           # allocated, NB commit not done yet: not drift
         self.locks: dict[str, asyncio.Lock] = {}
