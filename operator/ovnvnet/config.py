@@ -120,29 +120,75 @@ class LeaseSettings:
 @dataclass(frozen=True)
 class WebhookSettings:
     """The validating admission webhook (OVNVNET_WEBHOOK=true); webhook.py prepares its TLS files
-    at start (a self-signed certificate when no cert/key files are given)."""
+    at start (a self-signed certificate for the Service's DNS name, or for `host`, when no cert/key
+    files are given). Installed: `service` names the Service that the shipped configuration
+    `configuration` points at, and the operator patches its caBundle there. Otherwise (`host`) Kopf
+    registers a URL. Only `operator_users` may write the annotations the operator owns."""
     addr: str = "0.0.0.0"
     port: int = 9443
-    host: str = "127.0.0.1"
+    host: str | None = None
     certfile: str | None = None
     pkeyfile: str | None = None
+    cafile: str | None = None
+    service: tuple[str, str] | None = None
+    configuration: str = "ovnvnet.io"
+    operator_users: frozenset[str] = frozenset()
+    pod: tuple[str, str] | None = None
+    """This replica's pod (POD_NAMESPACE, POD_NAME): labelled while it serves."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "WebhookSettings":
         addr = _str(env, "OVNVNET_WEBHOOK_ADDR") or "0.0.0.0"
+        port = _port(env, "OVNVNET_WEBHOOK_PORT", 9443)
         cert, key = _str(env, "OVNVNET_WEBHOOK_CERT"), _str(env, "OVNVNET_WEBHOOK_KEY")
         if bool(cert) != bool(key):
             given, missing = ("OVNVNET_WEBHOOK_CERT", "OVNVNET_WEBHOOK_KEY") if cert else (
                 "OVNVNET_WEBHOOK_KEY", "OVNVNET_WEBHOOK_CERT")
             raise ConfigError(f"{given} is set but {missing} is not: give both, or neither for a "
                               "self-signed certificate")
+        service = _webhook_service(_str(env, "OVNVNET_WEBHOOK_SERVICE"))
+        host = _str(env, "OVNVNET_WEBHOOK_HOST")
+        if service is None and host is None:
+            if addr in ("0.0.0.0", "::"):
+                raise ConfigError(
+                    f"OVNVNET_WEBHOOK_ADDR={addr} listens on every address, so there is no address to "
+                    "register: set OVNVNET_WEBHOOK_SERVICE=<namespace>/<name> (installed: the "
+                    "manifests' Service) or OVNVNET_WEBHOOK_HOST (a URL registration)")
+            host = addr
+        namespace, pod = _str(env, "POD_NAMESPACE"), _str(env, "POD_NAME")
         return cls(
             addr=addr,
-            port=_port(env, "OVNVNET_WEBHOOK_PORT", 9443),
-            host=_str(env, "OVNVNET_WEBHOOK_HOST") or ("127.0.0.1" if addr == "0.0.0.0" else addr),
+            port=port,
+            host=None if service else host,
             certfile=cert,
             pkeyfile=key,
+            cafile=_str(env, "OVNVNET_WEBHOOK_CA") or cert,
+            service=service,
+            configuration=_str(env, "OVNVNET_WEBHOOK_CONFIGURATION") or "ovnvnet.io",
+            operator_users=_operator_users(env),
+            pod=(namespace, pod) if namespace and pod else None,
         )
+
+
+def _webhook_service(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    namespace, sep, name = raw.partition("/")
+    if not (sep and namespace and name) or "/" in name:
+        raise ConfigError(f"OVNVNET_WEBHOOK_SERVICE={raw!r} must be <namespace>/<name>")
+    return namespace, name
+
+
+def _operator_users(env: Mapping[str, str]) -> frozenset[str]:
+    explicit = [u.strip() for u in (env.get("OVNVNET_OPERATOR_USERS") or "").split(",") if u.strip()]
+    if explicit:
+        return frozenset(explicit)
+    namespace, account = _str(env, "POD_NAMESPACE"), _str(env, "OVNVNET_SERVICE_ACCOUNT")
+    if namespace and account:
+        return frozenset({f"system:serviceaccount:{namespace}:{account}"})
+    raise ConfigError("OVNVNET_WEBHOOK=true needs the operator's identity to tell its own writes from "
+                      "others': set OVNVNET_OPERATOR_USERS (usernames) or POD_NAMESPACE and "
+                      "OVNVNET_SERVICE_ACCOUNT (the manifests set both from the pod)")
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         if "webhook" not in memo:   # the TLS files: a certificate may be minted here, once
             memo.webhook = await asyncio.to_thread(webhook.WebhookConfig.prepare, cfg.webhook)
         hook: webhook.WebhookConfig = memo.webhook
-        settings.admission.server = kopf.WebhookServer(
-            addr=hook.addr, port=hook.port, host=hook.host,
-            certfile=hook.certfile, pkeyfile=hook.pkeyfile, cafile=hook.certfile)
-        settings.admission.managed = "ovnvnet.io"
+        settings.admission.server = hook.server()
+        if hook.service is None:   # URL registration: Kopf creates the configuration
+            settings.admission.managed = hook.configuration
     if "state" not in memo:
         kube = KubeClient(memo.connection)
         try:
@@ -123,6 +122,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),
                   asyncio.create_task(_first_repair(state, nb_read))]
+    if cfg.webhook is not None and cfg.webhook.service is not None:   # the manifests' registration
+        memo.tasks.append(asyncio.create_task(webhook.keep_registered(state.kube, memo.webhook)))
     for body in candidates:
         if needs_handling(state, body):
             watch.dispatch(body, None)
@@ -198,7 +199,15 @@ async def virtualnetwork_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 # ---------------------------------------------------------------------------- admission
 # Registered by enable_admission() (OVNVNET_WEBHOOK=true), before Kopf runs.
-async def validate_pod(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:
+def _check_writer(memo: kopf.Memo, userinfo: Any, body: kopf.Body, old: Any) -> None:
+    try:
+        webhook.check_writer(memo.settings.webhook, plain(userinfo), plain(body), plain(old) if old else None)
+    except webhook.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=403)
+
+
+async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+    _check_writer(memo, userinfo, body, old)
     state: State | None = memo.get("state")
     if state is None or not state.ready.is_set():
         return
@@ -206,6 +215,11 @@ async def validate_pod(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> 
         await webhook.check_pod(state, plain(body), plain(old) if old else None)
     except webhook.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=400)
+
+
+async def validate_pod_status(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+    """pods/status can change metadata too (the API server keeps only spec and ownerReferences)."""
+    _check_writer(memo, userinfo, body, old)
 
 
 async def validate_virtualnetwork(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -228,6 +242,8 @@ def enable_admission() -> None:
         return
     kopf.on.validate("", "v1", "pods", id="ovnnetwork", operations=["CREATE", "UPDATE"],
                      ignore_failures=True)(validate_pod)
+    kopf.on.validate("", "v1", "pods", id="ownedannotations", subresource="status", operations=["UPDATE"],
+                     ignore_failures=True)(validate_pod_status)
     kopf.on.validate(GROUP, VERSION, PLURAL, id="virtualnetwork", operations=["CREATE", "UPDATE"],
                      ignore_failures=True)(validate_virtualnetwork)
     _admission_enabled = True

@@ -1,6 +1,6 @@
 """What of the Dockerfile can run without a container engine: its shim build command, its Python
-install (dependency wheels into a clean venv, the package source on PYTHONPATH, as in the image),
-and that .dockerignore lets through exactly what it copies."""
+install (the locked, hash-checked dependency wheels into a clean venv, the package source on
+PYTHONPATH, as in the image), and that .dockerignore lets through exactly what it copies."""
 from __future__ import annotations
 
 import fnmatch
@@ -62,20 +62,30 @@ def test_shim_builds_static_as_in_the_dockerfile(compiler, tmp_path: Path):
 
 @pytest.mark.timeout(900)
 def test_package_installs_as_in_the_image(tmp_path: Path):
-    """pip wheel of the project (dependencies only), a clean venv, --no-index install, the source
-    copied to app/ and put on PYTHONPATH: both entry points import and parse their arguments."""
-    wheels, app, env_dir = tmp_path / "wheels", tmp_path / "app", tmp_path / "venv"
-    assert "pip wheel --no-cache-dir --wheel-dir /wheels ." in DOCKERFILE
-    venv.create(env_dir, with_pip=True)
-    py = env_dir / "bin" / "python"
-    build = subprocess.run([str(py), "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), str(REPO)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    for own in wheels.glob("ovnvnet-*.whl"):
-        own.unlink()
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", *map(str, wheels.glob("*.whl"))],
-                             capture_output=True, text=True)
+    """The Dockerfile's install, replayed: the build tools from requirements-build.lock, wheels
+    of requirements.lock with every hash checked and no build isolation, a clean venv, a
+    --no-index --no-deps install, `pip check` (the lock is closed), the source copied to app/ and
+    put on PYTHONPATH: both entry points import and parse their arguments."""
+    wheels, app = tmp_path / "wheels", tmp_path / "app"
+    build_env, env_dir = tmp_path / "build", tmp_path / "venv"
+    for d in (build_env, env_dir):
+        venv.create(d, with_pip=True)
+    bpy, py = build_env / "bin" / "python", env_dir / "bin" / "python"
+    steps = [
+        [str(bpy), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps", "-r",
+         str(REPO / "requirements-build.lock")],
+        [str(bpy), "-m", "pip", "wheel", "-q", "--require-hashes", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(wheels), "-r", str(REPO / "requirements.lock")],
+    ]
+    for argv in steps:
+        out = subprocess.run(argv, capture_output=True, text=True)
+        assert out.returncode == 0, (argv, out.stderr[-3000:])
+    assert not list(wheels.glob("ovnvnet-*.whl"))
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                              *map(str, wheels.glob("*.whl"))], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-3000:]
+    check = subprocess.run([str(py), "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, f"the lock is not closed: {check.stdout}"
     shutil.copytree(REPO / "operator" / "ovnvnet", app / "ovnvnet")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app), "PYTHONDONTWRITEBYTECODE": "1"}
     probe = subprocess.run(

@@ -21,7 +21,14 @@ OPERATOR_RULES = [
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks/status"], "verbs": ["patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["ipblocks"], "verbs": ["list", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+     "resourceNames": ["ovnvnet.io"], "verbs": ["get", "patch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+]
+SEAL_RULES = [
+    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ovnvnet-seal"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
 ]
 AGENT_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
 
@@ -41,8 +48,10 @@ def test_base_installs_every_piece(rendered):
         ("ClusterRole", "ovnvnet-operator"), ("ClusterRole", "ovnvnet-agent"),
         ("ClusterRoleBinding", "ovnvnet-operator"), ("ClusterRoleBinding", "ovnvnet-agent"),
         ("Role", "ovnvnet-operator-leader"), ("RoleBinding", "ovnvnet-operator-leader"),
+        ("Role", "ovnvnet-operator-seal"), ("RoleBinding", "ovnvnet-operator-seal"),
         ("ConfigMap", "ovnvnet-config"), ("ConfigMap", "ovnvnet-cni"),
         ("Service", "ovnvnet-operator"), ("Deployment", "ovnvnet-operator"),
+        ("Service", "ovnvnet-webhook"), ("ValidatingWebhookConfiguration", "ovnvnet.io"),
         ("DaemonSet", "ovnvnet-agent"), ("NetworkAttachmentDefinition", "ovn-network"),
     }
     # the namespace and the CRD come first (kustomize orders them), so one apply works
@@ -58,11 +67,16 @@ def test_crd_is_crds_directory_not_a_copy(rendered):
 
 def test_rbac_is_exactly_what_the_code_uses(rendered):
     roles = {o["metadata"]["name"]: o for o in rendered["base"] if o["kind"] in ("ClusterRole", "Role")}
-    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent", "ovnvnet-operator-leader"}
+    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent", "ovnvnet-operator-leader", "ovnvnet-operator-seal"}
     leader = roles.pop("ovnvnet-operator-leader")
     assert leader["kind"] == "Role" and leader["metadata"]["namespace"] == NAMESPACE
     assert leader["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                                 "verbs": ["get", "create", "update"]}]
+    seal = roles.pop("ovnvnet-operator-seal")
+    assert seal["kind"] == "Role" and seal["metadata"]["namespace"] == NAMESPACE
+    assert seal["rules"] == SEAL_RULES
+    for binding in (o for o in rendered["base"] if o["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ovnvnet-operator", "namespace": NAMESPACE}]
     assert roles["ovnvnet-operator"]["rules"] == OPERATOR_RULES
     assert roles["ovnvnet-agent"]["rules"] == AGENT_RULES
     for role in roles.values():
@@ -105,14 +119,31 @@ def test_agent_pod_has_what_it_needs_and_no_more(rendered):
     pod = daemon["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     (agent,) = pod["containers"]
-    assert agent["securityContext"]["privileged"] is False
-    assert set(agent["securityContext"]["capabilities"]["add"]) <= {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "NET_RAW"}
-    mounts = {m["mountPath"] for m in agent["volumeMounts"]}
-    assert {"/var/run/ovnvnet", "/var/run/openvswitch", "/var/run/netns"} <= mounts
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    assert {"/var/run/ovnvnet", "/var/run/openvswitch", "/var/run/netns", "/etc/ovnvnet/seal"} <= set(mounts)
+    assert mounts["/var/run/netns"]["mountPropagation"] == "HostToContainer"
     hostpaths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert {"/opt/cni/bin", "/etc/cni/net.d", "/var/run/openvswitch", "/var/run/netns"} <= hostpaths
     for c in containers(daemon):
         assert set(c["resources"]) == {"requests", "limits"}
+
+
+def test_seal_key_reaches_both_workloads(rendered):
+    """The operator gets or creates Secret ovnvnet-seal in its namespace (OVNVNET_SEAL_SECRET); the
+    agent reads the same Secret's `key` from a mount (OVNVNET_SEAL_KEY_FILE), with no Secret RBAC."""
+    deploy = find(rendered["base"], "Deployment", "ovnvnet-operator")
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OVNVNET_SEAL_SECRET"]["value"] == "$(POD_NAMESPACE)/ovnvnet-seal"
+    assert list(env).index("POD_NAMESPACE") < list(env).index("OVNVNET_SEAL_SECRET")  # $(VAR) needs it first
+    daemon = find(rendered["base"], "DaemonSet", "ovnvnet-agent")
+    pod = daemon["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    key_file = {e["name"]: e.get("value") for e in agent["env"]}["OVNVNET_SEAL_KEY_FILE"]
+    mount = next(m for m in agent["volumeMounts"] if key_file.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True and key_file == mount["mountPath"] + "/key"
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "ovnvnet-seal" and not volume["secret"].get("optional")
+    assert volume["secret"]["defaultMode"] == 0o400
 
 
 def test_agent_command_line_matches_the_agent(rendered):
@@ -183,7 +214,7 @@ def test_server_side_dry_run(stack, overlay):
     out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=kustomize(OVERLAYS[overlay]),
                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("(server dry run)") == 17, out.stdout
+    assert out.stdout.count("(server dry run)") == 21, out.stdout
 
 
 @pytest.mark.integration

@@ -27,8 +27,9 @@ def _refusal(fn) -> str:
 def webhook_operator(cluster: Cluster):
     stack = cluster.stack
     admission = kubernetes.client.AdmissionregistrationV1Api(cluster.core.api_client)
+    # registered by URL (Kopf-managed); the local stack's operator writes with the admin token
     env = {**OPERATOR_ENV, "OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_ADDR": "127.0.0.1",
-           "OVNVNET_WEBHOOK_PORT": str(free_port())}
+           "OVNVNET_WEBHOOK_PORT": str(free_port()), "OVNVNET_OPERATOR_USERS": "admin"}
     stack.stop_operator()
     stack.start_operator(env)
     # Kopf creates the configuration, then fills its webhooks in

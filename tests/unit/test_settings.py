@@ -41,7 +41,7 @@ def test_every_variable():
         "OVNVNET_LEASE_RENEW": "4",
         "OVNVNET_WEBHOOK": "yes", "OVNVNET_WEBHOOK_ADDR": "10.1.1.1", "OVNVNET_WEBHOOK_PORT": "8443",
         "OVNVNET_WEBHOOK_HOST": "ovnvnet.svc", "OVNVNET_WEBHOOK_CERT": "/tls.crt",
-        "OVNVNET_WEBHOOK_KEY": "/tls.key",
+        "OVNVNET_WEBHOOK_KEY": "/tls.key", "OVNVNET_SERVICE_ACCOUNT": "ovnvnet-operator",
         "OVNVNET_REPAIR": "LOG",
         "OVNVNET_SEAL_KEY_FILE": "/etc/ovnvnet/seal/key", "OVNVNET_SEAL_SECRET": "ovnvnet-system/ovnvnet-seal",
     }
@@ -53,20 +53,27 @@ def test_every_variable():
         kube=KubeAccess(kubeconfig="/etc/kube/config", service_host="10.96.0.1", service_port=6443),
         lease=LeaseSettings(namespace="ovnvnet-system", name="my-lease", identity="op-0", duration=20.0, renew=4.0),
         webhook=WebhookSettings(addr="10.1.1.1", port=8443, host="ovnvnet.svc", certfile="/tls.crt",
-                                pkeyfile="/tls.key"),
+                                pkeyfile="/tls.key", cafile="/tls.crt",
+                                operator_users=frozenset({"system:serviceaccount:other:ovnvnet-operator"}),
+                                pod=("other", "op-0")),
         repair="log", seal_key_file="/etc/ovnvnet/seal/key", seal_secret=("ovnvnet-system", "ovnvnet-seal"),
     )
 
 
 def test_lease_and_webhook_defaults():
-    s = Settings.from_env({**NB, "OVNVNET_LEADER_ELECT": "1", "OVNVNET_WEBHOOK": "True"})
+    s = Settings.from_env({**NB, "OVNVNET_LEADER_ELECT": "1", "OVNVNET_WEBHOOK": "True",
+                           "OVNVNET_WEBHOOK_SERVICE": "ovnvnet-system/ovnvnet-webhook",
+                           "OVNVNET_OPERATOR_USERS": "admin"})
     assert s.lease == LeaseSettings(namespace="default", name="ovnvnet-operator",
                                     identity=s.lease.identity, duration=15.0, renew=5.0, retry=1.0)
     assert s.lease.identity.startswith(socket.gethostname() + "-")
-    assert s.webhook == WebhookSettings(addr="0.0.0.0", port=9443, host="127.0.0.1", certfile=None, pkeyfile=None)
+    assert s.webhook == WebhookSettings(addr="0.0.0.0", port=9443, host=None, certfile=None, pkeyfile=None,
+                                        service=("ovnvnet-system", "ovnvnet-webhook"),
+                                        operator_users=frozenset({"admin"}))
     # the pod's namespace when OVNVNET_NAMESPACE is not set; the listen address is the host by default
     s = Settings.from_env({**NB, "OVNVNET_LEADER_ELECT": "true", "POD_NAMESPACE": "ns1",
-                           "OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_ADDR": "127.0.0.9"})
+                           "OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_ADDR": "127.0.0.9",
+                           "OVNVNET_OPERATOR_USERS": "admin"})
     assert s.lease.namespace == "ns1" and s.webhook.host == "127.0.0.9"
     # disabled explicitly
     s = Settings.from_env({**NB, "OVNVNET_LEADER_ELECT": "false", "OVNVNET_WEBHOOK": "0"})
@@ -94,6 +101,9 @@ def test_lease_and_webhook_defaults():
     ({"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_PORT": "0"}, "OVNVNET_WEBHOOK_PORT"),
     ({"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_CERT": "/tls.crt"}, "OVNVNET_WEBHOOK_KEY"),
     ({"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_KEY": "/tls.key"}, "OVNVNET_WEBHOOK_CERT"),
+    ({"OVNVNET_WEBHOOK": "true", "OVNVNET_OPERATOR_USERS": "admin"}, "OVNVNET_WEBHOOK_ADDR=0.0.0.0"),
+    ({"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_HOST": "h"}, "OVNVNET_OPERATOR_USERS"),
+    ({"OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_SERVICE": "svc"}, "OVNVNET_WEBHOOK_SERVICE"),
     ({"OVNVNET_REPAIR": "fix"}, "OVNVNET_REPAIR"),
     ({"OVNVNET_SEAL_SECRET": "ovnvnet-seal"}, "OVNVNET_SEAL_SECRET"),
     ({"OVNVNET_SEAL_SECRET": "a/b/c"}, "OVNVNET_SEAL_SECRET"),
@@ -145,7 +155,7 @@ def test_import_has_no_side_effect(tmp_path):
             "logins = [h.id for h in r._activities.get_handlers(activity=Activity.AUTHENTICATION)]\n"
             "assert logins == ['ovnvnet'], logins  # one login: ours, none of Kopf's fallbacks\n"
             "ovnvnet.main.enable_admission()\n"
-            "assert len(r._webhooks.get_all_handlers()) == 2\n")
+            "assert len(r._webhooks.get_all_handlers()) == 3\n")
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "OVNVNET_WEBHOOK": "true",
            "OVN_NB_DB": "tcp:127.0.0.1:1", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
