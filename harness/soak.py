@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         nets = []
         for k in range(3):
             name = f"soak-{k}"
-            cluster.create_vnet(name, f"10.{200 + k}.0.0/22")
+            cluster.create_vnet(name, f"10.{200 + k}.0.0/25")   # small: freed addresses are reused
             cluster.wait_ready(name)
             nets.append(name)
         for r in range(args.rounds):
@@ -400,12 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.down()
     print()
-    print(f"{'round':>5} {'created':>8} {'deleted':>8} {'kills':>6} {'conv p50 s':>11} {'conv max s':>11} "
-          f"{'violations':>11} {'time s':>7}")
+    print(f"{'round':>5} {'created':>8} {'deleted':>8} {'attached':>9} {'kills':>6} {'reused':>7} {'checks':>7} "
+          f"{'conv p50 s':>11} {'conv max s':>11} {'violations':>11} {'time s':>7}")
     for r, res in enumerate(rows, 1):
         conv = sorted(res.convergence_s) or [0.0]
-        print(f"{r:>5} {res.created:>8} {res.deleted:>8} {res.kills:>6} {conv[len(conv) // 2]:>11.1f} "
-              f"{conv[-1]:>11.1f} {len(res.violations):>11} {res.duration_s:>7.0f}")
+        print(f"{r:>5} {res.created:>8} {res.deleted:>8} {res.attached:>9} {res.kills:>6} {res.reused:>7} "
+              f"{res.checkpoints:>7} {conv[len(conv) // 2]:>11.1f} {conv[-1]:>11.1f} {len(res.violations):>11} "
+              f"{res.duration_s:>7.0f}")
     bad = sum(len(r.violations) for r in rows)
     for res in rows:
         for v in res.violations:
