@@ -50,7 +50,7 @@ def _exactly_one_wins(cluster: Cluster, ns: str, net: str, names: list[str], key
     for n, (kind, text) in answers.items():
         if n != winner:
             assert text == f"{key} {value} on {net} is held by {ns}/{winner}", f"{n}: {text!r}"
-    ports = {p for p in cluster.nb_pod_ports() if p.startswith(f"{ns}_")}
+    ports = {p for p in cluster.nb_pod_ports() if any(p.startswith(f"{ns}_{n}_") for n in names)}
     assert ports == {f"{ns}_{winner}_net0"}, ports
     return winner
 
