@@ -231,9 +231,10 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
     _check_unique(expected)
     nb = _NbView(cluster)
     _check_pod_ports(nb, expected)
-    nets = networks if networks is not None else [v["metadata"]["name"] for v in
-                                                  cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
-    for net in nets:
+    if networks is None:
+        networks = [v["metadata"]["name"] for v in
+                    cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
+    for net in networks:
         vnet = cluster.vnet(net)
         _check_network_rows(nb, net, vnet)
         _check_record(cluster, net, vnet, {e["ip"]: e for e in expected.values() if e["network"] == net})

@@ -53,7 +53,8 @@ class ChurnResult:
                 f"{self.kills} operator kills, {self.api_restarts} API server restarts ({self.retried} calls retried, "
                 f"watch cut {self.watch_errors} times, {self.gaps} gaps relisted); "
                 f"{self.intervals} "
-                f"holdings ({self.reused} addresses reused, {self.undecided} pairs undecided); convergence after each restart (s): {conv}; "
+                f"holdings ({self.reused} addresses reused, {self.undecided} pairs undecided); "
+                f"convergence after each restart (s): {conv}; "
                 f"invariant checks passed: {self.checkpoints}; violations: {len(self.violations)}; "
                 f"{self.duration_s:.0f}s")
 

@@ -49,7 +49,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(stack: Stack, tmp_path_factory) -> World:
+def world(stack: Stack) -> World:
     cluster = Cluster(stack)
     tag = uuid.uuid4().hex[:6]
     a, b, c = f"inv-a-{tag}", f"inv-b-{tag}", f"inv-c-{tag}"
