@@ -25,8 +25,8 @@ def test_churn_with_operator_killed_five_times(cluster: Cluster, subnet, net_nam
         assert len(set(res.operator_pids)) == 6 and None not in res.operator_pids, \
             f"five SIGKILLs must leave six distinct operator processes: {res.operator_pids}"
         assert res.checkpoints == 5 + 2, "the invariant held after each restart, at the end and after teardown"
-        assert res.attached >= 200, f"the watch saw only {res.attached} pods attached"
-        assert res.reused >= 50, f"only {res.reused} addresses were reused: the overlap check had little to compare"
+        assert res.attached >= 150, f"the watch saw only {res.attached} pods attached"
+        assert res.reused >= 20, f"only {res.reused} addresses were reused: the overlap check had little to compare"
     finally:
         for n in nets:
             cluster.delete_vnet(n)
