@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import kubernetes
+import netaddr
 from kubernetes.client.rest import ApiException
 
 from ovnvnet.model import names
@@ -208,56 +208,197 @@ def check_invariant(cluster: Cluster, networks: list[str] | None = None, timeout
 
 
 def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[str, int]:
-    """Read the real systems and fail loudly unless they agree:
-    every live attached pod has all its interfaces; per network no address or MAC is held twice;
-    the NB pod ports ovnvnet owns are exactly the live pods' interfaces; status.allocations equals
-    the same set; usedIPs/availableIPs are exact."""
+    """Read the real systems and fail loudly unless they agree (one AssertionError naming the
+    first thing that differs):
+
+    - pods: every live pod with an `ovnNetwork` request has an answer (`ovnIfaceList` or
+      `ovnNetworkError`); each result lists the requested interfaces in order, on the requested
+      networks, with the requested static address and MAC (unless the operator warned with a
+      `ChangeIgnored` Event that a change after attach is not applied); a legacy pod's `ovn` result
+      counts as its one interface `<ns>_<pod>`;
+    - per network no address or MAC is held twice;
+    - NB: the pod ports ovnvnet owns are exactly the live pods' interfaces: each on the switch of
+      its network (by the switch's `ports`, not the port's own `external_ids`), with exactly one
+      address "MAC IP" and the same port security, and the pod's namespace, name, UID and
+      interface in `external_ids`; each network has its owned switch (MTU in `other_config`) and,
+      when routed, its router port (gateway/prefix, MAC from the gateway) and the router-type
+      switch port peering with it, and no router port when `routed: false`;
+    - the IPBlock record equals the live set, each address in exactly one block and inside that
+      block's CIDR; `usedIPs` and `availableIPs` are exact.
+    """
     pods = cluster.core.list_pod_for_all_namespaces().items
-    expected_ports: dict[str, tuple[str, str, str]] = {}   # port -> (network, ip, mac)
-    per_net: dict[str, dict[str, dict]] = {}
+    expected = _expected_ports(cluster, pods)
+    _check_unique(expected)
+    nb = _NbView(cluster)
+    _check_pod_ports(nb, expected)
+    if networks is None:
+        networks = [v["metadata"]["name"] for v in
+                    cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
+    for net in networks:
+        vnet = cluster.vnet(net)
+        _check_network_rows(nb, net, vnet)
+        _check_record(cluster, net, vnet, {e["ip"]: e for e in expected.values() if e["network"] == net})
+    return {"pods": len({e["uid"] for e in expected.values()}), "ports": len(expected)}
+
+
+# ---------------------------------------------------------------- pods -> expected ports
+def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
+    """port name -> {network, ip, mac, ns, pod, uid, interface} for every live attached pod."""
+    out: dict[str, dict] = {}
     for p in pods:
-        ann = p.metadata.annotations or {}
-        if "ovnIfaceList" not in ann or p.status.phase in ("Succeeded", "Failed"):
+        if p.status.phase in ("Succeeded", "Failed"):
             continue
-        request = json.loads(ann["ovnNetwork"])
-        ifaces = json.loads(ann["ovnIfaceList"])
-        assert [r["interface"] for r in request] == [i["interface"] for i in ifaces], \
-            f"{p.metadata.namespace}/{p.metadata.name}: interfaces differ from the request"
-        for i in ifaces:
-            port = names.port_name(p.metadata.namespace, p.metadata.name, i["interface"])
-            expected_ports[port] = (i["name"], i["ip_address"], i["mac_address"])
-            per_net.setdefault(i["name"], {})[i["ip_address"]] = {
-                "pod": f"{p.metadata.namespace}/{p.metadata.name}", "podUID": p.metadata.uid,
-                "interface": i["interface"], "mac": i["mac_address"]}
-    # no address or MAC twice per network
-    by_net_ips: dict[str, Counter] = {}
-    by_net_macs: dict[str, Counter] = {}
-    for port, (net, ip, mac) in expected_ports.items():
-        by_net_ips.setdefault(net, Counter())[ip] += 1
-        by_net_macs.setdefault(net, Counter())[mac] += 1
-    for net, c in by_net_ips.items():
-        dup = [ip for ip, n in c.items() if n > 1]
-        assert not dup, f"addresses held twice on {net}: {dup}"
-    for net, c in by_net_macs.items():
-        dup = [m for m, n in c.items() if n > 1]
-        assert not dup, f"MACs held twice on {net}: {dup}"
-    # NB ports == live interfaces
-    nb = cluster.nb_pod_ports()
-    actual = {name: (r["external_ids"].get(names.NETWORK_KEY), *r["addresses"][0].split()[::-1])
-              for name, r in nb.items()}
-    actual = {k: (v[0], v[1], v[2]) for k, v in actual.items()}
-    missing = {k: v for k, v in expected_ports.items() if actual.get(k) != v}
-    extra = sorted(set(actual) - set(expected_ports))
-    assert not missing and not extra, f"NB ports differ from live pods: missing/wrong {missing}, extra {extra}"
-    for name, r in nb.items():
-        assert r["port_security"] == r["addresses"], f"port {name} has no port security"
-    # status == same set, counters exact
-    nets = networks if networks is not None else [v["metadata"]["name"] for v in
-                                                  cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
-    for net in nets:
-        st = cluster.vnet(net).get("status") or {}
-        allocs = cluster.allocations(net)
-        want = per_net.get(net, {})
-        assert allocs == want, f"{net}: the IPBlock record {allocs} != live pods {want}"
-        assert st.get("usedIPs") == len(want), f"{net}: usedIPs {st.get('usedIPs')} != {len(want)}"
-    return {"pods": len({v for v in expected_ports}), "ports": len(expected_ports)}
+        ann = p.metadata.annotations or {}
+        ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
+        if "ovnIfaceList" in ann:
+            ifaces = json.loads(ann["ovnIfaceList"])
+            _check_result_matches_request(cluster, p, ann.get("ovnNetwork"), ifaces)
+            entries = [(i["interface"], i["name"], i["ip_address"], i["mac_address"]) for i in ifaces]
+        elif _is_legacy_result(ann.get("ovn")):
+            r = json.loads(ann["ovn"])
+            entries = [(names.LEGACY_INTERFACE, r["name"], str(r["ip_address"]).split("/")[0], r["mac_address"])]
+        else:
+            assert "ovnNetwork" not in ann or "ovnNetworkError" in ann or p.metadata.deletion_timestamp, \
+                f"{ns}/{name}: a live pod with a request and neither ovnIfaceList nor ovnNetworkError"
+            continue
+        for iface, net, ip, mac in entries:
+            out[names.port_name(ns, name, iface)] = {"network": net, "ip": ip, "mac": mac, "ns": ns,
+                                                      "pod": name, "uid": uid, "interface": iface}
+    return out
+
+
+def _is_legacy_result(raw: str | None) -> bool:
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "gateway_ip" in value
+
+
+def _norm_mac(text: str) -> str:
+    digits = text.strip().replace(":", "").replace("-", "").lower()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def _requested(entry: dict) -> tuple[str, str, str | None, str | None]:
+    ip = entry.get("ip_address") or entry.get("ipAddress") or None
+    mac = entry.get("mac_address") or entry.get("macAddress") or None
+    return (entry["interface"], entry["name"], ip and ip.strip().split("/")[0], mac and _norm_mac(mac))
+
+
+def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, ifaces: list[dict]) -> None:
+    where = f"{pod.metadata.namespace}/{pod.metadata.name}"
+    try:
+        request = [_requested(e) for e in json.loads(raw or "null")]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        request, why = None, f"request unreadable ({exc})"
+    got = [(i["interface"], i["name"], i["ip_address"], _norm_mac(i["mac_address"])) for i in ifaces]
+    if request is not None:
+        wrong = [f"{g} for {r}" for r, g in zip(request, got)
+                 if r[:2] != g[:2] or (r[2] and r[2] != g[2]) or (r[3] and r[3] != g[3])]
+        if len(request) == len(got) and not wrong:
+            return
+        why = f"result differs from the request: {wrong or [len(request), len(got)]}"
+    warned = any(e.reason == "ChangeIgnored" for e in cluster.events(pod.metadata.namespace, pod.metadata.name))
+    assert warned, f"{where}: {why} (interface, network, ip, mac)"
+
+
+def _check_unique(expected: dict[str, dict]) -> None:
+    for key in ("ip", "mac"):
+        seen: dict[tuple[str, str], str] = {}
+        for port, e in sorted(expected.items()):
+            other = seen.setdefault((e["network"], e[key]), port)
+            assert other == port, f"{key} {e[key]} held twice on {e['network']}: {other} and {port}"
+
+
+# ---------------------------------------------------------------- NB
+class _NbView:
+    """The NB tables read once: owned pod ports, switches by name, the switch holding each port."""
+
+    def __init__(self, cluster: Cluster):
+        lsps = cluster.nb_rows("Logical_Switch_Port")
+        self.lsp_by_name = {r["name"]: r for r in lsps}
+        by_uuid = {r["_uuid"]: r["name"] for r in lsps}
+        self.switches = {r["name"]: r for r in cluster.nb_rows("Logical_Switch")}
+        self.switch_of: dict[str, list[str]] = {}
+        for sw in self.switches.values():
+            for u in sw["ports"]:
+                self.switch_of.setdefault(by_uuid.get(u, u), []).append(sw["name"])
+        self.pod_ports = {n: r for n, r in self.lsp_by_name.items()
+                          if r["external_ids"].get(names.OWNER_KEY) == names.OWNER_VALUE and r["type"] != "router"}
+        self.lrps = {r["name"]: r for r in cluster.nb_rows("Logical_Router_Port")}
+        self.routers = {r["name"]: r for r in cluster.nb_rows("Logical_Router")}
+
+
+def _check_pod_ports(nb: _NbView, expected: dict[str, dict]) -> None:
+    extra = sorted(set(nb.pod_ports) - set(expected))
+    missing = sorted(set(expected) - set(nb.pod_ports))
+    assert not missing and not extra, f"NB ports differ from live pods: missing {missing}, extra {extra}"
+    for port, e in expected.items():
+        row = nb.pod_ports[port]
+        want = [f"{e['mac']} {e['ip']}"]
+        assert row["addresses"] == want, f"port {port}: addresses {row['addresses']} != {want}"
+        assert row["port_security"] == want, f"port {port}: port_security {row['port_security']} != {want}"
+        assert nb.switch_of.get(port) == [e["network"]], \
+            f"port {port}: held by switch(es) {nb.switch_of.get(port)}, its network is {e['network']}"
+        ids = row["external_ids"]
+        want_ids = {names.NETWORK_KEY: e["network"], names.POD_NAMESPACE_KEY: e["ns"],
+                    names.POD_NAME_KEY: e["pod"], names.POD_UID_KEY: e["uid"], names.INTERFACE_KEY: e["interface"]}
+        wrong = {k: ids.get(k) for k, v in want_ids.items() if ids.get(k) != v}
+        assert not wrong, f"port {port}: external_ids {wrong} != {want_ids}"
+
+
+def _check_network_rows(nb: _NbView, net: str, vnet: dict) -> None:
+    applied = (vnet.get("status") or {}).get("appliedSpec")
+    assert applied, f"{net}: no status.appliedSpec"
+    sw = nb.switches.get(net)
+    assert sw and sw["external_ids"].get(names.OWNER_KEY) == names.OWNER_VALUE, f"{net}: no owned logical switch"
+    mtu = applied.get("mtu")
+    assert sw["other_config"].get("mtu") == (str(mtu) if mtu else None), \
+        f"{net}: switch other_config mtu {sw['other_config'].get('mtu')} != spec {mtu}"
+    lrp_name, lsp_name = names.router_port_name(net), names.switch_router_port_name(net)
+    if applied.get("routed") is False:
+        assert lrp_name not in nb.lrps and lsp_name not in nb.lsp_by_name, f"{net}: routed: false but has a router port"
+        return
+    gw, prefix = applied["gateway"], applied["subnet"].split("/")[1]
+    lrp = nb.lrps.get(lrp_name)
+    assert lrp, f"{net}: router port {lrp_name} missing"
+    router = nb.routers.get(names.ROUTER_NAME) or {"ports": []}
+    assert lrp["_uuid"] in router["ports"], f"{net}: router port {lrp_name} is not on {names.ROUTER_NAME}"
+    assert lrp["networks"] == [f"{gw}/{prefix}"], f"{net}: router port networks {lrp['networks']} != {gw}/{prefix}"
+    want_mac = names.mac_from_ip(netaddr.IPAddress(gw))
+    assert lrp["mac"] == want_mac, f"{net}: router port mac {lrp['mac']} != {want_mac}"
+    lsp = nb.lsp_by_name.get(lsp_name)
+    assert lsp and lsp["type"] == "router" and lsp["options"].get("router-port") == lrp_name, \
+        f"{net}: switch port {lsp_name} is not a router port peering with {lrp_name}: {lsp}"
+    assert nb.switch_of.get(lsp_name) == [net], f"{net}: {lsp_name} held by {nb.switch_of.get(lsp_name)}"
+
+
+# ---------------------------------------------------------------- the record and counters
+def _check_record(cluster: Cluster, net: str, vnet: dict, want: dict[str, dict]) -> None:
+    record: dict[str, dict] = {}
+    for block in cluster.ipblocks(net):
+        cidr = netaddr.IPNetwork((block.get("spec") or {}).get("cidr") or "0.0.0.0/32")
+        for ip, entry in (block.get("allocations") or {}).items():
+            assert ip not in record, f"{net}: {ip} recorded in two IPBlocks"
+            assert netaddr.IPAddress(ip) in cidr, f"{net}: {ip} recorded in block {block['metadata']['name']} ({cidr})"
+            record[ip] = entry
+    live = {ip: {"pod": f"{e['ns']}/{e['pod']}", "podUID": e["uid"], "interface": e["interface"], "mac": e["mac"]}
+            for ip, e in want.items()}
+    assert record == live, f"{net}: the IPBlock record {record} != live pods {live}"
+    st = vnet.get("status") or {}
+    assert st.get("usedIPs") == len(live), f"{net}: usedIPs {st.get('usedIPs')} != {len(live)}"
+    capacity = _capacity(st["appliedSpec"])
+    assert st.get("availableIPs") == capacity - len(live), \
+        f"{net}: availableIPs {st.get('availableIPs')} != {capacity} - {len(live)}"
+
+
+def _capacity(applied: dict) -> int:
+    """Host addresses minus the gateway and the excluded ones (computed here, not by the allocator)."""
+    subnet = netaddr.IPNetwork(applied["subnet"])
+    hosts = netaddr.IPSet(netaddr.IPRange(subnet.first + 1, subnet.last - 1))
+    for item in applied.get("excludeIPs") or []:
+        lo, _, hi = item.partition("..")
+        hosts -= netaddr.IPSet(netaddr.IPRange(lo, hi or lo))
+    hosts.remove(netaddr.IPAddress(applied["gateway"]))
+    return hosts.size

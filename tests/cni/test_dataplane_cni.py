@@ -273,7 +273,7 @@ def test_operator_error_fails_fast(agent, binaries, make_netns):
                   {"ovnNetwork": "[]", "ovnNetworkError": "ovnNetwork lists no interfaces"})
     started = time.monotonic()
     r = pod.cni(binaries, agent, "ADD")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 1.0, "an operator's refusal fails ADD in well under a second"
     assert r.code == 1
     assert "ovnNetwork lists no interfaces" in r.json["msg"]
 

@@ -19,14 +19,14 @@ def test_errored_pod_fails_add_fast_with_the_operators_message(pods: Pods):
     pods.cluster.create_vnet(net, "10.61.0.0/24")
     pods.cluster.wait_ready(net)
     pods.create("pod-bad", [{"name": net, "interface": "net0", "ip_address": "10.61.1.5"}])
-    started = time.monotonic()
+    operator_msg = pods.cluster.pod_error(pods.ns, "pod-bad")   # the operator has refused it
+    assert "10.61.1.5" in operator_msg
     with pytest.raises(CniFailed) as failed:
         pods.kubelet.run_pod(pods.ns, "pod-bad")
-    took = time.monotonic() - started
-    operator_msg = pods.cluster.annotations(pods.ns, "pod-bad")["ovnNetworkError"]
-    assert "10.61.1.5" in operator_msg
     assert operator_msg in failed.value.outcome.message
-    assert took < 10, f"ADD took {took:.1f}s (the annotation timeout is 30s)"
+    # the README's claim: the ADD itself (libcni -> shim -> agent -> error), not the annotation wait
+    took = failed.value.outcome.seconds
+    assert took < 1.0, f"ADD took {took:.2f}s to fail (the annotation timeout is 30s)"
     # the kubelet tore the sandbox down: nothing left behind
     assert pods.kubelet.sandbox(pods.ns, "pod-bad") is None
 

@@ -1,8 +1,8 @@
 """Exact recovery: a killed operator, a wiped NB, pods deleted while the operator was down."""
 from __future__ import annotations
 
+import json
 import signal
-import time
 
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, check_invariant, wait_until
@@ -10,6 +10,17 @@ from tests.integration.kit import Cluster, check_invariant, wait_until
 
 def _addresses(cluster: Cluster, ns: str, pods: list[str]) -> dict[str, list[tuple[str, str]]]:
     return {p: [(i["ip_address"], i["mac_address"]) for i in cluster.iface_list(ns, p, timeout=60)] for p in pods}
+
+
+def _nb_snapshot(cluster: Cluster, ns: str, net: str) -> dict:
+    """What the NB holds for the namespace's pods and the network: port -> (addresses, port
+    security, switch), the network's switch and router port (state a wipe really removes)."""
+    lsps = {r["_uuid"]: r["name"] for r in cluster.nb_rows("Logical_Switch_Port")}
+    holder = {lsps[u]: sw["name"] for sw in cluster.nb_rows("Logical_Switch") for u in sw["ports"] if u in lsps}
+    ports = {name: (tuple(r["addresses"]), tuple(r["port_security"]), holder.get(name))
+             for name, r in cluster.nb_pod_ports().items() if name.startswith(f"{ns}_")}
+    lrp = {r["name"]: (tuple(r["networks"]), r["mac"]) for r in cluster.nb_rows("Logical_Router_Port")}
+    return {"ports": ports, "switch": net in cluster.nb_switches(), "router port": lrp.get(f"rtr-{net}")}
 
 
 def test_operator_killed_mid_burst_keeps_every_address(cluster: Cluster, ns: str, subnet, net_name) -> None:
@@ -22,16 +33,17 @@ def test_operator_killed_mid_burst_keeps_every_address(cluster: Cluster, ns: str
     pods = [f"k{i}" for i in range(40)]
     for i, p in enumerate(pods):
         cluster.create_pod(ns, p, [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
-        if i == 15:
-            stack.stop_operator(signal.SIGKILL)   # mid-burst: some pods attached, some half-done, some not seen
-    attached_before = {p: cluster.annotations(ns, p).get("ovnIfaceList") for p in pods}
+        if i == 15:   # mid-burst, once some are attached: some attached, some half-done, some not seen
+            wait_until(lambda: any("ovnIfaceList" in cluster.annotations(ns, q) for q in pods[:8]),
+                       what="a first pod attached")
+            stack.stop_operator(signal.SIGKILL)
+    attached_before = {p: raw for p in pods if (raw := cluster.annotations(ns, p).get("ovnIfaceList"))}
+    assert 1 <= len(attached_before) <= 16, f"{len(attached_before)} pods attached before the kill"
     stack.start_operator(OPERATOR_ENV)
     after = _addresses(cluster, ns, pods)
     # a pod annotated before the kill keeps exactly its addresses
-    import json
     for p, raw in attached_before.items():
-        if raw:
-            assert [(i["ip_address"], i["mac_address"]) for i in json.loads(raw)] == after[p]
+        assert [(i["ip_address"], i["mac_address"]) for i in json.loads(raw)] == after[p], p
     check_invariant(cluster, [a, b])
 
     # a second kill with everything attached: a restart changes nothing
@@ -78,6 +90,8 @@ def test_nb_drift_and_wipe_are_repaired_with_the_same_addresses(cluster: Cluster
         cluster.create_pod(ns, f"w{i}", [{"name": n, "interface": "net0"}])
     before = {f"w{i}": cluster.iface_list(ns, f"w{i}") for i in range(5)}
     check_invariant(cluster, [n])
+    nb_before = _nb_snapshot(cluster, ns, n)
+    assert len(nb_before["ports"]) == 5 and nb_before["switch"] and nb_before["router port"], nb_before
 
     # drift: someone deletes a port and adds a stale owned one
     cluster.stack.nbctl("lsp-del", f"{ns}_w1_net0")
@@ -90,13 +104,14 @@ def test_nb_drift_and_wipe_are_repaired_with_the_same_addresses(cluster: Cluster
     stack = cluster.stack
     stack.kill("ovsdb-nb", signal.SIGKILL)
     stack.start_ovsdb("nb", "/usr/share/ovn/ovn-nb.ovsschema", stack._port("nb"), wipe=True)
-    assert n not in cluster.nb_switches()
+    assert _nb_snapshot(cluster, ns, n) == {"ports": {}, "switch": False, "router port": None}, "not wiped"
     wait_until(lambda: n in cluster.nb_switches() and len([p for p in cluster.nb_pod_ports()
                                                            if p.startswith(f"{ns}_")]) == 5,
                timeout=40, what="NB rebuilt after wipe")
     wait_until(lambda: f"rtr-{n}" in {r["name"] for r in cluster.nb_rows("Logical_Router_Port")}, what="router port")
-    after = {f"w{i}": cluster.iface_list(ns, f"w{i}") for i in range(5)}
-    assert after == before
+    # what the wipe removed is back as it was (the annotations it never touched must be unchanged too)
+    assert _nb_snapshot(cluster, ns, n) == nb_before
+    assert {f"w{i}": cluster.iface_list(ns, f"w{i}") for i in range(5)} == before
     check_invariant(cluster, [n])
     for i in range(5):
         cluster.delete_pod(ns, f"w{i}", wait=False)
@@ -111,12 +126,15 @@ def test_restart_with_nb_wiped_while_down(cluster: Cluster, ns: str, subnet, net
     cluster.wait_ready(n)
     cluster.create_pod(ns, "cold0", [{"name": n, "interface": "net0"}])
     before = cluster.iface_list(ns, "cold0")
+    nb_before = _nb_snapshot(cluster, ns, n)
     stack = cluster.stack
     stack.stop_operator(signal.SIGKILL)
     stack.kill("ovsdb-nb", signal.SIGKILL)
     stack.start_ovsdb("nb", "/usr/share/ovn/ovn-nb.ovsschema", stack._port("nb"), wipe=True)
+    assert _nb_snapshot(cluster, ns, n) == {"ports": {}, "switch": False, "router port": None}, "not wiped"
     stack.start_operator(OPERATOR_ENV)
     wait_until(lambda: f"{ns}_cold0_net0" in cluster.nb_pod_ports(), timeout=30, what="port restored")
+    wait_until(lambda: _nb_snapshot(cluster, ns, n) == nb_before, what="NB rebuilt as it was")
     port = cluster.nb_pod_ports()[f"{ns}_cold0_net0"]
     assert port["addresses"] == [f"{before[0]['mac_address']} {before[0]['ip_address']}"]
     check_invariant(cluster, [n])
