@@ -242,7 +242,8 @@ class Stack:
             subprocess.run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True)
             subprocess.run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
                            check=True, capture_output=True)
-        (self.root / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        extra = "".join(f"{line}\n" for line in self.state.get("extra_tokens", []))  # realnode.py
+        (self.root / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n{extra}")
 
     def _start_apiserver(self) -> None:
         if self.running("kube-apiserver"):
@@ -263,6 +264,7 @@ class Stack:
             "--enable-priority-and-fairness=false",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--event-ttl=1h",
+            *self.state.get("apiserver_args", []),  # realnode.py: the kubelet's address and client cert
         ])
         self._write_kubeconfig()
         ctx = ssl.create_default_context(cafile=str(pki / "apiserver.crt")) if (pki / "apiserver.crt").exists() else None
@@ -550,6 +552,9 @@ class Stack:
     DATAPLANE = ("cni-agent", "ovn-controller", "ovs-vswitchd", "ovsdb-server")
 
     def down(self, *, remove: bool = True, extra: Iterable[str] = ()) -> None:
+        if "realnode" in self.state:  # pods, kubelet, containerd and their mounts before the data plane
+            from .realnode import RealNode
+            RealNode(self).stop()
         self.kill("operator")
         self.stop_dataplane()
         names = list(extra) + list(self.COMPONENTS)
