@@ -198,6 +198,28 @@ def test_delete_makes_the_runtime_call_del(node, seed):
         ip = seed["ips"]["pod-two"][iface]["ip_address"]
         wait_until(lambda: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
 
+def test_project_image_runs_on_the_node(node, seed):
+    """localhost/ovnvnet:dev, built from the Dockerfile by buildah (stand-in base), imported into
+    containerd with ctr, runs as a pod: its Python has the package and the shim is in place."""
+    from ovnvnet.testing import images
+
+    t0 = time.monotonic()
+    archive = images.ovnvnet_image()
+    print(f"ovnvnet image ready in {time.monotonic() - t0:.1f}s: {archive}")
+    node.import_images({images.OVNVNET_IMAGE: archive})
+    pod = _pod("pod-image", [{"name": "ovn-ls-25", "interface": "net0"}],
+               ["python", "-c", "import ovnvnet.cni.agent, kopf, os; "
+                "print('ok', os.getuid(), os.access('/opt/ovnvnet/bin/ovn-k8s-cni-overlay', os.X_OK))"])
+    c = pod["spec"]["containers"][0]
+    c["image"] = images.OVNVNET_IMAGE
+    pod["spec"]["restartPolicy"] = "Never"
+    node.stack.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    wait_until(lambda: json.loads(node.stack.kubectl("get", "pod", "-n", NS, "pod-image", "-o", "json").stdout)
+               ["status"]["phase"] in ("Succeeded", "Failed"), 120, interval=1, what="pod-image finished")
+    logs = node.stack.kubectl("logs", "-n", NS, "pod-image").stdout
+    assert logs.strip() == "ok 65532 True", logs
+
+
 def test_down_removes_everything(node, seed):
     s = node.stack
     shims = node.shims()
