@@ -317,8 +317,26 @@ oom_score = 0
         self.import_images()
         self._start_kubelet()
         took = self.wait_ready()
+        self._set_address()
         log(f"node {self.name} Ready {took:.1f}s after the kubelet started")
         return self
+
+    def _set_address(self) -> None:
+        """InternalIP 127.0.0.1 in the node's status, set by us as a cloud provider would: the
+        kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address") and then leaves
+        the addresses alone, and 127.0.0.1:<kubelet port> on the host is the relay to it."""
+        import ssl
+        import urllib.request
+
+        body = json.dumps({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                                    {"type": "Hostname", "address": self.name}]}}).encode()
+        req = urllib.request.Request(f"{self.stack.api_url}/api/v1/nodes/{self.name}/status", data=body,
+                                     method="PATCH", headers={"Authorization": f"Bearer {self.stack.token}",
+                                                              "Content-Type": "application/merge-patch+json"})
+        ctx = ssl.create_default_context(cafile=str(self.pki / "apiserver.crt"))
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"PATCH node {self.name} status: HTTP {resp.status}")
 
     def node_pods(self) -> list[dict]:
         out = self.stack.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={self.name}",
