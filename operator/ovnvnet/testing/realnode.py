@@ -19,7 +19,7 @@ Inside the node namespace:
   ``host-local`` on 10.85.0.0/24, standing in for Flannel; its only route is the Service range
   10.96.0.0/16, so an OVN interface may carry the default route) gives every pod ``eth0``, and
   ``20-ovnvnet.conflist`` (``ovn-k8s-cni-overlay`` + ``tuning``) the OVN interfaces;
-- the kubelet (``--node-ip=127.0.0.1``, a random ``--port``).
+- the kubelet (a random ``--port``; the stack writes InternalIP 127.0.0.1 into the node status).
 
 Joined to the stack on the host's loopback by :mod:`ovnvnet.testing.nsrelay`:
 - 10.96.0.1:443 in the node (the ``kubernetes`` Service address, where kube-proxy would answer)
