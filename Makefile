@@ -5,10 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status test unit demo bench soak
+.PHONY: bootstrap up down status test unit demo bench soak node-bootstrap node-up e2e-node
 
 bootstrap:
 	@bash hack/bootstrap.sh
+
+# The real node's extras (issue 12): containerd, runc, buildah, debootstrap, busybox-static,
+# kubelet + kube-scheduler built once and cached. Not part of `bootstrap` yet.
+node-bootstrap:
+	@bash hack/bootstrap-node.sh
+
+# The stack plus a real node-1 (kubelet, containerd, runc; see harness/realnode.py).
+# `make down` stops it too.
+node-up: bootstrap node-bootstrap
+	@$(PY) -m harness.realnode up --dir $(STACK)
+
+# The seed's scenario with real busybox containers on the real node. Not in `make test` yet.
+e2e-node: bootstrap node-bootstrap
+	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
 
 up: bootstrap
 	@$(PY) -m harness.stack up --dir $(STACK)

@@ -101,7 +101,8 @@ class KubeControlPlane:
             subprocess.run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True)
             subprocess.run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
                            check=True, capture_output=True)
-        (self.wd.root / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        extra = "".join(f"{line}\n" for line in self.wd.state.get("extra_tokens", []))  # realnode.py
+        (self.wd.root / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n{extra}")
         return pki
 
     def _start_apiserver(self) -> None:
@@ -122,6 +123,7 @@ class KubeControlPlane:
             "--enable-priority-and-fairness=false",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--event-ttl=1h",
+            *self.wd.state.get("apiserver_args", []),  # realnode.py: the kubelet's address and client cert
         ])
         self._write_kubeconfig()
         ctx = ssl.create_default_context(cafile=str(pki / "apiserver.crt")) if (pki / "apiserver.crt").exists() else None

@@ -123,6 +123,9 @@ class Stack(Workdir):
     DATAPLANE = (Node.AGENT, *DAEMONS)
 
     def down(self, *, remove: bool = True, extra: Iterable[str] = ()) -> None:
+        if "realnode" in self.state:  # pods, kubelet, containerd and their mounts before the data plane
+            from .realnode import RealNode
+            RealNode(self).stop()
         self.operator.stop()
         self.worker.stop()
         for name in extra:

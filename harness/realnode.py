@@ -1,0 +1,482 @@
+"""A real node in the local stack: kubelet 1.20 + containerd + runc running real containers.
+
+    python -m harness.realnode up --dir .stack     # stack + data plane + node-1
+    python -m harness.realnode down --dir .stack   # everything, then the stack
+
+The node is the stack's data-plane network namespace (``Stack.node_netns``, where OVS and
+ovn-controller already run): containerd, the containerd shims, the pods' default network and the
+kubelet all live there, so the kubelet reaches pod IPs (HTTP probes) and the CNI plugins change
+nothing outside it. Processes are joined to that namespace with ``nsenter --net`` only (same
+mount namespace as the host, so the kubelet's volume mounts, containerd's rootfs mounts and the
+pods' netns files are visible to all of them and to the node agent).
+
+Inside the node namespace:
+- containerd with a private ``config.toml`` (root, state, gRPC socket under ``<stack>/rn``;
+  ``restrict_oom_score_adj`` because these machines lack CAP_SYS_RESOURCE; sandbox image
+  ``localhost/pause:1``; pod netns files under its state dir), images imported with ``ctr``;
+- CNI: ``bin_dir`` with Debian's reference plugins and the shim, ``conf_dir`` with two
+  configurations and ``max_conf_num = 2``: ``10-default.conflist`` (Debian's ``bridge`` +
+  ``host-local`` on 10.85.0.0/24, standing in for Flannel; its only route is the Service range
+  10.96.0.0/16, so an OVN interface may carry the default route) gives every pod ``eth0``, and
+  ``20-ovnvnet.conflist`` (``ovn-k8s-cni-overlay`` + ``tuning``) the OVN interfaces;
+- the kubelet (a random ``--port``; the stack writes InternalIP 127.0.0.1 into the node status).
+
+Joined to the stack on the host's loopback by :mod:`harness.nsrelay`:
+- 10.96.0.1:443 in the node (the ``kubernetes`` Service address, where kube-proxy would answer)
+  -> the API server; the kubelet uses it, and so can pods (it is in the API server's certificate);
+- 0.0.0.0:6641 in the node -> the OVN NB (for pods that need the NB);
+- 127.0.0.1:<kubelet port> on the host -> the kubelet: the node's InternalIP is 127.0.0.1, so the
+  API server (``--kubelet-preferred-address-types=InternalIP``, with a client certificate the
+  kubelet trusts) reaches it for ``kubectl exec``, ``logs`` and ``port-forward``.
+
+The kubelet authenticates as ``system:node:node-1`` (group ``system:nodes``, bound to the
+``system:node`` ClusterRole) with a token from the API server's token file.
+
+:meth:`RealNode.stop` removes everything the node started: the pods first (the kubelet stops
+them, so the runtime calls CNI DEL), then the kubelet, leftover tasks through ``ctr``,
+containerd, the containerd shims of this node (they outlive containerd), the relay, and every
+mount under the node's directory (rootfs, volumes, netns files).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import REPO, images
+from .stack import KUBE_BIN, SYSTEM_CNI_DIR, Stack, _tcp_open, pid_alive, wait_for
+
+DEFAULT_SUBNET = "10.85.0.0/24"
+API_VIP = "10.96.0.1"
+SERVICE_RANGE = "10.96.0.0/16"
+NB_NODE_PORT = 6641
+NODE_TOKEN_USER = "system:node:{node}"
+
+
+def log(msg: str) -> None:
+    print(f"[realnode] {msg}", file=sys.stderr, flush=True)
+
+
+class RealNode:
+    """The real node of `stack` (its data plane's node). Paths live under ``<stack>/rn``."""
+
+    def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN):
+        self.stack = stack
+        self.kube_bin = kube_bin
+        self.dir = stack.root / "rn"
+
+    # ------------------------------------------------------------------ paths and addresses
+    @property
+    def name(self) -> str:
+        return self.stack.node
+
+    @property
+    def netns(self) -> str:
+        return self.stack.node_netns
+
+    @property
+    def containerd_sock(self) -> Path:
+        return self.dir / "containerd.sock"
+
+    @property
+    def cni_bin(self) -> Path:
+        return self.dir / "cni" / "bin"
+
+    @property
+    def cni_conf(self) -> Path:
+        return self.dir / "cni" / "net.d"
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.dir / "kubelet"
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.stack._port("kubelet")
+
+    @property
+    def pki(self) -> Path:
+        return self.stack.root / "pki"
+
+    def _nsenter(self) -> list[str]:
+        return ["nsenter", f"--net=/var/run/netns/{self.netns}", "--"]
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        out = subprocess.run(["ctr", "--address", str(self.containerd_sock), "-n", "k8s.io", *args],
+                             capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"ctr {' '.join(args)}: {out.stderr.strip()}")
+        return out
+
+    # ------------------------------------------------------------------ credentials
+    def prepare_apiserver(self) -> None:
+        """Before the API server starts: its kubelet flags, a client certificate the kubelet
+        trusts, and the node's token (Stack reads ``apiserver_args`` and ``extra_tokens``)."""
+        self.pki.mkdir(parents=True, exist_ok=True)
+        ca, cli = self.pki / "kubelet-ca", self.pki / "kubelet-client"
+        if not (cli.with_suffix(".crt")).exists():
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                     "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", "/CN=ovnvnet-kubelet-ca")
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{cli}.key", "-out", f"{cli}.csr",
+                     "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+            _openssl("x509", "-req", "-in", f"{cli}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+                     "-CAcreateserial", "-days", "30", "-out", f"{cli}.crt")
+        st = self.stack.state
+        st.setdefault("node_token", secrets.token_hex(16))
+        user = NODE_TOKEN_USER.format(node=self.name)
+        st["extra_tokens"] = [f"{st['node_token']},{user},{user},system:nodes"]
+        st["apiserver_args"] = [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={cli}.crt", f"--kubelet-client-key={cli}.key",
+        ]
+        st["realnode"] = {"node": self.name}
+        self.stack._save()
+
+    def _kubelet_kubeconfig(self) -> Path:
+        path = self.dir / "kubelet.kubeconfig"
+        cfg = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "node",
+            "clusters": [{"name": "ovnvnet", "cluster": {
+                "server": f"https://{API_VIP}:443", "certificate-authority": str(self.pki / "apiserver.crt")}}],
+            "users": [{"name": "node", "user": {"token": self.stack.state["node_token"]}}],
+            "contexts": [{"name": "node", "context": {"cluster": "ovnvnet", "user": "node"}}],
+        }
+        path.write_text(json.dumps(cfg, indent=1))
+        return path
+
+    def _node_rbac(self) -> None:
+        user = NODE_TOKEN_USER.format(node=self.name)
+        self.stack.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"ovnvnet-{self.name}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+
+    # ------------------------------------------------------------------ pieces
+    def _cni(self) -> None:
+        """bin_dir: Debian's reference plugins + the shim; conf_dir: default network, then ours."""
+        self.cni_bin.mkdir(parents=True, exist_ok=True)
+        self.cni_conf.mkdir(parents=True, exist_ok=True)
+        for plugin in SYSTEM_CNI_DIR.iterdir():
+            link = self.cni_bin / plugin.name
+            if not link.exists():
+                link.symlink_to(plugin)
+        shim = self.stack.build_dir / "ovn-k8s-cni-overlay"
+        link = self.cni_bin / shim.name
+        if not link.exists():
+            link.symlink_to(shim)
+        (self.cni_conf / "10-default.conflist").write_text(json.dumps({
+            "cniVersion": "1.0.0", "name": "default",
+            "plugins": [{
+                "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": DEFAULT_SUBNET}]],
+                         # no default route: a pod's OVN interface may carry it (defaultGateway);
+                         # the Service range (the API server's 10.96.0.1) goes via the node
+                         "routes": [{"dst": SERVICE_RANGE}], "dataDir": str(self.dir / "cni" / "ipam")},
+            }],
+        }, indent=1) + "\n")
+        self.stack.write_conflist(path=self.cni_conf / "20-ovnvnet.conflist")
+
+    def _containerd_config(self) -> Path:
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        toml = f"""version = 2
+root = "{self.dir / 'containerd' / 'root'}"
+state = "{self.dir / 'containerd' / 'state'}"
+oom_score = 0
+
+[grpc]
+  address = "{self.containerd_sock}"
+
+[ttrpc]
+  address = "{self.dir / 'containerd' / 'ttrpc.sock'}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{self.dir / 'containerd' / 'opt'}"
+
+[{cri}]
+  # these machines lack CAP_SYS_RESOURCE: a negative oom_score_adj makes runc fail
+  restrict_oom_score_adj = true
+  sandbox_image = "{images.PAUSE_IMAGE}"
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  disable_apparmor = true
+
+[{cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[{cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri}.cni]
+  bin_dir = "{self.cni_bin}"
+  conf_dir = "{self.cni_conf}"
+  max_conf_num = 2
+"""
+        path = self.dir / "containerd.toml"
+        path.write_text(toml)
+        return path
+
+    def _start_relay(self) -> None:
+        if self.stack.running("nsrelay"):
+            return
+        subprocess.run(["ip", "-n", self.netns, "addr", "replace", f"{API_VIP}/32", "dev", "lo"],
+                       check=True, capture_output=True)
+        api = self.stack._port("apiserver")
+        self.stack._spawn("nsrelay", [
+            sys.executable, "-m", "harness.nsrelay",
+            "--forward", f"{self.netns},{API_VIP}:443=,127.0.0.1:{api}",
+            "--forward", f"{self.netns},0.0.0.0:{NB_NODE_PORT}=,127.0.0.1:{self.stack._port('nb')}",
+            "--forward", f",127.0.0.1:{self.kubelet_port}={self.netns},127.0.0.1:{self.kubelet_port}",
+        ], env={"PYTHONPATH": str(REPO)})
+        self.stack._wait_started("nsrelay", lambda: _tcp_open(self.kubelet_port), 30, "the netns relay")
+
+    def _start_containerd(self) -> None:
+        if self.stack.running("containerd"):
+            return
+        cfg = self._containerd_config()
+        self.containerd_sock.unlink(missing_ok=True)
+        self.stack._spawn("containerd", [*self._nsenter(), "containerd", "--config", str(cfg)])
+        self.stack._wait_started("containerd", lambda: self.ctr("version", check=False).returncode == 0,
+                                 60, "containerd", interval=0.3)
+
+    def import_images(self, names: dict[str, Path] | None = None) -> None:
+        """Import the node's images (default: busybox and pause; pass images.build_all() for all)."""
+        names = names or {images.PAUSE_IMAGE: images.pause_image(), images.BUSYBOX_IMAGE: images.busybox_image()}
+        have = set(self.ctr("images", "ls", "-q").stdout.split())
+        for name, archive in names.items():
+            if name in have:
+                continue
+            t0 = time.monotonic()
+            self.ctr("images", "import", "--index-name", name, str(archive), timeout=600)
+            if name not in set(self.ctr("images", "ls", "-q").stdout.split()):
+                raise RuntimeError(f"ctr images import {archive} did not create image {name}")
+            log(f"imported {name} in {time.monotonic() - t0:.1f}s")
+
+    def _start_kubelet(self) -> None:
+        if self.stack.running("kubelet"):
+            return
+        self.kubelet_dir.mkdir(parents=True, exist_ok=True)
+        self.stack._spawn("kubelet", [
+            *self._nsenter(), str(self.kube_bin / "kubelet"),
+            f"--kubeconfig={self._kubelet_kubeconfig()}",
+            f"--hostname-override={self.name}", "--node-ip=127.0.0.1",
+            "--container-runtime=remote", f"--container-runtime-endpoint=unix://{self.containerd_sock}",
+            "--cgroup-driver=cgroupfs", "--fail-swap-on=false",
+            f"--root-dir={self.kubelet_dir}", f"--cert-dir={self.kubelet_dir / 'pki'}",
+            f"--volume-plugin-dir={self.kubelet_dir / 'volume-plugins'}",
+            f"--pod-infra-container-image={images.PAUSE_IMAGE}",
+            "--cgroups-per-qos=false", "--enforce-node-allocatable=",
+            "--address=127.0.0.1", f"--port={self.kubelet_port}", "--read-only-port=0", "--healthz-port=0",
+            "--anonymous-auth=false", f"--client-ca-file={self.pki / 'kubelet-ca.crt'}",
+            "--authorization-mode=AlwaysAllow",
+            "--eviction-hard=", "--image-gc-high-threshold=100", "--image-gc-low-threshold=99",
+            "--resolv-conf=/etc/resolv.conf", "--v=1",
+        ])
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        t0 = time.monotonic()
+
+        def ready() -> bool:
+            out = self.stack.kubectl("get", "node", self.name, "-o", "json", check=False)
+            if out.returncode != 0:
+                return False
+            conds = json.loads(out.stdout)["status"].get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+        self.stack._wait_started("kubelet", ready, timeout, f"node {self.name} Ready", interval=0.5)
+        return time.monotonic() - t0
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, *, operator: bool = True) -> "RealNode":
+        """The stack (API server with the node's flags), its data plane, then the node."""
+        if not (self.kube_bin / "kubelet").exists():
+            raise RuntimeError(f"{self.kube_bin}/kubelet missing: run `make node-bootstrap` first")
+        for d in (self.stack.root, self.stack.pids, self.stack.logs, self.dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.prepare_apiserver()
+        pid = self.stack.pid("kube-apiserver")
+        if pid and self.stack.running("kube-apiserver") and \
+                b"--kubelet-client-certificate" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            log("restarting the API server with the node's flags (kubelet address, client cert, token)")
+            self.stack.kill("kube-apiserver")
+        self.stack.up(operator=operator, dataplane=True)
+        self._node_rbac()
+        self._cni()
+        self._start_relay()
+        self._start_containerd()
+        self.import_images()
+        self._start_kubelet()
+        took = self.wait_ready()
+        self._set_address()
+        log(f"node {self.name} Ready {took:.1f}s after the kubelet started")
+        return self
+
+    def _set_address(self) -> None:
+        """InternalIP 127.0.0.1 in the node's status, set by us as a cloud provider would: the
+        kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address") and then leaves
+        the addresses alone, and 127.0.0.1:<kubelet port> on the host is the relay to it."""
+        import ssl
+        import urllib.request
+
+        body = json.dumps({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                                    {"type": "Hostname", "address": self.name}]}}).encode()
+        req = urllib.request.Request(f"{self.stack.api_url}/api/v1/nodes/{self.name}/status", data=body,
+                                     method="PATCH", headers={"Authorization": f"Bearer {self.stack.token}",
+                                                              "Content-Type": "application/merge-patch+json"})
+        ctx = ssl.create_default_context(cafile=str(self.pki / "apiserver.crt"))
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"PATCH node {self.name} status: HTTP {resp.status}")
+
+    def node_pods(self) -> list[dict]:
+        out = self.stack.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={self.name}",
+                                 "-o", "json", check=False)
+        return json.loads(out.stdout)["items"] if out.returncode == 0 else []
+
+    def drain(self, timeout: float = 90) -> None:
+        """Delete every pod on the node and wait until the kubelet has stopped them all (the
+        runtime calls CNI DEL for each sandbox) and the API objects are gone."""
+        pods = self.node_pods()
+        for pod in pods:
+            md = pod["metadata"]
+            self.stack.kubectl("delete", "pod", "-n", md["namespace"], md["name"], "--wait=false",
+                               "--grace-period=1", check=False)
+        if pods:
+            wait_for(lambda: not self.node_pods(), timeout, f"the pods on {self.name} to be deleted", interval=0.5)
+        if self.stack.running("containerd"):
+            wait_for(lambda: not self._running_tasks(), timeout, "containerd's tasks to stop", interval=0.5)
+
+    def _running_tasks(self) -> list[str]:
+        out = self.ctr("tasks", "ls", check=False, timeout=30)
+        return [line.split()[0] for line in out.stdout.splitlines()[1:]
+                if line.split() and line.split()[-1] == "RUNNING"]
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Stop the node and remove what it created (pods first when `drain` and the API is up)."""
+        api_up = self.stack.running("kube-apiserver") and self.stack.running("kubelet")
+        if drain and api_up and self.stack.running("containerd"):
+            try:
+                self.drain()
+            except (TimeoutError, RuntimeError) as exc:
+                log(f"drain incomplete, stopping the rest by force: {exc}")
+        self.stack.kill("kube-scheduler")
+        self.stack.kill("kubelet")
+        if self.stack.running("containerd"):
+            for task in self._tasks():
+                self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False, timeout=30)
+            deadline = time.monotonic() + 15
+            while self._running_tasks() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for task in self._tasks():
+                self.ctr("tasks", "delete", "-f", task, check=False, timeout=30)
+        self.stack.kill("containerd")
+        self._kill_shims()
+        self.stack.kill("nsrelay")
+        self._unmount_all()
+
+    def _tasks(self) -> list[str]:
+        out = self.ctr("tasks", "ls", "-q", check=False, timeout=30)
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def _kill_shims(self) -> None:
+        """containerd-shim-runc-v2 processes started by this node's containerd (found by the
+        containerd socket address on their command line), SIGKILL, then wait for them."""
+        mine = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(self.containerd_sock).encode() in argv:
+                mine.append(int(entry))
+        for pid in mine:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while any(pid_alive(p) for p in mine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _unmount_all(self) -> None:
+        """Every mount under the node's directory, deepest first (rootfs, volumes, netns files)."""
+        for _ in range(3):
+            points = self.mounts()
+            if not points:
+                return
+            for point in sorted(points, key=len, reverse=True):
+                if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+                    subprocess.run(["umount", "-l", point], capture_output=True)
+        if self.mounts():
+            log(f"mounts left under {self.dir}: {self.mounts()}")
+
+    def mounts(self) -> list[str]:
+        prefix = str(self.dir) + "/"
+        out = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point.startswith(prefix):
+                    out.append(point)
+        return out
+
+    def shims(self) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(self.containerd_sock).encode() in argv:
+                    found.append(int(entry))
+        return found
+
+
+def _openssl(*args: str) -> None:
+    out = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)}: {out.stderr.strip()}")
+
+
+def down(stack: Stack) -> None:
+    """The node (if this stack has one), then the whole stack."""
+    if "realnode" in stack.state:
+        RealNode(stack).stop()
+    stack.down()
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ovnvnet-realnode", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["up", "down", "images"])
+    ap.add_argument("--dir", default=".stack", help="state directory (default .stack)")
+    ap.add_argument("--no-operator", action="store_true", help="no operator process")
+    args = ap.parse_args(argv)
+    stack = Stack(args.dir)
+    if args.command == "up":
+        t0 = time.monotonic()
+        RealNode(stack).up(operator=not args.no_operator)
+        print(f"stack and real node up in {time.monotonic() - t0:.1f}s; source {stack.root / 'env'}")
+    elif args.command == "down":
+        down(stack)
+        print(f"node and stack stopped; {stack.root} removed")
+    else:
+        for name, path in images.build_all().items():
+            print(f"{name}\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
