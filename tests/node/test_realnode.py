@@ -20,8 +20,6 @@ import pytest
 from harness.kit import Cluster, wait_until
 from harness.stack import KUBE_BIN, REPO, Stack
 
-if os.environ.get("OVNVNET_E2E_NODE") != "1":
-    pytest.skip("the real-node scenarios run with OVNVNET_E2E_NODE=1 (`make e2e-node`)", allow_module_level=True)
 
 from harness.realnode import RealNode  # noqa: E402
 
