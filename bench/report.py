@@ -64,6 +64,8 @@ def fmt(v: float | None) -> str:
 
 
 def value(row: dict) -> str:
+    if row.get("target") == "holds":   # a yes/no figure (value 1 or 0)
+        return "holds" if row.get("value") else "does not hold"
     return f"{fmt(row['value'])} {row.get('unit') or ''}".strip()
 
 
@@ -126,7 +128,9 @@ def detail(docs: dict[str, dict]) -> str:
             note = f" ({row['note']})" if row.get("note") else ""
             out.append(f"| {cell(row['figure'])} | {cell(value(row) + note)} | {cell(baseline(row))} | {ratio(row)} "
                        f"| {cell(row.get('target') or '-')} | {met(row)} |")
-        out += [f"- {cell(n)}" for n in doc.get("notes") or []]
+        if doc.get("notes"):
+            out.append("")
+            out += [f"- {cell(n)}" for n in doc["notes"]]
         out.append("")
     return "\n".join(out).rstrip("\n")
 
