@@ -6,7 +6,9 @@
     python -m bench.s1_attach --help   one scenario with all its knobs
 
 Each scenario prints a table (figure, baseline, ratio, target, met?) and writes
-bench/results/<scenario>.json; the run ends with every table again and a one-line verdict.
+bench/results/<scenario>.json (labelled `reduced` when smaller than the full size); the run ends
+with every table again and a one-line verdict. `python -m bench.report` then regenerates the
+READMEs' tables from those files.
 """
 from __future__ import annotations
 
