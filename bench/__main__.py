@@ -6,7 +6,9 @@
     python -m bench.s1_attach --help   one scenario with all its knobs
 
 Each scenario prints a table (figure, baseline, ratio, target, met?) and writes
-bench/results/<scenario>.json; the run ends with every table again and a one-line verdict.
+bench/results/<scenario>.json (labelled `reduced` when smaller than the full size); the run ends
+with every table again and a one-line verdict. `python -m bench.report` then regenerates the
+READMEs' tables from those files.
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ from bench.common import Result, log
 # name -> (full run, quick run)
 SCENARIOS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     "s3": (lambda: s3_allocator.run(), lambda: s3_allocator.run(repeats=3, ops=20_000)),
-    "s1": (lambda: s1_attach.run(1000, repeats=1), lambda: s1_attach.run(200)),
+    "s1": (lambda: s1_attach.run(1000, repeats=3), lambda: s1_attach.run(200, repeats=3)),
     "s2": (lambda: s2_restart.run(10_000, 10), lambda: s2_restart.run(1000, 10, repeats=2)),
     "s4": (lambda: s4_cni.run(100), lambda: s4_cni.run(10)),
     "s5": (lambda: s5_status.run(10_000), lambda: s5_status.run(1000)),
-    "s6": (lambda: s6_churn.run(2000, 50), lambda: s6_churn.run(300, 50)),
+    "s6": (lambda: s6_churn.run(2000, 50, repeats=3), lambda: s6_churn.run(300, 50, repeats=3)),
 }
 ORDER = ["s3", "s1", "s2", "s4", "s5", "s6"]
 

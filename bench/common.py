@@ -65,6 +65,17 @@ class Result:
     rows: list[Row] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    full: dict[str, Any] = field(default_factory=dict)
+    """The scenario's full-size parameters: a run with other values is labelled `reduced`."""
+    load_start: list[float] = field(default_factory=lambda: [round(x, 2) for x in os.getloadavg()])
+
+    @property
+    def size(self) -> str:
+        """`full` when every full-size parameter has its full value, `reduced` (figures not to
+        quote) when one differs, `unlabelled` when the scenario does not say what its full size is."""
+        if not self.full:
+            return "unlabelled"
+        return "full" if all(self.params.get(k) == v for k, v in self.full.items()) else "reduced"
 
     def add(self, *args: Any, **kwargs: Any) -> Row:
         row = Row(*args, **kwargs)
@@ -81,7 +92,8 @@ class Result:
                           f"{r.ratio:.2f}" if r.ratio is not None else "-", r.target or "-", met))
         widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
         variant = variants()
-        out = [f"== {self.scenario}: {self.title}" + (f"  [operator variants: {variant}]" if variant else ""),
+        size = {"full": "", "reduced": f"  [REDUCED SIZE, full: {self.full}]"}.get(self.size, "  [size unlabelled]")
+        out = [f"== {self.scenario}: {self.title}" + (f"  [operator variants: {variant}]" if variant else "") + size,
                "   " + ", ".join(f"{k}={v}" for k, v in self.params.items()),
                "  ".join(h.ljust(w) for h, w in zip(head, widths)),
                "  ".join("-" * w for w in widths)]
@@ -94,9 +106,10 @@ class Result:
         doc = {
             "scenario": self.scenario, "title": self.title, "params": self.params,
             "rows": [asdict(r) for r in self.rows], "extra": self.extra, "notes": self.notes,
+            "size": self.size, "full_params": self.full,
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                     "git": _git_rev()},
+            "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "git": _git_rev(),
+                     "load_start": self.load_start, "load_end": [round(x, 2) for x in os.getloadavg()]},
         }
         variant = variants()
         if variant:
@@ -119,9 +132,15 @@ def _fmt(v: float | None) -> str:
 
 
 def _git_rev() -> str:
+    """The commit measured, `+dirty` when tracked files other than the results differ from it."""
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5).stdout.strip()
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no",
+                                  "--", ".", ":(exclude)bench/results", ":(exclude)README.md",
+                                  ":(exclude)bench/README.md"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("+dirty" if changed and rev else "")
     except Exception:  # noqa: BLE001
         return ""
 
@@ -156,7 +175,7 @@ def bench_stack(keep: bool = False, root: str | None = None) -> Iterator[Stack]:
         log(f"stack up in {time.monotonic() - t0:.1f}s at {path}")
         yield stack
     finally:
-        stack.down(remove=not keep, extra=("api-floor",))
+        stack.down(remove=not keep, extra=tuple(p for p, _ in FLOORS.values()))
 
 
 def rss_hwm_mb(pid: int | None) -> float | None:
@@ -398,24 +417,52 @@ class PodWatcher:
 
 
 # ---------------------------------------------------------------------------- processes
-def start_api_floor(stack: Stack, *, timeout: float = 60) -> None:
-    """Start bench/api_floor.py (a minimal Kopf operator) as a tracked stack process."""
-    port = stack._port("api-floor-health")
-    stack._spawn("api-floor", [sys.executable, str(REPO / "bench" / "api_floor.py"), "--health-port", str(port)],
-                 env={**stack.env(), "PYTHONUNBUFFERED": "1"})
+# The two API floors (what the API server alone costs), run as tracked stack processes:
+#   raw:  bench/raw_floor.py, list+watch+patch on ovnvnet's own client (how ovnvnet handles pods);
+#   kopf: bench/api_floor.py, a minimal Kopf operator (how ovnvnet handled pods before podwatch.py).
+FLOORS = {"raw": ("raw-floor", "bench.raw_floor"), "kopf": ("api-floor", "bench.api_floor")}
+FLOOR_NAMES = {"raw": "raw API floor", "kopf": "Kopf API floor"}
+
+
+def start_floor(stack: Stack, kind: str = "raw", *, timeout: float = 60) -> None:
+    """Start one API floor process (`raw` or `kopf`) and wait for its /healthz."""
+    proc, module = FLOORS[kind]
+    port = stack._port(f"{proc}-health")
+    stack._spawn(proc, [sys.executable, "-m", module, "--health-port", str(port)],
+                 env={**stack.env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
+    import urllib.error
     import urllib.request
 
     def ready() -> bool:
-        if not stack.running("api-floor"):
-            raise RuntimeError(f"api floor exited; see {stack.logs / 'api-floor.log'}")
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
+        if not stack.running(proc):
+            raise RuntimeError(f"{FLOOR_NAMES[kind]} exited; see {stack.logs / (proc + '.log')}")
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
+        except urllib.error.HTTPError:
+            return False
 
     from harness.stack import wait_for
-    wait_for(ready, timeout, "api floor operator /healthz", interval=0.2)
+    wait_for(ready, timeout, f"{FLOOR_NAMES[kind]} /healthz", interval=0.2)
+
+
+def stop_floor(stack: Stack, kind: str = "raw") -> None:
+    stack.kill(FLOORS[kind][0])
+
+
+def start_api_floor(stack: Stack, *, timeout: float = 60) -> None:
+    """The Kopf floor (the old name)."""
+    start_floor(stack, "kopf", timeout=timeout)
 
 
 def stop_api_floor(stack: Stack) -> None:
-    stack.kill("api-floor")
+    stop_floor(stack, "kopf")
+
+
+def rotation(sides: list[str], repeat: int) -> list[str]:
+    """The order of the sides in repeat `repeat`: rotated each time, so that no side always runs
+    first (on a fresh stack) or right after another one's cleanup."""
+    k = repeat % len(sides)
+    return sides[k:] + sides[:k]
 
 
 def start_operator(stack: Stack, env: dict[str, str] | None = None, *, wait: bool = True) -> None:

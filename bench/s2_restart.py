@@ -86,7 +86,8 @@ def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int
     env = {"OVNVNET_SWEEP_INTERVAL": "30"}
     res = Result("s2_restart", f"restart recovery: {allocations:,} allocations over {nets} networks",
                  params={"allocations": allocations, "pods": pods, "interfaces_per_pod": ifaces,
-                         "networks": nets, "repeats": repeats})
+                         "networks": nets, "repeats": repeats},
+                 full={"allocations": 10_000, "networks": 10, "interfaces_per_pod": 1, "repeats": 3})
     with bench_stack(keep=keep) as stack:
         kube = Kube(stack)
         netlist = networks(nets, allocations // nets)

@@ -28,8 +28,19 @@ def test_allocator(tmp_path):
     _check(s3_allocator.run(repeats=1, ops=2000), tmp_path)
 
 
+def _floors_measured(res: Result, runs: dict, repeats: int) -> None:
+    """Both API floors ran in every repeat (the raw one on ovnvnet's client answered every pod:
+    a burst or churn waits for each pod's annotation) and the main ratio is against the raw one."""
+    assert [len(runs[side]) for side in ("raw", "kopf", "operator")] == [repeats] * 3, runs
+    main = res.rows[0]
+    assert main.baseline_name == "raw API floor" and main.baseline and main.ratio, res.table()
+    assert any(r.baseline_name == "Kopf API floor" and r.baseline for r in res.rows), res.table()
+
+
 def test_attach(tmp_path):
-    _check(s1_attach.run(20), tmp_path)
+    res = s1_attach.run(20, repeats=1)
+    _check(res, tmp_path)
+    _floors_measured(res, res.extra["runs"], 1)
 
 
 def test_restart(tmp_path):
@@ -37,12 +48,17 @@ def test_restart(tmp_path):
 
 
 def test_status_size(tmp_path):
-    _check(s5_status.run(allocations=40), tmp_path)
+    res = s5_status.run(allocations=40)
+    _check(res, tmp_path)
+    assert res.params["name_length"] == 63 and res.params["namespace_length"] == 63
+    assert res.size == "reduced"
 
 
 def test_churn(tmp_path):
-    res = s6_churn.run(30, 10)
+    res = s6_churn.run(30, 10, repeats=2)
     _check(res, tmp_path)
+    _floors_measured(res, res.extra["runs"], 2)
+    assert len(res.extra["checks"]) == 2   # the invariant after each operator run
     assert all(r.met for r in res.rows if r.figure.startswith(("invariant", "leaked"))), res.table()
 
 
