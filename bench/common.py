@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -94,7 +95,7 @@ class Result:
         doc = {
             "scenario": self.scenario, "title": self.title, "params": self.params,
             "rows": [asdict(r) for r in self.rows], "extra": self.extra, "notes": self.notes,
-            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "git": _git_rev()},
         }
@@ -314,7 +315,7 @@ class PodWatcher:
         self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
         self._rv = kube.list_rv(namespace)
 
-    def start(self) -> "PodWatcher":
+    def start(self) -> PodWatcher:
         self._thread.start()
         return self
 
@@ -329,7 +330,7 @@ class PodWatcher:
                     sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "PodWatcher":
+    def __enter__(self) -> PodWatcher:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

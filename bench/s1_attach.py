@@ -21,9 +21,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import (Kube, PodWatcher, Result, bench_stack, cpu_seconds, create_pods, log, median,
-                          percentile, rss_hwm_mb, start_api_floor, start_operator, stop_api_floor, unique)
-
+from bench.common import (
+    Kube,
+    PodWatcher,
+    Result,
+    bench_stack,
+    cpu_seconds,
+    create_pods,
+    log,
+    median,
+    percentile,
+    rss_hwm_mb,
+    start_api_floor,
+    start_operator,
+    stop_api_floor,
+    unique,
+)
 from harness.stack import Stack
 
 TARGET_RATIO = 0.8
@@ -121,7 +134,7 @@ class Profiler:
         self.pid, self.out, self.rate = pid, out, rate
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Profiler":
+    def __enter__(self) -> Profiler:
         exe = os.environ.get("PY_SPY") or shutil.which("py-spy")
         if self.out and self.pid and exe:
             fmt = "speedscope" if self.out.suffix == ".json" else ("raw" if self.out.suffix == ".txt" else "flamegraph")

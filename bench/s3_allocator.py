@@ -29,7 +29,6 @@ import time
 import netaddr
 
 from bench.common import Result, log, median
-
 from ovnvnet.ipam.allocator import Holder, NetworkExhausted, SubnetAllocator
 from ovnvnet.model.network import parse_network_spec
 

@@ -10,12 +10,21 @@ Baseline in the same run: the API floor operator under the same churn.
 from __future__ import annotations
 
 import argparse
-import itertools
 import threading
 import time
 
-from bench.common import (Kube, PodWatcher, Result, bench_stack, log, percentile, start_api_floor,
-                          start_operator, stop_api_floor, unique)
+from bench.common import (
+    Kube,
+    PodWatcher,
+    Result,
+    bench_stack,
+    log,
+    percentile,
+    start_api_floor,
+    start_operator,
+    stop_api_floor,
+    unique,
+)
 from bench.s1_attach import networks, pod_specs
 
 TARGET_RATIO = 0.8

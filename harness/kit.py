@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from ovnvnet.model import names
 from harness.stack import Stack
+from ovnvnet.model import names
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 

@@ -49,7 +49,7 @@ class IfaceWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "IfaceWatch":
+    def start(self) -> IfaceWatch:
         self._thread.start()
         return self
 

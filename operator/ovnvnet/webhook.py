@@ -36,7 +36,7 @@ class WebhookConfig:
     pkeyfile: str
 
     @classmethod
-    def prepare(cls, s: WebhookSettings) -> "WebhookConfig":
+    def prepare(cls, s: WebhookSettings) -> WebhookConfig:
         """The TLS files for settings `s` (config.py): theirs, or a self-signed certificate made now."""
         cert, key = s.certfile, s.pkeyfile
         if not (cert and key):
@@ -54,10 +54,10 @@ def self_signed(host: str, directory: Path) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     try:
-        san = [x509.IPAddress(ipaddress.ip_address(host))]
+        san: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(host))]
     except ValueError:
         san = [x509.DNSName(host)]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=365))

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.dataplane import Dataplane, start_dataplane
+from harness.prereq import CENTRAL
 from ovnvnet.cni.agent import Agent, serve
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
 from ovnvnet.model.annotation import SEAL_ANNOTATION, result_key, seal
-from harness.dataplane import Dataplane, start_dataplane
-from harness.prereq import CENTRAL
 from tests.prerequisites import missing, node_missing, require
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from harness.stack import pid_alive
-
 from tests.prerequisites import modules_missing, require
 
 from .conftest import REPO, find, kustomize

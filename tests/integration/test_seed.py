@@ -1,8 +1,6 @@
 """The seed's scenario on the real stack, checked in the NB rows, the pod annotation and the CR status."""
 from __future__ import annotations
 
-import json
-
 from ovnvnet.model import names
 from tests.integration.kit import Cluster, check_invariant, wait_until
 

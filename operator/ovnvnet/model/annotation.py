@@ -410,7 +410,8 @@ def _decode_routes(routes_raw: Any, where: str) -> list[Route]:
         if not isinstance(r, dict):
             raise AnnotationError(f"{where}.routes[{j}] must be an object")
         dst, rgw = r.get("dst"), r.get("gw")
-        if parse_ipv4_cidr(dst) is None or parse_ipv4(rgw) is None:
+        if not isinstance(dst, str) or not isinstance(rgw, str) or parse_ipv4_cidr(dst) is None \
+                or parse_ipv4(rgw) is None:
             raise AnnotationError(f'{where}.routes[{j}] needs "dst" (CIDR) and "gw" (address)')
         routes.append(Route(dst=dst, gw=rgw))
     return routes

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
-from typing import Any, Callable
+from typing import Any
 
 import netaddr
 
@@ -31,11 +32,26 @@ from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
 from ovnvnet.model import names
-from ovnvnet.model.annotation import (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION,
-                                      RESULT_ANNOTATION, AnnotationError, InterfaceRequest, InterfaceResult,
-                                      encode_iface_list, encode_legacy_result, parse_legacy_request,
-                                      parse_ovn_network, SealError, decode_iface_list, decode_legacy_result,
-                                      result_key, sealed_annotations, sealed_result)
+from ovnvnet.model.annotation import (
+    ERROR_ANNOTATION,
+    ERROR_RETRY_ANNOTATION,
+    LEGACY_ANNOTATION,
+    REQUEST_ANNOTATION,
+    RESULT_ANNOTATION,
+    AnnotationError,
+    InterfaceRequest,
+    InterfaceResult,
+    SealError,
+    decode_iface_list,
+    decode_legacy_result,
+    encode_iface_list,
+    encode_legacy_result,
+    parse_legacy_request,
+    parse_ovn_network,
+    result_key,
+    sealed_annotations,
+    sealed_result,
+)
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
@@ -87,9 +103,13 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
         if record is not None:
             await _keep_attached(state, body, record, raw, annotations)
             return
+        default_network = state.settings.default_network
         try:
-            reqs = (parse_ovn_network(raw) if not is_legacy else
-                    [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), state.settings.default_network)])
+            if raw is not None:
+                reqs = parse_ovn_network(raw)
+            else:
+                assert default_network  # a legacy pod without a default network returned above
+                reqs = [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), default_network)]
         except AnnotationError as exc:
             await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
             return
@@ -131,7 +151,7 @@ def request_matches(raw: str, results: list[InterfaceResult]) -> bool:
         return False
     if len(reqs) != len(results):
         return False
-    for req, res in zip(reqs, results):
+    for req, res in zip(reqs, results, strict=True):
         if (req.network, req.interface) != (res.network, res.interface):
             return False
         if req.ip is not None and str(req.ip) != res.ip:
@@ -220,7 +240,7 @@ def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -
     held = alloc.find(uid, req.interface)
     if held is not None:
         prior = alloc.holder_of(held)
-        if (req.ip is not None and held != req.ip) or (req.mac is not None and prior.mac != req.mac):
+        if (req.ip is not None and held != req.ip) or (req.mac is not None and (prior is None or prior.mac != req.mac)):
             state.unhold(req.network, str(held))  # a leftover from an earlier request
             held = None
     if held is None:
@@ -230,7 +250,7 @@ def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -
             held = req.ip
         else:
             held = alloc.allocate(holder)
-    return held, alloc.holder_of(held)
+    return held, alloc.held_by(held)
 
 
 async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
@@ -402,9 +422,11 @@ def _refuse_forged_claim(state: State, body: dict, annotations: dict) -> None:
     give to another pod is a copy of that pod's result (a clone, or a takeover attempt): refuse the
     pod for its life, naming the holder, rather than attach it as if nothing were wrong."""
     key = result_key(annotations)
+    if not key:
+        return
     try:
-        claimed = (([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
-                    else decode_iface_list(annotations[key])) if key else [])
+        claimed = ([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
+                   else decode_iface_list(annotations[key]))
     except AnnotationError:
         return
     uid = pod_ident(body)[2]
@@ -471,7 +493,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
             undo.callback(net.allocator.release, res.ip)
         undo.pop_all()
     for res in gaps:
-        state.hold(res.network, res.ip, state.networks[res.network].allocator.holder_of(res.ip), record_status=False)
+        state.hold(res.network, res.ip, state.networks[res.network].allocator.held_by(res.ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
     return True
 
