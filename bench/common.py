@@ -30,11 +30,11 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:  # `python bench/...py` as well as `python -m bench`
     sys.path.insert(0, str(REPO))
 
-import kubernetes  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
-from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
+import kubernetes  # noqa: E402 - after the sys.path entry above
+from kubernetes.client.rest import ApiException  # noqa: E402 - after the sys.path entry above
+from kubernetes.watch.watch import iter_resp_lines  # noqa: E402 - after the sys.path entry above
 
-from harness.stack import Stack  # noqa: E402
+from harness.stack import Stack  # noqa: E402 - after the sys.path entry above
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 REQUEST, RESULT = "ovnNetwork", "ovnIfaceList"
@@ -80,13 +80,13 @@ class Result:
             met = "-" if r.met is None else ("yes" if r.met else "NO")
             lines.append((r.figure, f"{_fmt(r.value)} {r.unit}".strip(), base,
                           f"{r.ratio:.2f}" if r.ratio is not None else "-", r.target or "-", met))
-        widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         variant = variants()
         out = [f"== {self.scenario}: {self.title}" + (f"  [operator variants: {variant}]" if variant else ""),
                "   " + ", ".join(f"{k}={v}" for k, v in self.params.items()),
-               "  ".join(h.ljust(w) for h, w in zip(head, widths)),
+               "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
                "  ".join("-" * w for w in widths)]
-        out += ["  ".join(c.ljust(w) for c, w in zip(l, widths)) for l in lines]
+        out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) for line in lines]
         out += [f"   note: {n}" for n in self.notes]
         return "\n".join(out)
 
@@ -102,7 +102,8 @@ class Result:
         variant = variants()
         if variant:
             doc["operator_variants"] = variant
-        path = results_dir / (f"{self.scenario}-{variant.replace(',', '+')}.json" if variant else f"{self.scenario}.json")
+        name = f"{self.scenario}-{variant.replace(',', '+')}.json" if variant else f"{self.scenario}.json"
+        path = results_dir / name
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return path
 
@@ -123,7 +124,7 @@ def _git_rev() -> str:
     try:
         return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=5).stdout.strip()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no git, no revision in the report
         return ""
 
 
@@ -199,7 +200,7 @@ class Kube:
 
     def ensure_namespace(self, ns: str) -> None:
         try:
-            self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data
+            _ = self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -238,7 +239,7 @@ class Kube:
             body["spec"]["nodeName"] = node
         for attempt in range(5):
             try:
-                self.core.create_namespaced_pod(ns, body, _preload_content=False).data
+                _ = self.core.create_namespaced_pod(ns, body, _preload_content=False).data
                 return time.monotonic()
             except ApiException as exc:
                 if exc.status not in (429, 500, 503, 504) or attempt == 4:
@@ -248,7 +249,7 @@ class Kube:
 
     def delete_pod(self, ns: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).data
+            _ = self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).data
         except ApiException as exc:
             if exc.status != 404:
                 raise

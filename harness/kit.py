@@ -165,7 +165,7 @@ class Cluster:
         cols = out["headings"]
         rows = []
         for data in out["data"]:
-            row = {c: _ovs_value(v) for c, v in zip(cols, data)}
+            row = {c: _ovs_value(v) for c, v in zip(cols, data, strict=True)}
             for c in SET_COLUMNS & set(row):  # nbctl prints a one-element set as the bare element
                 if not isinstance(row[c], list):
                     row[c] = [row[c]]
@@ -233,7 +233,7 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
     # no address or MAC twice per network
     by_net_ips: dict[str, Counter] = {}
     by_net_macs: dict[str, Counter] = {}
-    for port, (net, ip, mac) in expected_ports.items():
+    for net, ip, mac in expected_ports.values():
         by_net_ips.setdefault(net, Counter())[ip] += 1
         by_net_macs.setdefault(net, Counter())[mac] += 1
     for net, c in by_net_ips.items():
@@ -253,8 +253,8 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
     for name, r in nb.items():
         assert r["port_security"] == r["addresses"], f"port {name} has no port security"
     # status == same set, counters exact
-    nets = networks if networks is not None else [v["metadata"]["name"] for v in
-                                                  cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
+    nets = networks if networks is not None else [
+        v["metadata"]["name"] for v in cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
     for net in nets:
         st = cluster.vnet(net).get("status") or {}
         allocs = cluster.allocations(net)

@@ -149,7 +149,7 @@ class LeaderElector:
                     else:
                         log.error("lease %s lost to another replica: exiting", self.cfg.name)
                         os._exit(3)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the lease deadline below decides
                     log.warning("lease renewal failed: %s", exc or type(exc).__name__)
                 if time.monotonic() - self._last_renew > self.cfg.duration:
                     log.error("lease not renewed for %.0fs: exiting so that no two replicas act", self.cfg.duration)

@@ -163,7 +163,7 @@ class AgentThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._serve())
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
             self._error = e
             self._ready.set()
 

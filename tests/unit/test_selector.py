@@ -1,6 +1,9 @@
+import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from ovnvnet.model.selector import SelectorError, parse_selector
+from ovnvnet.model.selector import SelectorError, closed_selector, parse_selector
+from tests.selector_cases import go_pattern, pruned, selector_schema, selectors
 
 
 def test_absent_selector_means_no_restriction() -> None:
@@ -36,12 +39,6 @@ def test_invalid(sel, msg) -> None:
 
 
 # ------------------------------------------------------------------ the parser and the CRD schema agree
-import jsonschema  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from ovnvnet.model.selector import closed_selector  # noqa: E402
-from tests.selector_cases import go_pattern, pruned, selector_schema, selectors  # noqa: E402
-
 
 def _schema_validator() -> jsonschema.protocols.Validator:
     def pattern(validator, patrn, instance, schema):

@@ -317,7 +317,7 @@ class Agent:
         try:
             owned = await asyncio.to_thread(self.ovs.ports_of_container, req.container_id)
             await asyncio.to_thread(self.ovs.delete_ports, [name for name, _ in owned])
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any failure is answered as a CNI error naming it
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
             ) from None

@@ -98,6 +98,6 @@ class NbBatcher:
                         self.transactions += 1
                         if not r.future.done():
                             r.future.set_result(None)
-                    except Exception as one:  # noqa: BLE001
+                    except Exception as one:  # noqa: BLE001 - handed to that request's caller
                         if not r.future.done():
                             r.future.set_exception(one)
