@@ -260,8 +260,7 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
-@pytest.fixture
-def make_netns(prerequisites) -> Iterator:
+def _netns_maker() -> Iterator:
     created: list[Netns] = []
 
     def make() -> Netns:
@@ -272,3 +271,13 @@ def make_netns(prerequisites) -> Iterator:
     yield make
     for ns in created:
         ns.delete()
+
+
+@pytest.fixture
+def make_netns(prerequisites) -> Iterator:
+    yield from _netns_maker()
+
+
+@pytest.fixture(scope="module")
+def module_netns() -> Iterator:
+    yield from _netns_maker()

@@ -281,29 +281,34 @@ def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
         raise AnnotationError(f'{where}: "interface" must be a string, got {json_type(interface)}')
     _check_interface_name(interface)
 
-    ip_key, ip_raw = _pick(entry, "ip_address", "ipAddress")
-    ip: netaddr.IPAddress | None = None
-    if ip_raw is not None and ip_raw != "":
-        if not isinstance(ip_raw, str):
-            raise AnnotationError(f'{where}: "{ip_key}" must be a string, got {json_type(ip_raw)}')
-        # "a.b.c.d/nn" is accepted for upstream compatibility; the prefix is not used here.
-        ip = parse_ipv4(ip_raw.strip().split("/", 1)[0])
-        if ip is None:
-            raise AnnotationError(f"{ip_key} {display(ip_raw)} is not a valid IPv4 address")
-
-    mac_key, mac_raw = _pick(entry, "mac_address", "macAddress")
-    mac: str | None = None
-    if mac_raw is not None and mac_raw != "":
-        if not isinstance(mac_raw, str):
-            raise AnnotationError(
-                f'{where}: "{mac_key}" must be a string, got {json_type(mac_raw)}'
-            )
-        mac = _check_mac(mac_raw.strip(), mac_key)
-
+    ip = _requested_ip(where, *_pick(entry, "ip_address", "ipAddress"))
+    mac = _requested_mac(where, *_pick(entry, "mac_address", "macAddress"))
     default_gateway = _parse_bool(entry.get("defaultGateway"), where, "defaultGateway")
     return InterfaceRequest(
         network=network, interface=interface, ip=ip, mac=mac, default_gateway=default_gateway
     )
+
+
+def _requested_ip(where: str, key: str, raw: Any) -> netaddr.IPAddress | None:
+    """A request's static address under ``key``; None (dynamic) when absent or empty.
+    "a.b.c.d/nn" is accepted for upstream compatibility; the prefix is not used here."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(raw)}')
+    ip = parse_ipv4(raw.strip().split("/", 1)[0])
+    if ip is None:
+        raise AnnotationError(f"{key} {display(raw)} is not a valid IPv4 address")
+    return ip
+
+
+def _requested_mac(where: str, key: str, raw: Any) -> str | None:
+    """A request's static MAC under ``key``; None (derived) when absent or empty."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(raw)}')
+    return _check_mac(raw.strip(), key)
 
 
 @_total(REQUEST_ANNOTATION)
@@ -494,18 +499,8 @@ def parse_legacy_request(raw: Any, network: str) -> InterfaceRequest:
         data = _loads(raw, LEGACY_ANNOTATION)
         if not isinstance(data, dict):
             raise AnnotationError(f"ovn must be a JSON object, got {json_type(data)}")
-        ip_raw = data.get("ip_address")
-        if ip_raw is not None and ip_raw != "":
-            if not isinstance(ip_raw, str):
-                raise AnnotationError(f'ovn: "ip_address" must be a string, got {json_type(ip_raw)}')
-            ip = parse_ipv4(ip_raw.strip().split("/", 1)[0])
-            if ip is None:
-                raise AnnotationError(f"ip_address {display(ip_raw)} is not a valid IPv4 address")
-        mac_raw = data.get("mac_address")
-        if mac_raw is not None and mac_raw != "":
-            if not isinstance(mac_raw, str):
-                raise AnnotationError(f'ovn: "mac_address" must be a string, got {json_type(mac_raw)}')
-            mac = _check_mac(mac_raw.strip(), "mac_address")
+        ip = _requested_ip(LEGACY_ANNOTATION, "ip_address", data.get("ip_address"))
+        mac = _requested_mac(LEGACY_ANNOTATION, "mac_address", data.get("mac_address"))
     return InterfaceRequest(
         network=network, interface=names.LEGACY_INTERFACE, ip=ip, mac=mac, default_gateway=True
     )
