@@ -59,10 +59,6 @@ from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 log = logging.getLogger(__name__)
 
 # the keys, as the rest of reconcile/ spells them (defined in model/annotation.py)
-REQUEST = REQUEST_ANNOTATION
-RESULT = RESULT_ANNOTATION
-ERROR = ERROR_ANNOTATION
-ERROR_RETRY = ERROR_RETRY_ANNOTATION  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
@@ -95,7 +91,7 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             await _refuse(state, body, refusal)   # final for this pod: it must be recreated
             return
         annotations = body.get("metadata", {}).get("annotations") or {}
-        raw = annotations.get(REQUEST)
+        raw = annotations.get(REQUEST_ANNOTATION)
         is_legacy = raw is None
         if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
             return
@@ -121,7 +117,7 @@ def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
     if record.legacy:
         name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
     else:
-        name, value = RESULT, encode_iface_list(record.results)
+        name, value = RESULT_ANNOTATION, encode_iface_list(record.results)
     return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
@@ -308,12 +304,12 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
                 ns, name, uid, result_annotation(state, record),
-                remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
+                remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
         except ApiError as exc:
             if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
                 log.info("pod %s went away while attaching; rolled back", pod_key)
                 return None, []
-            raise RetryLater(f"writing {RESULT} failed: {exc}") from exc
+            raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
 
         undo.pop_all()   # attached: nothing to undo
     state.attached[uid] = record
@@ -332,16 +328,16 @@ async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
         state.pending.pop(uid, None)
     annotations = body.get("metadata", {}).get("annotations") or {}
     retry_flag = "true" if exc.retry else None
-    if (annotations.get(ERROR) == message and annotations.get(ERROR_RETRY) == retry_flag
+    if (annotations.get(ERROR_ANNOTATION) == message and annotations.get(ERROR_RETRY_ANNOTATION) == retry_flag
             and state.errors.get(uid) == message):
         return
     state.errors[uid] = message
     log.info("pod %s/%s refused: %s", ns, name, message)
-    if annotations.get(ERROR) != message or annotations.get(ERROR_RETRY) != retry_flag:
+    if annotations.get(ERROR_ANNOTATION) != message or annotations.get(ERROR_RETRY_ANNOTATION) != retry_flag:
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
-                ns, name, uid, {ERROR: message, **({ERROR_RETRY: "true"} if exc.retry else {})},
-                remove=() if exc.retry else (ERROR_RETRY,)))
+                ns, name, uid, {ERROR_ANNOTATION: message, **({ERROR_RETRY_ANNOTATION: "true"} if exc.retry else {})},
+                remove=() if exc.retry else (ERROR_RETRY_ANNOTATION,)))
         except ApiError as err:
             if err.status not in GONE:
                 raise
@@ -450,7 +446,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     annotations = body.get("metadata", {}).get("annotations") or {}
-    key = LEGACY_ANNOTATION if is_legacy else RESULT
+    key = LEGACY_ANNOTATION if is_legacy else RESULT_ANNOTATION
     gaps: list[InterfaceResult] = []
     for res in results:
         net = state.networks.get(res.network)
@@ -472,9 +468,9 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
                         "pod attached anew", pod_key, key, res.ip, res.network, net.allocator.find(uid, res.interface))
             return False
         gaps.append(res)
-    if gaps and ERROR in annotations:
+    if gaps and ERROR_ANNOTATION in annotations:
         log.warning("rebuild: pod %s carries both %s and %s: its result is not trusted, it will be attached anew",
-                    pod_key, key, ERROR)
+                    pod_key, key, ERROR_ANNOTATION)
         return False
     for res in gaps:
         net = state.networks[res.network]

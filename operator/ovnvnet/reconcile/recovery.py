@@ -36,6 +36,7 @@ from ovnvnet.ipam.allocator import AllocationError, Holder
 from ovnvnet.kube.client import METADATA_LIST, KubeClient
 from ovnvnet.kube.status import IPBLOCKS
 from ovnvnet.model import names
+from ovnvnet.model.annotation import ERROR_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION, RESULT_ANNOTATION
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
@@ -343,7 +344,7 @@ async def _admission(state: State, bodies: list[dict]) -> Callable[[str, str], b
     except Exception as exc:  # noqa: BLE001 - fall back to one get per namespace
         log.info("rebuild: namespaces not listed (%s); reading them one by one", exc)
         wanted = {(b.get("metadata") or {}).get("namespace", "") for b in bodies
-                  if set((b.get("metadata") or {}).get("annotations") or {}) & {pod_rec.RESULT, "ovn"}}
+                  if set((b.get("metadata") or {}).get("annotations") or {}) & {RESULT_ANNOTATION, LEGACY_ANNOTATION}}
         for ns in sorted(wanted):
             try:
                 labels[ns] = await state.namespace_labels(ns)
@@ -406,7 +407,7 @@ async def sweep(state: State) -> None:
     # event lost in a watch outage) is queued for the retry loop
     for uid, meta in live.items():
         ann = meta.get("annotations") or {}
-        if (pod_rec.REQUEST in ann and pod_rec.RESULT not in ann and pod_rec.ERROR not in ann
+        if (REQUEST_ANNOTATION in ann and RESULT_ANNOTATION not in ann and ERROR_ANNOTATION not in ann
                 and uid not in state.pending and needs_handling(state, {"metadata": meta})):
             state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
             state.wake.set()
