@@ -262,23 +262,25 @@ def _check_interface_name(name: str) -> None:
         )
 
 
+def _required_string(where: str, entry: Mapping[str, Any], key: str, what: str = "") -> str:
+    """``entry[key]``: present, not empty, a string (``what`` names it in the message)."""
+    value = entry.get(key)
+    if value is None or value == "":
+        raise AnnotationError(f'{where}: "{key}"{what} is required')
+    if not isinstance(value, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(value)}')
+    return value
+
+
 def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     where = f"ovnNetwork[{index}]"
     if not isinstance(entry, dict):
         raise AnnotationError(f"{where} must be an object")
-    network = entry.get("name")
-    if network is None or network == "":
-        raise AnnotationError(f'{where}: "name" (the network) is required')
-    if not isinstance(network, str):
-        raise AnnotationError(f'{where}: "name" must be a string, got {json_type(network)}')
+    network = _required_string(where, entry, "name", " (the network)")
     if len(network) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(network):
         raise AnnotationError(f"network name {display(network)} is not a valid VirtualNetwork name")
 
-    interface = entry.get("interface")
-    if interface is None or interface == "":
-        raise AnnotationError(f'{where}: "interface" is required')
-    if not isinstance(interface, str):
-        raise AnnotationError(f'{where}: "interface" must be a string, got {json_type(interface)}')
+    interface = _required_string(where, entry, "interface")
     _check_interface_name(interface)
 
     ip = _requested_ip(where, *_pick(entry, "ip_address", "ipAddress"))
