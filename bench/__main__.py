@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from bench import s1_attach, s2_restart, s3_allocator, s4_cni, s5_status, s6_churn
 from bench.common import Result, log

@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -90,14 +91,14 @@ class Result:
             met = "-" if r.met is None else ("yes" if r.met else "NO")
             lines.append((r.figure, f"{_fmt(r.value)} {r.unit}".strip(), base,
                           f"{r.ratio:.2f}" if r.ratio is not None else "-", r.target or "-", met))
-        widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+        widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
         variant = variants()
         size = {"full": "", "reduced": f"  [REDUCED SIZE, full: {self.full}]"}.get(self.size, "  [size unlabelled]")
         out = [f"== {self.scenario}: {self.title}" + (f"  [operator variants: {variant}]" if variant else "") + size,
                "   " + ", ".join(f"{k}={v}" for k, v in self.params.items()),
-               "  ".join(h.ljust(w) for h, w in zip(head, widths)),
+               "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
                "  ".join("-" * w for w in widths)]
-        out += ["  ".join(c.ljust(w) for c, w in zip(l, widths)) for l in lines]
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
         out += [f"   note: {n}" for n in self.notes]
         return "\n".join(out)
 
@@ -107,14 +108,15 @@ class Result:
             "scenario": self.scenario, "title": self.title, "params": self.params,
             "rows": [asdict(r) for r in self.rows], "extra": self.extra, "notes": self.notes,
             "size": self.size, "full_params": self.full,
-            "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "git": _git_rev(),
                      "load_start": self.load_start, "load_end": [round(x, 2) for x in os.getloadavg()]},
         }
         variant = variants()
         if variant:
             doc["operator_variants"] = variant
-        path = results_dir / (f"{self.scenario}-{variant.replace(',', '+')}.json" if variant else f"{self.scenario}.json")
+        name = f"{self.scenario}-{variant.replace(',', '+')}" if variant else self.scenario
+        path = results_dir / f"{name}.json"
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return path
 
@@ -217,7 +219,7 @@ class Kube:
 
     def ensure_namespace(self, ns: str) -> None:
         try:
-            self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data
+            self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).release_conn()
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -256,7 +258,7 @@ class Kube:
             body["spec"]["nodeName"] = node
         for attempt in range(5):
             try:
-                self.core.create_namespaced_pod(ns, body, _preload_content=False).data
+                self.core.create_namespaced_pod(ns, body, _preload_content=False).release_conn()
                 return time.monotonic()
             except ApiException as exc:
                 if exc.status not in (429, 500, 503, 504) or attempt == 4:
@@ -266,7 +268,7 @@ class Kube:
 
     def delete_pod(self, ns: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).data
+            self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).release_conn()
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -333,7 +335,7 @@ class PodWatcher:
         self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
         self._rv = kube.list_rv(namespace)
 
-    def start(self) -> "PodWatcher":
+    def start(self) -> PodWatcher:
         self._thread.start()
         return self
 
@@ -348,7 +350,7 @@ class PodWatcher:
                     sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "PodWatcher":
+    def __enter__(self) -> PodWatcher:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

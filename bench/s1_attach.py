@@ -26,9 +26,24 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import (FLOOR_NAMES, Kube, PodWatcher, Result, bench_stack, cpu_seconds, create_pods, log, median,
-                          percentile, rotation, rss_hwm_mb, start_floor, start_operator, stop_floor, unique)
-
+from bench.common import (
+    FLOOR_NAMES,
+    Kube,
+    PodWatcher,
+    Result,
+    bench_stack,
+    cpu_seconds,
+    create_pods,
+    log,
+    median,
+    percentile,
+    rotation,
+    rss_hwm_mb,
+    start_floor,
+    start_operator,
+    stop_floor,
+    unique,
+)
 from harness.stack import Stack
 
 TARGET_RATIO = 0.8
@@ -128,7 +143,7 @@ class Profiler:
         self.pid, self.out, self.rate = pid, out, rate
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Profiler":
+    def __enter__(self) -> Profiler:
         exe = os.environ.get("PY_SPY") or shutil.which("py-spy")
         if self.out and self.pid and exe:
             fmt = "speedscope" if self.out.suffix == ".json" else ("raw" if self.out.suffix == ".txt" else "flamegraph")
@@ -191,7 +206,7 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
 
     def paired(kind: str, key: str) -> float | None:
         """The median of the per-repeat ratios operator / `kind` (each repeat runs both back to back)."""
-        return median(o[key] / b[key] for o, b in zip(runs["operator"], runs[kind]) if b[key])
+        return median(o[key] / b[key] for o, b in zip(runs["operator"], runs[kind], strict=True) if b[key])
 
     op = med("operator", "pods_per_s")
     ratio = paired("raw", "pods_per_s")

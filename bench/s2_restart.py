@@ -13,9 +13,18 @@ import argparse
 import re
 import time
 
-from bench.common import (Kube, PodWatcher, Result, bench_stack, create_pods, log, median, rss_hwm_mb,
-                          start_operator, unique)
-
+from bench.common import (
+    Kube,
+    PodWatcher,
+    Result,
+    bench_stack,
+    create_pods,
+    log,
+    median,
+    rss_hwm_mb,
+    start_operator,
+    unique,
+)
 from harness.stack import Stack
 
 TARGET_S = 5.0

@@ -29,7 +29,6 @@ import time
 import netaddr
 
 from bench.common import Result, log, median
-
 from ovnvnet.ipam.allocator import Holder, NetworkExhausted, SubnetAllocator
 from ovnvnet.model.network import parse_network_spec
 
@@ -123,7 +122,7 @@ class LinearWalk(SubnetAllocator):
 
 
 def _mac_from_int(ip: int) -> str:
-    return "0a:58:%02x:%02x:%02x:%02x" % ((ip >> 24) & 0xFF, (ip >> 16) & 0xFF, (ip >> 8) & 0xFF, ip & 0xFF)
+    return f"0a:58:{(ip >> 24) & 0xFF:02x}:{(ip >> 16) & 0xFF:02x}:{(ip >> 8) & 0xFF:02x}:{ip & 0xFF:02x}"
 
 
 # ---------------------------------------------------------------------------- workload
@@ -155,7 +154,7 @@ def dynamic(alloc, others: list, free: list, ops: int, rng: random.Random, tag: 
     picks = [rng.randrange(len(others)) for _ in range(ops)]
     allocate, release = alloc.allocate, alloc.release
     t0 = time.thread_time()
-    for i, h in zip(picks, holders):
+    for i, h in zip(picks, holders, strict=True):
         release(others[i])
         others[i] = int(allocate(h))
     return time.thread_time() - t0
@@ -167,7 +166,7 @@ def static(alloc, others: list, free: list, ops: int, rng: random.Random, tag: s
     plan = [(rng.randrange(len(free)), rng.randrange(len(others))) for _ in range(ops)]
     reserve, release = alloc.reserve, alloc.release
     t0 = time.thread_time()
-    for (f, o), h in zip(plan, holders):
+    for (f, o), h in zip(plan, holders, strict=True):
         ip = free[f]
         reserve(ip, h)
         free[f] = others[o]
@@ -219,7 +218,7 @@ def run(repeats: int = 5, ops: int = 20_000, ref_ops: int = 1_000,
                 res.add(f"{mode} {_occ(occ)} {label} : {base} per op", ratio, "x", baseline=old,
                         baseline_name=f"linear walk {label} : {base}", ratio=ratio,
                         target=f"<= {TARGET_RATIO:g}", met=ratio <= TARGET_RATIO)
-    res.extra["per_op_us"] = {f"{m} {l} {o} {i}": v * 1e6 for (m, l, o, i), v in table.items()}
+    res.extra["per_op_us"] = {f"{m} {size} {o} {i}": v * 1e6 for (m, size, o, i), v in table.items()}
     res.extra["matrix"] = matrix(table, modes, sizes, occupancies)
     res.notes.append("one op = one allocate, reserve or release; per op = median of the repeats; "
                      "pure Python, one core; 'linear walk' = the allocator before free runs, same "
@@ -241,7 +240,7 @@ def matrix(table, modes, sizes, occupancies) -> str:
                 row += [f"{table[mode, s, occ, impl] / table[mode, sizes[0], occ, impl]:.2f}" for s in sizes[1:]]
             lines.append(row)
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in lines)
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in lines)
 
 
 def main(argv: list[str] | None = None) -> Result:
@@ -249,7 +248,8 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ops", type=int, default=20_000, help="cycles (2 ops each) per repeat")
     ap.add_argument("--ref-ops", type=int, default=1_000, help="cycles per repeat for the linear walk")
-    ap.add_argument("--sizes", default="/24,/16", help="comma-separated from /24,/20,/16,/12; the first is the baseline")
+    ap.add_argument("--sizes", default="/24,/16",
+                    help="comma-separated from /24,/20,/16,/12; the first is the baseline")
     ap.add_argument("--occupancies", default=",".join(map(str, OCCUPANCIES)))
     ap.add_argument("--modes", default="dynamic,static")
     args = ap.parse_args(argv)

@@ -60,7 +60,7 @@ def _bare_add(stack, index: int, nets: list[tuple[str, str]]) -> float:
         subprocess.run(["ip", "-n", pod_ns, "addr", "add", f"{ip}/24", "dev", f"net{k}"], check=True)
         subprocess.run(["ip", "-n", node, "link", "set", host, "up"], check=True)
         dp.vsctl("add-port", "br-int", host, "--", "set", "Interface", host, f"external_ids:iface-id={lsp}")
-    for k, (lsp, _, _) in enumerate(names):
+    for k, (_lsp, _, _) in enumerate(names):
         host = f"bh{index}x{k}"[:15]
         dp.vsctl("--timeout=30", "wait-until", "Interface", host, "external_ids:ovn-installed=true")
     took = time.monotonic() - t0

@@ -15,12 +15,24 @@ are checked after every operator run.
 from __future__ import annotations
 
 import argparse
-import itertools
 import threading
 import time
 
-from bench.common import (FLOOR_NAMES, Kube, PodWatcher, Result, bench_stack, log, median, percentile, rotation,
-                          start_floor, start_operator, stop_floor, unique)
+from bench.common import (
+    FLOOR_NAMES,
+    Kube,
+    PodWatcher,
+    Result,
+    bench_stack,
+    log,
+    median,
+    percentile,
+    rotation,
+    start_floor,
+    start_operator,
+    stop_floor,
+    unique,
+)
 from bench.s1_attach import networks, pod_specs
 
 TARGET_RATIO = 0.8
@@ -107,7 +119,7 @@ def run(n: int = 2000, in_flight: int = 50, repeats: int = 3, *, baseline: bool 
     def paired(kind: str, key: str) -> float | None:
         if not runs.get(kind):
             return None
-        return median(o[key] / b[key] for o, b in zip(runs["operator"], runs[kind]) if b[key])
+        return median(o[key] / b[key] for o, b in zip(runs["operator"], runs[kind], strict=True) if b[key])
 
     ratio = paired("raw", "pods_per_s")
     res.add("churn throughput", med("operator", "pods_per_s"), "pods/s", baseline=med("raw", "pods_per_s"),

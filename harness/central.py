@@ -43,7 +43,8 @@ class OvnCentral:
 
     def ovs_env(self) -> dict[str, str]:
         """OVS/OVN run, log and db directories pointed here (unixctl sockets, default paths)."""
-        return {k: str(self.dir) for k in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR")}
+        return {k: str(self.dir)
+                for k in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR")}
 
     def start(self) -> None:
         if not self.wd.running("ovsdb-nb"):

@@ -35,7 +35,8 @@ def step(msg: str) -> float:
 
 def table(rows: list[list[str]], indent: str = "  ") -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join(indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+                     for r in rows)
 
 
 def run(root: str) -> int:
@@ -51,12 +52,12 @@ def run(root: str) -> int:
 
     # the seed first: pod-ovn's static 172.16.26.3 must not be taken by a dynamic request of a
     # pod the operator happens to handle before it
-    for path, first_pod in zip(EXAMPLES, ("pod-ovn", None)):
+    for path, first_pod in zip(EXAMPLES, ("pod-ovn", None), strict=True):
         step(f"kubectl apply -f {path.relative_to(REPO)}")
         out = stack.kubectl("apply", "-n", NAMESPACE, "-f", str(path))
         print("\n".join("    " + line for line in out.stdout.splitlines()))
         if first_pod:
-            wait_for(lambda: annotated(first_pod), 60, f"the operator's answer on {first_pod}")
+            wait_for(lambda first_pod=first_pod: annotated(first_pod), 60, f"the operator's answer on {first_pod}")
 
     def vnet(name: str) -> dict:
         return json.loads(stack.kubectl("get", "vnet", name, "-o", "json").stdout)
@@ -66,9 +67,9 @@ def run(root: str) -> int:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
     for net in NETWORKS:
-        wait_for(lambda: ready(net), 60, f"network {net} Ready")
+        wait_for(lambda net=net: ready(net), 60, f"network {net} Ready")
 
-    t = step("attaching the pods as node-1's kubelet would (bind, netns, libcni ADD, status)")
+    step("attaching the pods as node-1's kubelet would (bind, netns, libcni ADD, status)")
     kubelet = Kubelet(stack)
     sandboxes: dict[str, Sandbox] = {}
     timings: dict[str, float] = {}
@@ -108,7 +109,8 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
     print()
     print("Pods and interfaces (the addresses as configured inside each pod's netns; OVS port on br-int)")
     dp = stack.dataplane()
-    rows = [["POD", "NETNS", "IFACE", "NETWORK", "IP/PREFIX", "MAC", "GATEWAY", "DEFAULT ROUTE", "OVS PORT", "OVN LSP", "INSTALLED"]]
+    rows = [["POD", "NETNS", "IFACE", "NETWORK", "IP/PREFIX", "MAC", "GATEWAY", "DEFAULT ROUTE", "OVS PORT", "OVN LSP",
+             "INSTALLED"]]
     ifaces_of: dict[str, list[dict]] = {}
     for pod, sb in sandboxes.items():
         ann = kubelet.core.read_namespaced_pod(pod, NAMESPACE).metadata.annotations or {}

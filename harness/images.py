@@ -42,10 +42,11 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from . import REPO
+
 CACHE = Path(os.environ.get("OVNVNET_CACHE", "/var/cache/ovnvnet")) / "images"
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_IMAGE = "localhost/busybox:1"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import kubernetes
 import netaddr
 from kubernetes.client.rest import ApiException
 
-from ovnvnet.model import names
 from harness.stack import Stack
+from ovnvnet.model import names
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 
@@ -164,7 +165,7 @@ class Cluster:
         cols = out["headings"]
         rows = []
         for data in out["data"]:
-            row = {c: _ovs_value(v) for c, v in zip(cols, data)}
+            row = {c: _ovs_value(v) for c, v in zip(cols, data, strict=True)}
             for c in SET_COLUMNS & set(row):  # nbctl prints a one-element set as the bare element
                 if not isinstance(row[c], list):
                     row[c] = [row[c]]
@@ -294,7 +295,7 @@ def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, i
         request, why = None, f"request unreadable ({exc})"
     got = [(i["interface"], i["name"], i["ip_address"], _norm_mac(i["mac_address"])) for i in ifaces]
     if request is not None:
-        wrong = [f"{g} for {r}" for r, g in zip(request, got)
+        wrong = [f"{g} for {r}" for r, g in zip(request, got, strict=False)
                  if r[:2] != g[:2] or (r[2] and r[2] != g[2]) or (r[3] and r[3] != g[3])]
         if len(request) == len(got) and not wrong:
             return

@@ -91,8 +91,8 @@ class KubeControlPlane:
             "--initial-cluster", f"ovnvnet=http://127.0.0.1:{peer}",
             "--quota-backend-bytes", str(4 * 1024**3),
         ])
-        self.wd.wait_started("etcd", lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200,
-                             60, "etcd")
+        health = f"http://127.0.0.1:{port}/health"
+        self.wd.wait_started("etcd", lambda: urllib.request.urlopen(health, timeout=1).status == 200, 60, "etcd")
 
     def _pki(self) -> Path:
         pki = self.wd.root / "pki"
@@ -126,7 +126,8 @@ class KubeControlPlane:
             *self.wd.state.get("apiserver_args", []),  # realnode.py: the kubelet's address and client cert
         ])
         self._write_kubeconfig()
-        ctx = ssl.create_default_context(cafile=str(pki / "apiserver.crt")) if (pki / "apiserver.crt").exists() else None
+        ca = pki / "apiserver.crt"
+        ctx = ssl.create_default_context(cafile=str(ca)) if ca.exists() else None
 
         def ready() -> bool:
             nonlocal ctx

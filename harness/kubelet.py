@@ -291,4 +291,4 @@ def ping_matrix(sources: list[Sandbox], targets: list[tuple[str, str]], *, worke
     jobs = [(s, label, ip) for s in sources for label, ip in targets]
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda j: j[0].ping(j[2], count=2, wait=1), jobs)
-    return {(s.name, label): ok for (s, label, _), ok in zip(jobs, results)}
+    return {(s.name, label): ok for (s, label, _), ok in zip(jobs, results, strict=True)}

@@ -16,8 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import REPO
 from .central import OvnCentral

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -86,7 +86,7 @@ async def _serve(lns: str, laddr: tuple[str, int], tns: str, taddr: tuple[str, i
         try:
             await asyncio.wait_for(loop.sock_connect(out, taddr), 10)
             treader, twriter = await asyncio.open_connection(sock=out)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             out.close()
             writer.close()
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import urllib.request
-from typing import Callable
+from collections.abc import Callable
 
 from .proc import Workdir
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["CENTRAL", "KUBE", "NODE", "explain", "missing", "node_missing", "stack_missing"]
 

@@ -40,7 +40,7 @@ class NbRaftCluster:
     def _db(self, m: RaftMember) -> str:
         return str(self.dir / f"{m.name}.db")
 
-    def start(self) -> "NbRaftCluster":
+    def start(self) -> NbRaftCluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         first = self.members[0]
         subprocess.run(["ovsdb-tool", "create-cluster", self._db(first), OVN_NB_SCHEMA,

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -297,7 +296,7 @@ oom_score = 0
         return time.monotonic() - t0
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, *, operator: bool = True) -> "RealNode":
+    def up(self, *, operator: bool = True) -> RealNode:
         """The stack (API server with the node's flags), its data plane, then the node."""
         if not (self.kube_bin / "kubelet").exists():
             raise RuntimeError(f"{self.kube_bin}/kubelet missing: run `make node-bootstrap` first")

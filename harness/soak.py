@@ -99,7 +99,7 @@ class IfaceWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "IfaceWatch":
+    def start(self) -> IfaceWatch:
         self.rv = self.cluster.core.list_namespaced_pod(self.namespace).metadata.resource_version
         self._thread.start()
         return self

@@ -24,8 +24,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import REPO
 from .central import OVN_NB_SCHEMA, OVN_SB_SCHEMA, OvnCentral
@@ -105,7 +105,7 @@ class Stack(Workdir):
         wrapper.chmod(0o755)
 
     def up(self, *, operator: bool = True, controller_manager: bool = True,
-           dataplane: bool = False) -> "Stack":
+           dataplane: bool = False) -> Stack:
         if lacking := stack_missing(self.kube_bin):
             raise RuntimeError(explain("the local stack", lacking))
         self.create()

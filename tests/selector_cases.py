@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from ovnvnet.model.selector import KEY_PATTERN, OPERATORS, VALUE_PATTERN
+from ovnvnet.model.selector import KEY_PATTERN, OPERATORS, VALUE_PATTERN, SelectorError, parse_selector
 
 CRD = Path(__file__).resolve().parents[1] / "crds" / "virtualnetworks.ovnvnet.io.yaml"
 
@@ -55,3 +55,12 @@ def go_pattern(pattern: str) -> re.Pattern:
     """OpenAPI patterns are Go (RE2) regular expressions: `$` is the end of the text, not before a
     trailing newline as in Python."""
     return re.compile(pattern.replace("$", r"\Z"))
+
+
+def parser_accepts(sel: Any) -> bool:
+    """Whether the operator's selector parser takes ``sel``."""
+    try:
+        parse_selector(sel)
+        return True
+    except SelectorError:
+        return False

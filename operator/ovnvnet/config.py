@@ -75,7 +75,7 @@ class KubeAccess:
     service_account_dir: str = SERVICE_ACCOUNT_DIR
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, kubeconfig: str | None = None) -> "KubeAccess":
+    def from_env(cls, env: Mapping[str, str] | None = None, *, kubeconfig: str | None = None) -> KubeAccess:
         """`kubeconfig`, if given (the agent's --kubeconfig), wins over the environment."""
         env = os.environ if env is None else env
         return cls(
@@ -99,7 +99,7 @@ class LeaseSettings:
     """Seconds between a standby's attempts."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "LeaseSettings":
+    def from_env(cls, env: Mapping[str, str]) -> LeaseSettings:
         duration = _float(env, "OVNVNET_LEASE_DURATION", 15.0)
         renew = _float(env, "OVNVNET_LEASE_RENEW", 5.0)
         if renew >= duration:
@@ -137,7 +137,7 @@ class WebhookSettings:
     """This replica's pod (POD_NAMESPACE, POD_NAME): labelled while it serves."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "WebhookSettings":
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
         addr = _str(env, "OVNVNET_WEBHOOK_ADDR") or "0.0.0.0"
         port = _port(env, "OVNVNET_WEBHOOK_PORT", 9443)
         cert, key = _str(env, "OVNVNET_WEBHOOK_CERT"), _str(env, "OVNVNET_WEBHOOK_KEY")
@@ -220,7 +220,7 @@ class Settings:
     """OVNVNET_SEAL_SECRET=<namespace>/<name>: the Secret to get or create the seal key in."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         nb = (env.get("OVN_NB_DB") or "").strip()
         if not nb:

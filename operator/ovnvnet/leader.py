@@ -29,7 +29,7 @@ log = logging.getLogger("ovnvnet.leader")
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _fmt(t: datetime.datetime) -> str:
@@ -43,7 +43,7 @@ def _parse(raw: str | None) -> datetime.datetime | None:
         t = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
 
 
 class LeaderElector:
@@ -141,7 +141,7 @@ class LeaderElector:
                 try:
                     await asyncio.wait_for(self._stop.wait(), self.cfg.renew)
                     break   # release() was called
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 try:
                     if await asyncio.wait_for(self.try_acquire_or_renew(kube), self.cfg.renew):
@@ -149,7 +149,7 @@ class LeaderElector:
                     else:
                         log.error("lease %s lost to another replica: exiting", self.cfg.name)
                         os._exit(3)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the lease deadline below decides
                     log.warning("lease renewal failed: %s", exc or type(exc).__name__)
                 if time.monotonic() - self._last_renew > self.cfg.duration:
                     log.error("lease not renewed for %.0fs: exiting so that no two replicas act", self.cfg.duration)
@@ -187,7 +187,7 @@ class StandbyHealthServer:
 
     def __init__(self, port: int):
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 code, text = {"/healthz": (200, b"ok\n"), "/readyz": (200, b"standby\n")}.get(
                     self.path, (503, b"standby\n"))
                 self.send_response(code)

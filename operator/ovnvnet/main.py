@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from ovnvnet import webhook
 from ovnvnet.config import Settings
 from ovnvnet.health import start_health_server
 from ovnvnet.kube.client import ApiError, KubeClient
@@ -22,13 +23,12 @@ from ovnvnet.kube.connection import Connection
 from ovnvnet.kube.seal import operator_seal_key
 from ovnvnet.model.annotation import SealKeyError
 from ovnvnet.ovn.nb import NbClient
-from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
+from ovnvnet.reconcile import recovery
 from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
-from ovnvnet import webhook
 
 log = logging.getLogger("ovnvnet")
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
@@ -55,7 +55,7 @@ def connection_info(conn: Connection) -> kopf.ConnectionInfo:
         conn.token.refresh(force=True)
         token = conn.token.current()
         expiry = conn.token.expiry() if conn.token.path else None
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if expiry is not None and expiry - TOKEN_REFRESH_MARGIN > now + datetime.timedelta(seconds=30):
             expiration = expiry - TOKEN_REFRESH_MARGIN
     return kopf.ConnectionInfo(
@@ -147,20 +147,20 @@ async def _retry_loop(state: State) -> None:
     while True:
         try:
             await asyncio.wait_for(state.wake.wait(), timeout=state.settings.retry_interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         state.wake.clear()
         if state.pending:
             try:
                 await pod_rec.retry_pending(state)
-            except Exception:  # noqa: BLE001 - next round
+            except Exception:  # next round (logged)
                 log.exception("retrying pending pods failed")
 
 
 async def _first_repair(state: State, nb_read: Any) -> None:
     try:
         await recovery.repair_nb(state, nb_read)
-    except Exception:  # noqa: BLE001 - the periodic sweep repairs what is left
+    except Exception:  # the periodic sweep repairs what is left (logged)
         log.exception("NB repair at start failed")
 
 
@@ -169,7 +169,7 @@ async def _sweep_loop(state: State) -> None:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
             await recovery.sweep(state)
-        except Exception:  # noqa: BLE001 - next round
+        except Exception:  # next round (logged)
             log.exception("sweep failed")
 
 
@@ -203,10 +203,10 @@ def _check_writer(memo: kopf.Memo, userinfo: Any, body: kopf.Body, old: Any) -> 
     try:
         webhook.check_writer(memo.settings.webhook, plain(userinfo), plain(body), plain(old) if old else None)
     except webhook.Refused as exc:
-        raise kopf.AdmissionError(str(exc), code=403)
+        raise kopf.AdmissionError(str(exc), code=403) from exc
 
 
-async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+async def validate_pod(body: kopf.Body, userinfo: Any, memo: kopf.Memo, old: Any = None, **_: Any) -> None:
     _check_writer(memo, userinfo, body, old)
     state: State | None = memo.get("state")
     if state is None or not state.ready.is_set():
@@ -214,10 +214,10 @@ async def validate_pod(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo
     try:
         await webhook.check_pod(state, plain(body), plain(old) if old else None)
     except webhook.Refused as exc:
-        raise kopf.AdmissionError(str(exc), code=400)
+        raise kopf.AdmissionError(str(exc), code=400) from exc
 
 
-async def validate_pod_status(body: kopf.Body, old: Any, userinfo: Any, memo: kopf.Memo, **_: Any) -> None:
+async def validate_pod_status(body: kopf.Body, userinfo: Any, memo: kopf.Memo, old: Any = None, **_: Any) -> None:
     """pods/status can change metadata too (the API server keeps only spec and ownerReferences)."""
     _check_writer(memo, userinfo, body, old)
 
@@ -229,7 +229,7 @@ async def validate_virtualnetwork(body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     try:
         webhook.check_network(state, plain(body))
     except webhook.Refused as exc:
-        raise kopf.AdmissionError(str(exc), code=400)
+        raise kopf.AdmissionError(str(exc), code=400) from exc
 
 
 _admission_enabled = False

@@ -35,14 +35,20 @@ import datetime
 import ipaddress
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ovnvnet.config import WebhookSettings
-from ovnvnet.model.annotation import (LEGACY_ANNOTATION as LEGACY, OPERATOR_ANNOTATIONS,
-                                      REQUEST_ANNOTATION, AnnotationError, is_legacy_result,
-                                      parse_ovn_network)
+from ovnvnet.model.annotation import LEGACY_ANNOTATION as LEGACY
+from ovnvnet.model.annotation import (
+    OPERATOR_ANNOTATIONS,
+    REQUEST_ANNOTATION,
+    AnnotationError,
+    is_legacy_result,
+    parse_ovn_network,
+)
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
 from ovnvnet.reconcile.network import overlapping
@@ -79,7 +85,7 @@ class WebhookConfig:
     pod: tuple[str, str] | None = None            # this replica's pod, labelled while it serves
 
     @classmethod
-    def prepare(cls, s: WebhookSettings) -> "WebhookConfig":
+    def prepare(cls, s: WebhookSettings) -> WebhookConfig:
         """The TLS files for settings `s`: theirs, or a self-signed certificate made now for the
         Service's DNS names (installed) or for the registered host."""
         cert, key, ca = s.certfile, s.pkeyfile, s.cafile
@@ -121,7 +127,7 @@ def self_signed(names: list[str] | str, directory: Path) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     san = [x509.IPAddress(ipaddress.ip_address(n)) if _is_ip(n) else x509.DNSName(n) for n in names]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=365))
@@ -286,7 +292,7 @@ async def keep_registered(kube: Any, cfg: WebhookConfig, interval: float = RECHE
             delay = min(delay * 2, 30.0)
             continue
         if changed:
-            log.info("webhook registered: caBundle set on %d webhook(s) of %s, Service %s/%s",
-                     changed, cfg.configuration, *cfg.service)
+            log.info("webhook registered: caBundle set on %d webhook(s) of %s, Service %s",
+                     changed, cfg.configuration, "/".join(cfg.service or ()))
         delay = 1.0
         await asyncio.sleep(interval)

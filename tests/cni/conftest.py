@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.dataplane import Dataplane, start_dataplane
+from harness.prereq import CENTRAL
 from ovnvnet.cni.agent import Agent, serve
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
 from ovnvnet.model.annotation import SEAL_ANNOTATION, result_key, seal
-from harness.dataplane import Dataplane, start_dataplane
-from harness.prereq import CENTRAL
 from tests.prerequisites import missing, node_missing, require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ class AgentThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._serve())
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test thread
             self._error = e
             self._ready.set()
 
@@ -260,8 +260,7 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
-@pytest.fixture
-def make_netns(prerequisites) -> Iterator:
+def _netns_maker() -> Iterator:
     created: list[Netns] = []
 
     def make() -> Netns:
@@ -272,3 +271,13 @@ def make_netns(prerequisites) -> Iterator:
     yield make
     for ns in created:
         ns.delete()
+
+
+@pytest.fixture
+def make_netns(prerequisites) -> Iterator:
+    yield from _netns_maker()
+
+
+@pytest.fixture(scope="module")
+def module_netns() -> Iterator:
+    yield from _netns_maker()

@@ -96,20 +96,6 @@ def new_pod(topology, agent, make_netns, name: str, ifaces: list[dict]) -> Pod:
 
 
 @pytest.fixture(scope="module")
-def module_netns():
-    created: list[Netns] = []
-
-    def make() -> Netns:
-        ns = Netns()
-        created.append(ns)
-        return ns
-
-    yield make
-    for ns in created:
-        ns.delete()
-
-
-@pytest.fixture(scope="module")
 def pods(topology, agent, binaries, module_netns):
     """The seed-like pair on both networks, plus one single-homed pod on each network."""
     p1 = new_pod(topology, agent, module_netns, "pod-ovn",

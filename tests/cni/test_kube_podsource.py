@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ovnvnet.cni.pods import KubePodSource
 from harness.stack import KUBE_BIN, Stack
+from ovnvnet.cni.pods import KubePodSource
 from ovnvnet.kube.connection import from_kubeconfig
 from tests.prerequisites import require, stack_missing
 

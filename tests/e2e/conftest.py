@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from harness.kit import Cluster
 from harness.kubelet import Kubelet, Sandbox
 from harness.stack import KUBE_BIN, Stack
-from harness.kit import Cluster
 from tests.prerequisites import missing, node_missing, require, stack_missing
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}

@@ -4,14 +4,13 @@ each network whose default route points at its network's gateway on ovnvnet-rout
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
-from ovnvnet.cni.netlink import host_veth_name
+from harness.kit import Cluster
 from harness.kubelet import Kubelet
 from harness.stack import REPO, Stack
-from harness.kit import Cluster
+from ovnvnet.cni.netlink import host_veth_name
 
 from .conftest import OPERATOR_ENV, Pods, new_namespace
 

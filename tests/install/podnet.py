@@ -51,7 +51,7 @@ class PodAddress:
         self.connections = 0
 
     # ------------------------------------------------------------------ network
-    def up(self) -> "PodAddress":
+    def up(self) -> PodAddress:
         _ip("netns", "add", self.netns)
         try:
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.pod_if)

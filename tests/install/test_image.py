@@ -31,8 +31,8 @@ def copy_sources() -> list[str]:
 
 
 def test_dockerignore_lets_through_what_the_dockerfile_copies():
-    rules = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines()
-             if l.strip() and not l.startswith("#")]
+    rules = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
     assert rules[0] == "*", "everything is excluded unless named"
     allowed = [r[1:].rstrip("/") for r in rules if r.startswith("!")]
     for src in copy_sources():

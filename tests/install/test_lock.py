@@ -61,8 +61,8 @@ def test_every_dependency_is_pinned_with_hashes_and_satisfies_pyproject():
 def test_build_tools_are_locked_too():
     build = pins(BUILD_LOCK)
     assert {"setuptools", "wheel"} <= set(build), REGENERATE
-    inputs = {canonicalize_name(l.strip()) for l in (REPO / "requirements-build.in").read_text().splitlines()
-              if l.strip() and not l.startswith("#")}
+    inputs = {canonicalize_name(line.strip()) for line in (REPO / "requirements-build.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
     assert inputs <= set(build)
 
 

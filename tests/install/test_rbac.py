@@ -33,8 +33,7 @@ import pytest
 from harness.stack import Stack, wait_for
 from tests.prerequisites import node_missing, require
 
-from .conftest import (NAMESPACE, OVERLAYS, REPO, find, kubectl_as, kustomize, objects,
-                       service_account_kubeconfig)
+from .conftest import NAMESPACE, OVERLAYS, REPO, find, kubectl_as, kustomize, objects, service_account_kubeconfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

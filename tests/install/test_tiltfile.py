@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from harness.stack import pid_alive
-
 from tests.prerequisites import modules_missing, require
 
 from .conftest import REPO, find, kustomize
@@ -104,8 +103,8 @@ def test_paths_it_names_exist(tilt: Tilt):
 def test_image_and_objects_match_the_manifests(tilt: Tilt):
     objs = [d for d in yaml.safe_load_all(tilt.yaml) if d]
     ((ref, _), _) = tilt.calls["docker_build"][0]
-    images = {c["image"].split(":")[0] for o in objs if o["kind"] in ("Deployment", "DaemonSet")
-              for c in o["spec"]["template"]["spec"].get("initContainers", []) + o["spec"]["template"]["spec"]["containers"]}
+    pod_specs = [o["spec"]["template"]["spec"] for o in objs if o["kind"] in ("Deployment", "DaemonSet")]
+    images = {c["image"].split(":")[0] for s in pod_specs for c in s.get("initContainers", []) + s["containers"]}
     assert images == {ref}
     workloads = {o["metadata"]["name"] for o in objs if o["kind"] in ("Deployment", "DaemonSet")}
     grouped: set[str] = set()
@@ -122,7 +121,8 @@ def test_image_and_objects_match_the_manifests(tilt: Tilt):
             assert dep in names, dep
         assert kw.get("labels"), "every resource has a label"
     # every object that is not a workload is grouped somewhere (CRDs before the operator)
-    others = {f"{o['metadata']['name']}:{o['kind'].lower()}" for o in objs if o["kind"] not in ("Deployment", "DaemonSet", "Service")}
+    others = {f"{o['metadata']['name']}:{o['kind'].lower()}" for o in objs
+              if o["kind"] not in ("Deployment", "DaemonSet", "Service")}
     assert others <= grouped, others - grouped
     operator_deps = next(kw["resource_deps"] for a, kw in tilt.calls["k8s_resource"] if a == ("ovnvnet-operator",))
     assert operator_deps

@@ -36,8 +36,17 @@ from cryptography import x509
 
 from harness.stack import Stack, free_port, wait_for
 
-from .conftest import (NAMESPACE, OVERLAYS, container_env, find, kubectl_as, kustomize,
-                       namespace_with_user, objects, service_account_kubeconfig)
+from .conftest import (
+    NAMESPACE,
+    OVERLAYS,
+    container_env,
+    find,
+    kubectl_as,
+    kustomize,
+    namespace_with_user,
+    objects,
+    service_account_kubeconfig,
+)
 from .podnet import PodAddress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -210,7 +219,8 @@ def test_legacy_ovn_is_refused_as_a_result_and_admitted_as_a_request(serving, te
     out = _create(tenant, _pod("legacy-request", {"ovn": request}))
     assert out.returncode == 0, out.stderr
     # nor may a request be turned into a result afterwards
-    _refused(_annotate(tenant, "legacy-request", f"ovn={LEGACY_RESULT}"), "ovn (a result)", "may not set, change or remove")
+    _refused(_annotate(tenant, "legacy-request", f"ovn={LEGACY_RESULT}"), "ovn (a result)",
+             "may not set, change or remove")
 
 
 def test_operator_writes_pass_and_a_plain_user_cannot_change_them(serving, tenant):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.stack import KUBE_BIN, Stack
-from tests.integration.kit import Cluster, wait_until
+from tests.integration.kit import Cluster
 from tests.prerequisites import require, stack_missing
 
 OPERATOR_ENV = {"OVNVNET_SWEEP_INTERVAL": "1", "OVNVNET_RETRY_INTERVAL": "1"}

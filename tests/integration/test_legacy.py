@@ -6,7 +6,7 @@ import json
 import signal
 
 from tests.integration.conftest import OPERATOR_ENV
-from tests.integration.kit import Cluster, check_invariant, wait_until
+from tests.integration.kit import Cluster, wait_until
 
 
 def _legacy_pod(cluster: Cluster, ns: str, name: str, ovn: dict | None = None, host_network: bool = False):

@@ -25,8 +25,10 @@ def test_update_that_would_strand_allocations_is_refused(cluster: Cluster, ns: s
             ({"excludeIPs": [f"{prefix}.5..{prefix}.9"]}, f"excludeIPs covers {prefix}.7 held by {ns}/tenant"),
         ]:
             cluster.patch_vnet_spec(n, spec)
-            cond = wait_until(lambda: (c := cluster.ready(n)) and c["status"] == "False" and needle in c["message"] and c,
-                              what=f"refusal naming {needle!r}")
+            cond = wait_until(
+                lambda needle=needle: ((c := cluster.ready(n)) and c["status"] == "False"
+                                       and needle in c["message"] and c),
+                what=f"refusal naming {needle!r}")
             assert cond["reason"] == "Conflict"
             assert any(needle in m for m in cluster.event_messages("default", n)) or \
                 any(needle in (e.message or "") for e in cluster.core.list_event_for_all_namespaces(
@@ -114,7 +116,8 @@ def test_unrouted_network_has_no_router_port(cluster: Cluster, ns: str, subnet, 
         cond = cluster.wait_ready(iso)
         assert "isolated" in cond["message"]
         assert iso in cluster.nb_switches()
-        lrps = lambda: {r["name"] for r in cluster.nb_rows("Logical_Router_Port")}  # noqa: E731
+        def lrps() -> set[str]:
+            return {r["name"] for r in cluster.nb_rows("Logical_Router_Port")}
         assert f"rtr-{iso}" not in lrps()
         # isolated networks may overlap a routed one: they share no router
         twin = net_name("twin")
@@ -150,7 +153,8 @@ def test_namespace_selector_restricts_who_may_attach(cluster: Cluster, subnet, n
         cluster.create_pod(other, "out", [{"name": n, "interface": "net0"}])
         assert cluster.iface_list(allowed, "in")[0]["name"] == n
         err = cluster.pod_error(other, "out")
-        assert err == f"network {n} does not admit pods from namespace {other} (its namespaceSelector requires: team in (red))"
+        assert err == (f"network {n} does not admit pods from namespace {other} "
+                       "(its namespaceSelector requires: team in (red))")
         assert not any(p.startswith(f"{other}_") for p in cluster.nb_pod_ports())
         check_invariant(cluster, [n])
     finally:

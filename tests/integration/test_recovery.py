@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, check_invariant, wait_until
@@ -176,7 +177,8 @@ def test_copied_result_never_takes_the_address_at_restart(cluster: Cluster, ns: 
         for round_ in ("restart", "second restart (as a leader change)"):
             offset = _log_size(stack)
             stack.start_operator(OPERATOR_ENV)
-            wait_until(lambda: f"pod {alpha}/evil refused: ovnIfaceList claims" in _log_from(stack, offset),
+            wait_until(lambda offset=offset: f"pod {alpha}/evil refused: ovnIfaceList claims"
+                       in _log_from(stack, offset),
                        timeout=30, what="the rebuild refuses the copy")
             err = cluster.pod_error(alpha, "evil", timeout=30)
             assert f"which the operator's records give to pod {ns}/victim" in err, (round_, err)

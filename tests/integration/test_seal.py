@@ -14,13 +14,19 @@ import uuid
 
 import pytest
 
-from ovnvnet.kube.client import KubeClient
+from harness.stack import free_port
 from ovnvnet.config import ConfigError, Settings
+from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.connection import from_kubeconfig
 from ovnvnet.kube.seal import secret_seal_key
-from ovnvnet.model.annotation import (RESULT_ANNOTATION, SEAL_ANNOTATION, SealError, SealKeyError,
-                                      check_seal, read_seal_key)
-from harness.stack import free_port
+from ovnvnet.model.annotation import (
+    RESULT_ANNOTATION,
+    SEAL_ANNOTATION,
+    SealError,
+    SealKeyError,
+    check_seal,
+    read_seal_key,
+)
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, wait_until
 

@@ -1,8 +1,6 @@
 """The seed's scenario on the real stack, checked in the NB rows, the pod annotation and the CR status."""
 from __future__ import annotations
 
-import json
-
 from ovnvnet.model import names
 from tests.integration.kit import Cluster, check_invariant, wait_until
 
@@ -91,9 +89,9 @@ def test_fifty_pods_at_once_get_distinct_addresses(cluster: Cluster, ns: str, su
     for i in range(50):
         cluster.create_pod(ns, f"p{i}", [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
     lists = [cluster.iface_list(ns, f"p{i}", timeout=60) for i in range(50)]
-    ips_a = [l[0]["ip_address"] for l in lists]
-    ips_b = [l[1]["ip_address"] for l in lists]
-    macs = [l[0]["mac_address"] for l in lists]
+    ips_a = [iface_list[0]["ip_address"] for iface_list in lists]
+    ips_b = [iface_list[1]["ip_address"] for iface_list in lists]
+    macs = [iface_list[0]["mac_address"] for iface_list in lists]
     assert len(set(ips_a)) == 50 and len(set(ips_b)) == 50 and len(set(macs)) == 50
     wait_until(lambda: cluster.vnet(a)["status"].get("usedIPs") == 50, what="usedIPs 50")
     check_invariant(cluster, [a, b])

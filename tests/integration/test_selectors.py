@@ -9,10 +9,9 @@ import uuid
 from hypothesis import HealthCheck, Phase, given, settings
 from kubernetes.client.rest import ApiException
 
-from ovnvnet.model.selector import SelectorError, parse_selector
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import GROUP, PLURAL, VERSION, Cluster, wait_until
-from tests.selector_cases import selectors
+from tests.selector_cases import parser_accepts, selectors
 
 BAD = {"matchExpressions": [{"key": "team", "operator": "In", "values": []}]}
 LOOSE = [{"op": "replace",
@@ -32,14 +31,6 @@ def _api_accepts(cluster: Cluster, sel) -> bool:
         return False
 
 
-def _parser_accepts(sel) -> bool:
-    try:
-        parse_selector(sel)
-        return True
-    except SelectorError:
-        return False
-
-
 def test_api_server_and_parser_accept_the_same_selectors(cluster: Cluster) -> None:
     seen = {"n": 0}
 
@@ -52,7 +43,7 @@ def test_api_server_and_parser_accept_the_same_selectors(cluster: Cluster) -> No
         except UnicodeEncodeError:   # a lone surrogate cannot be sent at all
             return
         seen["n"] += 1
-        assert _api_accepts(cluster, sel) == _parser_accepts(sel), sel
+        assert _api_accepts(cluster, sel) == parser_accepts(sel), sel
 
     check()
     assert seen["n"] > 100

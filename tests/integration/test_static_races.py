@@ -47,7 +47,7 @@ def _exactly_one_wins(cluster: Cluster, ns: str, net: str, names: list[str], key
     winners = [n for n, (kind, _) in answers.items() if kind == "result"]
     assert len(winners) == 1, f"{key} {value}: exactly one pod must win, got {answers}"
     winner = winners[0]
-    for n, (kind, text) in answers.items():
+    for n, (_kind, text) in answers.items():
         if n != winner:
             assert text == f"{key} {value} on {net} is held by {ns}/{winner}", f"{n}: {text!r}"
     ports = {p for p in cluster.nb_pod_ports() if any(p.startswith(f"{ns}_{n}_") for n in names)}

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.stack import Stack, free_port
 from ovnvnet.kube.client import ApiError, KubeClient
 from ovnvnet.kube.connection import from_kubeconfig
-from harness.stack import Stack, free_port
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, wait_until
 

@@ -57,7 +57,7 @@ def test_invalid_requests_leave_nothing_behind(cluster: Cluster, ns: str, nets) 
     a, b, pa, pb = nets
     all_cases = cases(a, b, pa, pb)
     # the first interface of several requests is valid: nothing may be allocated for it either
-    for i, (case, request, _) in enumerate(all_cases):
+    for case, request, _ in all_cases:
         if isinstance(request, list) and len(request) < 10:
             request = [{"name": a, "interface": "ok9"}] + request if not any(
                 r.get("interface", "").endswith("9") for r in request) else request
@@ -66,7 +66,8 @@ def test_invalid_requests_leave_nothing_behind(cluster: Cluster, ns: str, nets) 
         err = cluster.pod_error(ns, f"bad-{case}")
         assert message in err, f"{case}: {err!r} does not contain {message!r}"
         assert "ovnIfaceList" not in cluster.annotations(ns, f"bad-{case}")
-        wait_until(lambda: any(message in m for m in cluster.event_messages(ns, f"bad-{case}")),
+        wait_until(lambda case=case, message=message: any(message in m
+                                                          for m in cluster.event_messages(ns, f"bad-{case}")),
                    what=f"Warning event for {case}")
         ev = [e for e in cluster.events(ns, f"bad-{case}") if message in e.message][0]
         assert ev.type == "Warning"

@@ -68,7 +68,7 @@ def test_webhook_refuses_invalid_requests_at_create(webhook_operator, cluster: C
             ([{"name": a, "interface": f"eth{i}"} for i in range(10)] + [{"name": a, "interface": "x1"}],
              "ovnNetwork lists 11 interfaces; at most 10 are supported"),
         ]:
-            msg = _refusal(lambda: cluster.create_pod(ns, "bad", request))
+            msg = _refusal(lambda request=request: cluster.create_pod(ns, "bad", request))
             assert message in msg, (message, msg)
             assert not cluster.pod_exists(ns, "bad")
         # a full network is not a reason to refuse: the pod waits (admitted)

@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.kit import Cluster, wait_until
+from harness.realnode import RealNode
 from harness.stack import KUBE_BIN, REPO, Stack
-
-
-from harness.realnode import RealNode  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -170,7 +168,8 @@ def test_logs_and_status_from_the_real_kubelet(node, seed):
 def test_invalid_pod_stays_creating_with_the_operators_message(node, seed):
     s = node.stack
     s.kubectl("apply", "-f", "-", input=json.dumps(_pod("pod-bad", [
-        {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.2526.3", "mac_address": "0a:00:00:00:00:16"}])))
+        {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.2526.3",
+         "mac_address": "0a:00:00:00:00:16"}])))
 
     def failed_sandbox() -> str:
         ev = json.loads(s.kubectl("get", "events", "-n", NS, "--field-selector",
@@ -194,7 +193,7 @@ def test_delete_makes_the_runtime_call_del(node, seed):
     assert len(ports_before - ports_after) == 2, (ports_before, ports_after)   # net0 and net1 veths
     for iface, net in (("net0", "ovn-ls-25"), ("net1", "ovn-ls-26")):
         ip = seed["ips"]["pod-two"][iface]["ip_address"]
-        wait_until(lambda: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
+        wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
 
 def test_project_image_runs_on_the_node(node, seed):
     """localhost/ovnvnet:dev, built from the Dockerfile by buildah (stand-in base), imported into

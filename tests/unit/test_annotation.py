@@ -4,14 +4,33 @@ import re
 import netaddr
 import pytest
 
+from ovnvnet.model import names
 from ovnvnet.model.annotation import (
+    LEGACY_ANNOTATION,
+    MAX_ANNOTATION_BYTES,
     MAX_INTERFACES,
+    OPERATOR_ANNOTATIONS,
+    RESULT_ANNOTATION,
+    SEAL_ANNOTATION,
     AnnotationError,
     InterfaceRequest,
     InterfaceResult,
+    SealError,
+    SealKeyError,
+    check_seal,
     decode_iface_list,
+    decode_legacy_result,
     encode_iface_list,
+    encode_legacy_result,
+    is_legacy_result,
+    operator_written,
+    parse_legacy_request,
     parse_ovn_network,
+    read_seal_key,
+    result_key,
+    seal,
+    sealed_annotations,
+    sealed_result,
 )
 from ovnvnet.model.network import Route
 
@@ -28,7 +47,6 @@ def one(**kw):
 
 
 # -- requests -----------------------------------------------------------------------------
-
 
 def test_seed_example():
     raw = json.dumps([
@@ -103,7 +121,6 @@ def test_same_network_twice_is_fine():
 
 
 # -- every message ------------------------------------------------------------------------
-
 
 @pytest.mark.parametrize("raw, message", [
     ("[", "ovnNetwork is not valid JSON: Expecting value at line 1 column 2"),
@@ -282,27 +299,6 @@ def test_decode_rejects_bad_fields(field, value):
 
 # -- the legacy `ovn` annotation ----------------------------------------------------------
 
-from ovnvnet.model import names  # noqa: E402
-from ovnvnet.model.annotation import (  # noqa: E402
-    LEGACY_ANNOTATION,
-    MAX_ANNOTATION_BYTES,
-    OPERATOR_ANNOTATIONS,
-    RESULT_ANNOTATION,
-    SEAL_ANNOTATION,
-    SealError,
-    SealKeyError,
-    check_seal,
-    decode_legacy_result,
-    encode_legacy_result,
-    is_legacy_result,
-    operator_written,
-    parse_legacy_request,
-    read_seal_key,
-    result_key,
-    seal,
-    sealed_annotations,
-    sealed_result,
-)
 
 LEGACY = InterfaceResult(interface=names.LEGACY_INTERFACE, network="default-net", ip="10.66.0.5",
                          prefix_length=24, mac="0a:58:0a:42:00:05", gateway="10.66.0.1",

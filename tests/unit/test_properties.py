@@ -3,10 +3,11 @@ never hands one address to two holders while keeping its counters exact."""
 
 import json
 import time
+from itertools import pairwise
 
 import netaddr
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -445,7 +446,7 @@ def test_free_runs_match_a_set(ops, wide):
             flat = [a for s, e in runs for a in range(s, e + 1)]
             assert flat == sorted(model)
             pairs = list(runs)
-            assert all(e0 + 1 < s1 for (_, e0), (s1, _) in zip(pairs, pairs[1:])), "runs touch"
+            assert all(e0 + 1 < s1 for (_, e0), (s1, _) in pairwise(pairs)), "runs touch"
             assert runs.next_free(x) == min((a for a in model if a >= x), default=None)
             assert runs.first() == min(model, default=None)
             assert len(runs) == len(pairs) and runs.size() == len(model)
@@ -576,7 +577,8 @@ class LinearWalkMachine(RuleBasedStateMachine):
         for ip in range(self.spec.first + start, self.spec.first + start + length):
             key = self.key(None)
             h = Holder(f"ns/{key[0]}", key[0], key[1], "")
-            got, want = self.both(lambda: self.alloc.reserve(ip, h), lambda: self.ref.reserve(ip, key, ""))
+            got, want = self.both(lambda ip=ip, h=h: self.alloc.reserve(ip, h),
+                                  lambda ip=ip, key=key: self.ref.reserve(ip, key, ""))
             assert got == want
 
     @rule(start=offsets, length=st.integers(1, 40))
@@ -597,8 +599,8 @@ class LinearWalkMachine(RuleBasedStateMachine):
         self.ref = LinearWalk(self.spec, cursor=cursor)
         for ip, h in records.items():   # a record a spec change left on a refused address is
             ip = int(netaddr.IPAddress(ip))   # refused by both (the operator reports it)
-            got, want = self.both(lambda: self.alloc.reserve(ip, h),
-                                  lambda: self.ref.reserve(ip, h.key, ref_held[ip][1]))
+            got, want = self.both(lambda ip=ip, h=h: self.alloc.reserve(ip, h),
+                                  lambda ip=ip, h=h: self.ref.reserve(ip, h.key, ref_held[ip][1]))
             assert got == want
 
     @rule(which=st.integers(0, len(SPECS) - 1))

@@ -11,7 +11,7 @@ def _port(name: str, switch: str, ip: str) -> PortSpec:
 
 def _converged(nets: dict) -> NbState:
     st = NbState(router=True)
-    for name, (sw, rp) in nets.items():
+    for name, (_sw, rp) in nets.items():
         st.switches[name] = {}
         if rp is not None:
             st.router_ports[rp.lrp_name] = (rp.mac, (rp.cidr,))
@@ -40,7 +40,8 @@ def test_stale_and_wrong_rows() -> None:
     nets = {"a": network_rows("a", parse_network_spec({"subnet": "10.0.0.0/24"}))}
     want = _port("ns_p_net0", "a", "10.0.0.5")
     actual = _converged(nets)
-    actual.ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.9"), "ns_gone_net0": _port("ns_gone_net0", "a", "10.0.0.7")}
+    actual.ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.9"),
+                    "ns_gone_net0": _port("ns_gone_net0", "a", "10.0.0.7")}
     actual.switches["deleted-net"] = {}
     actual.router_ports["rtr-deleted-net"] = ("0a:58:0a:01:00:01", ("10.1.0.1/24",))
     plan = plan_repair(nets, {want.name: want}, {"a"}, actual)
@@ -71,7 +72,8 @@ def test_one_log_line_per_drifted_row() -> None:
     want = _port("ns_p_net0", "a", "10.0.0.5")
     missing = _port("ns_q_net0", "a", "10.0.0.6")
     actual = _converged({"a": nets["a"]})
-    actual.ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.9"), "ns_gone_net0": _port("ns_gone_net0", "a", "10.0.0.7")}
+    actual.ports = {"ns_p_net0": _port("ns_p_net0", "a", "10.0.0.9"),
+                    "ns_gone_net0": _port("ns_gone_net0", "a", "10.0.0.7")}
     actual.switches["deleted-net"] = {}
     actual.router_ports["rtr-deleted-net"] = ("0a:58:0a:01:00:01", ("10.1.0.1/24",))
     plan = plan_repair(nets, {want.name: want, missing.name: missing}, {"a", "b"}, actual)

@@ -1,6 +1,9 @@
+import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from ovnvnet.model.selector import SelectorError, parse_selector
+from ovnvnet.model.selector import SelectorError, closed_selector, parse_selector
+from tests.selector_cases import go_pattern, parser_accepts, pruned, selector_schema, selectors
 
 
 def test_absent_selector_means_no_restriction() -> None:
@@ -36,12 +39,6 @@ def test_invalid(sel, msg) -> None:
 
 
 # ------------------------------------------------------------------ the parser and the CRD schema agree
-import jsonschema  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from ovnvnet.model.selector import closed_selector  # noqa: E402
-from tests.selector_cases import go_pattern, pruned, selector_schema, selectors  # noqa: E402
-
 
 def _schema_validator() -> jsonschema.protocols.Validator:
     def pattern(validator, patrn, instance, schema):
@@ -54,19 +51,11 @@ def _schema_validator() -> jsonschema.protocols.Validator:
 _VALIDATOR = _schema_validator()
 
 
-def _parser_accepts(sel) -> bool:
-    try:
-        parse_selector(sel)
-        return True
-    except SelectorError:
-        return False
-
-
 @settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(selectors)
 def test_parser_and_crd_schema_accept_the_same_selectors(sel) -> None:
     schema_ok = _VALIDATOR.is_valid(pruned(sel))
-    assert _parser_accepts(sel) == schema_ok, (sel, [e.message for e in _VALIDATOR.iter_errors(pruned(sel))])
+    assert parser_accepts(sel) == schema_ok, (sel, [e.message for e in _VALIDATOR.iter_errors(pruned(sel))])
 
 
 @pytest.mark.parametrize("sel", [
@@ -80,7 +69,7 @@ def test_parser_and_crd_schema_accept_the_same_selectors(sel) -> None:
 ])
 def test_schema_and_parser_both_refuse(sel) -> None:
     assert not _VALIDATOR.is_valid(sel)
-    assert not _parser_accepts(sel)
+    assert not parser_accepts(sel)
 
 
 def test_an_unparsable_stored_selector_admits_no_namespace() -> None:

@@ -125,7 +125,7 @@ class Agent:
         except p.CniError as e:
             log.warning("%s %s failed (%d): %s %s", command, cid[:12], e.code, e.msg, e.details)
             return 1, json.dumps(e.to_json(version))
-        except Exception as e:  # noqa: BLE001 - always answer the runtime with an error object
+        except Exception as e:  # always answer the runtime with an error object (logged)
             log.exception("%s %s failed", command, cid[:12])
             err = p.CniError(p.ERR_INTERNAL, f"ovnvnet node agent: {type(e).__name__}: {e}")
             return 1, json.dumps(err.to_json(version))
@@ -303,7 +303,7 @@ class Agent:
             self.ovs.wait_installed, ports, req.ovn_installed_timeout
         )
         if pending:
-            lsps = [lsp for (_, lsp), h in zip(ifaces, ports) if h in pending]
+            lsps = [lsp for (_, lsp), h in zip(ifaces, ports, strict=True) if h in pending]
             raise p.CniError(
                 p.ERR_OVN_INSTALLED_TIMEOUT,
                 f"ovn-controller did not mark OVS ports {', '.join(pending)} ovn-installed "
@@ -317,7 +317,7 @@ class Agent:
         try:
             owned = await asyncio.to_thread(self.ovs.ports_of_container, req.container_id)
             await asyncio.to_thread(self.ovs.delete_ports, [name for name, _ in owned])
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any failure is answered as a CNI error naming it
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
             ) from None

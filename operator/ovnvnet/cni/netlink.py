@@ -172,6 +172,7 @@ def ensure_interface(
             pod_idx = _lookup(pod, iface.interface)
             if pod_idx is None:
                 raise PlumbingError(f"{iface.interface} vanished from {pod_netns} after creation")
+        assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
 
         # pod end: MAC, MTU, address, up, routes (all idempotent)
         settings: dict = {"address": iface.mac}

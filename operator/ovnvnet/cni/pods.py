@@ -12,7 +12,6 @@ every change and re-check their predicate.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import logging
@@ -44,8 +43,8 @@ class PodInfo:
 PodKey = tuple[str, str]
 
 
-class PodSource(abc.ABC):
-    """A cache of this node's pods that can be awaited for a change."""
+class PodSource:
+    """A cache of this node's pods that can be awaited for a change (base: the subclasses fill it)."""
 
     def __init__(self) -> None:
         self._pods: dict[PodKey, PodInfo] = {}
@@ -83,12 +82,12 @@ class PodSource(abc.ABC):
                     return pod, False
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     # --- mutation: safe from any thread -------------------------------------------------
 
-    def _call(self, fn: Callable[[], None]) -> None:
+    def _call(self, fn: Callable[[], object]) -> None:
         loop = self._loop
         if loop is None:
             fn()

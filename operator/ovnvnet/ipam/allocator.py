@@ -21,9 +21,12 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, replace
+from typing import TypeAlias
+
 import netaddr
 
 from ..model.annotation import normalize_mac
+from ..model.names import mac_from_int
 from ..model.network import NetworkSpec, parse_ipv4
 from .freeruns import FreeRuns
 
@@ -57,17 +60,7 @@ class Holder:
         return (self.pod_uid, self.interface)
 
 
-IPLike = netaddr.IPAddress | str | int
-
-
-def _mac_from_int(ip: int) -> str:
-    """Same as names.mac_from_ip, on the int form (hot path of allocate)."""
-    return "0a:58:%02x:%02x:%02x:%02x" % (
-        (ip >> 24) & 0xFF,
-        (ip >> 16) & 0xFF,
-        (ip >> 8) & 0xFF,
-        ip & 0xFF,
-    )
+IPLike: TypeAlias = "netaddr.IPAddress | str | int"
 
 
 class SubnetAllocator:
@@ -131,13 +124,15 @@ class SubnetAllocator:
 
     def _to_int(self, ip: IPLike) -> int | None:
         """The address as an int, or None if it is of another IP version / not an address."""
-        if type(ip) is netaddr.IPAddress or isinstance(ip, netaddr.IPAddress):
-            return int(ip) if ip.version == self._version else None
-        if isinstance(ip, int) and not isinstance(ip, bool):
-            return ip if 0 <= ip < (1 << (32 if self._version == 4 else 128)) else None
         if isinstance(ip, str):
             parsed = parse_ipv4(ip.strip())
             return int(parsed) if parsed is not None else None
+        if isinstance(ip, bool):
+            return None
+        if isinstance(ip, int):
+            return ip if 0 <= ip < (1 << (32 if self._version == 4 else 128)) else None
+        if isinstance(ip, netaddr.IPAddress):
+            return int(ip) if ip.version == self._version else None
         return None
 
     def _addr(self, ip: int) -> netaddr.IPAddress:
@@ -256,7 +251,7 @@ class SubnetAllocator:
         value = self._check(ip, holder.key)
         self._check_key_free(value, holder)
         if not holder.mac:
-            holder = Holder(holder.pod, holder.pod_uid, holder.interface, _mac_from_int(value))
+            holder = Holder(holder.pod, holder.pod_uid, holder.interface, mac_from_int(value))
         other = self._mac_conflict(holder.mac, holder.key)   # holder.mac is normalised by now
         if other is not None:
             raise AddressHeld(f"mac_address {holder.mac} on {self.network} is held by {other.pod}")
@@ -281,10 +276,12 @@ class SubnetAllocator:
             raise NetworkExhausted(f"network {self._label()} has no free address")
         free = self._free
         c = free.take_next(self._cursor + 1)   # after the cursor, else wrapping to the lowest
+        if c is None:   # the count above says one is free: the two disagree
+            raise NetworkExhausted(f"network {self._label()} has no free address")
         if holder.mac:
             stored = holder
         else:
-            mac = _mac_from_int(c)
+            mac = mac_from_int(c)
             if mac in self._by_mac:   # rare: a static MAC equal to this address's derived one
                 free.give(c)
                 c, mac = self._skip_mac_clashes(c)
@@ -307,10 +304,13 @@ class SubnetAllocator:
         """
         free, by_mac = self._free, self._by_mac
         for _ in range(self.available - 1):
-            c = free.next_free(c + 1)
-            if c is None:
-                c = free.first()
-            mac = _mac_from_int(c)
+            nxt = free.next_free(c + 1)
+            if nxt is None:
+                nxt = free.first()
+            if nxt is None:
+                break
+            c = nxt
+            mac = mac_from_int(c)
             if mac not in by_mac:
                 return c, mac
         raise NetworkExhausted(f"network {self._label()} has no free address")
@@ -341,6 +341,13 @@ class SubnetAllocator:
             return None
         self.release(value)
         return self._addr(value)
+
+    def held_by(self, ip: IPLike) -> Holder:
+        """The holder of an address this allocator is known to hold (reserved or allocated just now)."""
+        holder = self.holder_of(ip)
+        if holder is None:
+            raise LookupError(f"address {ip} is not held on network {self._label()}")
+        return holder
 
     def holder_of(self, ip: IPLike) -> Holder | None:
         value = self._to_int(ip)

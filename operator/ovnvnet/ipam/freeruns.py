@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableSequence
+from itertools import pairwise
 
 __all__ = ["FreeRuns", "LOAD"]
 
@@ -43,11 +44,11 @@ class FreeRuns:
         packed arrays (one contiguous buffer per block: fewer cache misses in the bisects)."""
         self._block = list if wide else (lambda values=(): array("Q", values))
         flat = [(s, e) for s, e in runs if s <= e]
-        for (s0, e0), (s1, _) in zip(flat, flat[1:]):
+        for (s0, e0), (s1, _) in pairwise(flat):
             if s1 <= e0 + 1:
                 raise ValueError(f"runs [{s0}, {e0}] and [{s1}, ...] overlap or touch")
-        self._s: list = []
-        self._e: list = []
+        self._s: list[MutableSequence[int]] = []
+        self._e: list[MutableSequence[int]] = []
         for i in range(0, len(flat), LOAD):
             chunk = flat[i:i + LOAD]
             self._s.append(self._block(s for s, _ in chunk))
@@ -74,8 +75,8 @@ class FreeRuns:
         return self.next_free(x) == x
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for starts, ends in zip(self._s, self._e):
-            yield from zip(starts, ends)
+        for starts, ends in zip(self._s, self._e, strict=True):
+            yield from zip(starts, ends, strict=True)
 
     def __len__(self) -> int:
         """Number of runs (not addresses)."""
@@ -162,8 +163,8 @@ class FreeRuns:
             if starts[j] <= x:
                 raise ValueError(f"address {x} is already free")
             right = starts[j] == x + 1
-        else:
-            starts = ends = None
+        else:   # after every run (no block to look in: never read below)
+            starts = ends = []
             j = 0
             right = False
         if j > 0:
@@ -187,7 +188,7 @@ class FreeRuns:
                     maxes[pb] = x
         elif right:
             starts[j] = x
-        elif starts is not None:
+        elif b < nb:
             starts.insert(j, x)
             ends.insert(j, x)
             if len(starts) > 2 * LOAD:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
@@ -41,7 +42,7 @@ class KubeClient:
         self.connection = connection
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "KubeClient":
+    async def __aenter__(self) -> KubeClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -150,7 +151,7 @@ class KubeClient:
                          component: str = "ovnvnet") -> None:
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace") or "default"
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta.get('name', 'ovnvnet')}.", "namespace": namespace},
@@ -172,7 +173,7 @@ async def retry(coro_fn, *, attempts: int = 5, delay: float = 0.2):
         except ApiError as exc:
             if exc.status not in (429, 500, 502, 503, 504) or i == attempts - 1:
                 raise
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             if i == attempts - 1:
                 raise
         await asyncio.sleep(delay * (2 ** i))

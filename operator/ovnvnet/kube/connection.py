@@ -94,7 +94,7 @@ class BearerToken:
             return None
         try:
             claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-            return datetime.datetime.fromtimestamp(int(claims["exp"]), datetime.timezone.utc)
+            return datetime.datetime.fromtimestamp(int(claims["exp"]), datetime.UTC)
         except (ValueError, KeyError, TypeError, binascii.Error):
             return None
 

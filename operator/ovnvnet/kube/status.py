@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ovnvnet.kube.client import ApiError, KubeClient
 from ovnvnet.model.records import BlockRef, ipblock_object, ipblock_patch, network_status_patch

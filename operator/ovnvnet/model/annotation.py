@@ -96,7 +96,7 @@ __all__ = [
 REQUEST_ANNOTATION = "ovnNetwork"
 RESULT_ANNOTATION = "ovnIfaceList"
 ERROR_ANNOTATION = "ovnNetworkError"
-ERROR_RETRY_ANNOTATION = "ovnNetworkErrorRetry"
+ERROR_RETRY_ANNOTATION = "ovnNetworkErrorRetry"  # "true": the operator retries by itself (the CNI keeps waiting)
 LEGACY_ANNOTATION = "ovn"
 SEAL_ANNOTATION = "ovnvnet.io/seal"
 OPERATOR_ANNOTATIONS = (RESULT_ANNOTATION, ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, SEAL_ANNOTATION)
@@ -262,48 +262,55 @@ def _check_interface_name(name: str) -> None:
         )
 
 
+def _required_string(where: str, entry: Mapping[str, Any], key: str, what: str = "") -> str:
+    """``entry[key]``: present, not empty, a string (``what`` names it in the message)."""
+    value = entry.get(key)
+    if value is None or value == "":
+        raise AnnotationError(f'{where}: "{key}"{what} is required')
+    if not isinstance(value, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(value)}')
+    return value
+
+
 def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     where = f"ovnNetwork[{index}]"
     if not isinstance(entry, dict):
         raise AnnotationError(f"{where} must be an object")
-    network = entry.get("name")
-    if network is None or network == "":
-        raise AnnotationError(f'{where}: "name" (the network) is required')
-    if not isinstance(network, str):
-        raise AnnotationError(f'{where}: "name" must be a string, got {json_type(network)}')
+    network = _required_string(where, entry, "name", " (the network)")
     if len(network) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(network):
         raise AnnotationError(f"network name {display(network)} is not a valid VirtualNetwork name")
 
-    interface = entry.get("interface")
-    if interface is None or interface == "":
-        raise AnnotationError(f'{where}: "interface" is required')
-    if not isinstance(interface, str):
-        raise AnnotationError(f'{where}: "interface" must be a string, got {json_type(interface)}')
+    interface = _required_string(where, entry, "interface")
     _check_interface_name(interface)
 
-    ip_key, ip_raw = _pick(entry, "ip_address", "ipAddress")
-    ip: netaddr.IPAddress | None = None
-    if ip_raw is not None and ip_raw != "":
-        if not isinstance(ip_raw, str):
-            raise AnnotationError(f'{where}: "{ip_key}" must be a string, got {json_type(ip_raw)}')
-        # "a.b.c.d/nn" is accepted for upstream compatibility; the prefix is not used here.
-        ip = parse_ipv4(ip_raw.strip().split("/", 1)[0])
-        if ip is None:
-            raise AnnotationError(f"{ip_key} {display(ip_raw)} is not a valid IPv4 address")
-
-    mac_key, mac_raw = _pick(entry, "mac_address", "macAddress")
-    mac: str | None = None
-    if mac_raw is not None and mac_raw != "":
-        if not isinstance(mac_raw, str):
-            raise AnnotationError(
-                f'{where}: "{mac_key}" must be a string, got {json_type(mac_raw)}'
-            )
-        mac = _check_mac(mac_raw.strip(), mac_key)
-
+    ip = _requested_ip(where, *_pick(entry, "ip_address", "ipAddress"))
+    mac = _requested_mac(where, *_pick(entry, "mac_address", "macAddress"))
     default_gateway = _parse_bool(entry.get("defaultGateway"), where, "defaultGateway")
     return InterfaceRequest(
         network=network, interface=interface, ip=ip, mac=mac, default_gateway=default_gateway
     )
+
+
+def _requested_ip(where: str, key: str, raw: Any) -> netaddr.IPAddress | None:
+    """A request's static address under ``key``; None (dynamic) when absent or empty.
+    "a.b.c.d/nn" is accepted for upstream compatibility; the prefix is not used here."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(raw)}')
+    ip = parse_ipv4(raw.strip().split("/", 1)[0])
+    if ip is None:
+        raise AnnotationError(f"{key} {display(raw)} is not a valid IPv4 address")
+    return ip
+
+
+def _requested_mac(where: str, key: str, raw: Any) -> str | None:
+    """A request's static MAC under ``key``; None (derived) when absent or empty."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(raw)}')
+    return _check_mac(raw.strip(), key)
 
 
 @_total(REQUEST_ANNOTATION)
@@ -410,7 +417,8 @@ def _decode_routes(routes_raw: Any, where: str) -> list[Route]:
         if not isinstance(r, dict):
             raise AnnotationError(f"{where}.routes[{j}] must be an object")
         dst, rgw = r.get("dst"), r.get("gw")
-        if parse_ipv4_cidr(dst) is None or parse_ipv4(rgw) is None:
+        if not isinstance(dst, str) or not isinstance(rgw, str) or parse_ipv4_cidr(dst) is None \
+                or parse_ipv4(rgw) is None:
             raise AnnotationError(f'{where}.routes[{j}] needs "dst" (CIDR) and "gw" (address)')
         routes.append(Route(dst=dst, gw=rgw))
     return routes
@@ -493,18 +501,8 @@ def parse_legacy_request(raw: Any, network: str) -> InterfaceRequest:
         data = _loads(raw, LEGACY_ANNOTATION)
         if not isinstance(data, dict):
             raise AnnotationError(f"ovn must be a JSON object, got {json_type(data)}")
-        ip_raw = data.get("ip_address")
-        if ip_raw is not None and ip_raw != "":
-            if not isinstance(ip_raw, str):
-                raise AnnotationError(f'ovn: "ip_address" must be a string, got {json_type(ip_raw)}')
-            ip = parse_ipv4(ip_raw.strip().split("/", 1)[0])
-            if ip is None:
-                raise AnnotationError(f"ip_address {display(ip_raw)} is not a valid IPv4 address")
-        mac_raw = data.get("mac_address")
-        if mac_raw is not None and mac_raw != "":
-            if not isinstance(mac_raw, str):
-                raise AnnotationError(f'ovn: "mac_address" must be a string, got {json_type(mac_raw)}')
-            mac = _check_mac(mac_raw.strip(), "mac_address")
+        ip = _requested_ip(LEGACY_ANNOTATION, "ip_address", data.get("ip_address"))
+        mac = _requested_mac(LEGACY_ANNOTATION, "mac_address", data.get("mac_address"))
     return InterfaceRequest(
         network=network, interface=names.LEGACY_INTERFACE, ip=ip, mac=mac, default_gateway=True
     )

@@ -282,9 +282,10 @@ def _parse_excludes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[tuple[int, int
             if lo_ip is None or hi_ip is None:
                 raise SpecError(f'{name} {display(item)} is not an address or an "a..b" range')
         else:
-            lo_ip = hi_ip = parse_ipv4(text)
+            lo_ip = parse_ipv4(text)
             if lo_ip is None:
                 raise SpecError(f'{name} {display(item)} is not an address or an "a..b" range')
+            hi_ip = lo_ip
         lo, hi = int(lo_ip), int(hi_ip)
         if lo > hi:
             raise SpecError(f"{name} {display(item)}: start {lo_ip} is after end {hi_ip}")

@@ -10,12 +10,14 @@ fails closed: `closed_selector` turns it into a selector that admits no namespac
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 # the same patterns and limits as the CRD schema (which anchors them with ^...$)
-KEY_PATTERN = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+KEY_PATTERN = (r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+               r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 KEY_MAX = 317            # a DNS subdomain prefix (253) + "/" + a name (63)
 VALUE_PATTERN = r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"   # not empty: the API server refuses ""
 VALUE_MAX = 63

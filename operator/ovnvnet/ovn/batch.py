@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ovnvnet.ovn.nb import NbClient, PortSpec
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 class _Request:
     kind: str                       # "ensure" | "delete"
     items: list[Any]                # PortSpec | port name
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def names(self) -> set[str]:
         return {i.name if isinstance(i, PortSpec) else i for i in self.items}
@@ -33,7 +34,7 @@ class NbBatcher:
         self._lock = lock
         self._run = run            # coroutine function running a blocking call off the loop
         self._queue: list[_Request] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._max = max_ports
         self.transactions = 0
 
@@ -97,6 +98,6 @@ class NbBatcher:
                         self.transactions += 1
                         if not r.future.done():
                             r.future.set_result(None)
-                    except Exception as one:  # noqa: BLE001
+                    except Exception as one:  # noqa: BLE001 - handed to that request's caller
                         if not r.future.done():
                             r.future.set_exception(one)

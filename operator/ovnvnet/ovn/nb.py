@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any
 
 from ovsdbapp.backend.ovs_idl import command as cmd
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
 from ovnvnet.model import names
-from ovnvnet.model.names import OWNER_KEY, OWNER_VALUE, NETWORK_KEY, ROUTER_NAME
+from ovnvnet.model.names import NETWORK_KEY, OWNER_KEY, OWNER_VALUE, ROUTER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class NotOwnedError(RuntimeError):
     """A row with the wanted name exists but ovnvnet does not own it."""
 
 
-def _owned(row) -> bool:
+def _owned(row: Any) -> bool:
     return getattr(row, "external_ids", {}).get(OWNER_KEY) == OWNER_VALUE
 
 
@@ -76,7 +77,7 @@ class NbState:
 
 
 # ---------------------------------------------------------------------------- commands
-def _set(row, column: str, value) -> None:
+def _set(row: Any, column: str, value: Any) -> None:
     """Write a column only when it differs (a freshly inserted row has no value to read yet)."""
     try:
         current = getattr(row, column)
@@ -93,12 +94,12 @@ def _set(row, column: str, value) -> None:
 
 
 class _Cmd(cmd.BaseCommand):
-    def _row(self, table: str, name: str):
+    def _row(self, table: str, name: str) -> Any:
         if table in ("Logical_Switch", "Logical_Router"):
             return idlutils.row_by_value(self.api.idl, table, "name", name, None)
         return self.api.lookup(table, name, default=None)
 
-    def _owned_child(self, txn, table: str, name: str, parent, what: str):
+    def _owned_child(self, txn: Any, table: str, name: str, parent: Any, what: str) -> Any:
         """The port `name` in `parent.ports`: inserted if missing, linked if unlinked; a row of
         that name that ovnvnet does not own is refused."""
         row = self._row(table, name)
@@ -114,11 +115,11 @@ class _Cmd(cmd.BaseCommand):
 
 
 class EnsureSwitch(_Cmd):
-    def __init__(self, api, spec: SwitchSpec):
+    def __init__(self, api: Any, spec: SwitchSpec) -> None:
         super().__init__(api)
         self.spec = spec
 
-    def run_idl(self, txn):
+    def run_idl(self, txn: Any) -> None:
         sw = self._row("Logical_Switch", self.spec.name)
         if sw is None:
             sw = txn.insert(self.api.tables["Logical_Switch"])
@@ -134,11 +135,11 @@ class EnsureSwitch(_Cmd):
 class EnsureRouterWithPort(_Cmd):
     """The shared router, its port for one network, and the router-type switch port joining them."""
 
-    def __init__(self, api, spec: RouterPortSpec):
+    def __init__(self, api: Any, spec: RouterPortSpec) -> None:
         super().__init__(api)
         self.spec = spec
 
-    def run_idl(self, txn):
+    def run_idl(self, txn: Any) -> None:
         s = self.spec
         lr = self._row("Logical_Router", ROUTER_NAME)
         if lr is None:
@@ -163,13 +164,13 @@ class EnsureRouterWithPort(_Cmd):
 
 
 class EnsurePorts(_Cmd):
-    def __init__(self, api, ports: Iterable[PortSpec]):
+    def __init__(self, api: Any, ports: Iterable[PortSpec]) -> None:
         super().__init__(api)
         self.ports = list(ports)
 
-    def run_idl(self, txn):
-        switches: dict[str, object] = {}
-        members: dict[str, set] = {}   # switch -> uuids of its ports, built once (no O(n) scan per port)
+    def run_idl(self, txn: Any) -> None:
+        switches: dict[str, Any] = {}
+        members: dict[str, set[Any]] = {}   # switch -> uuids of its ports, built once (no O(n) scan per port)
         for p in self.ports:
             sw = switches.get(p.switch)
             if sw is None:
@@ -203,12 +204,12 @@ class EnsurePorts(_Cmd):
 class DeleteOwned(_Cmd):
     """Delete owned switch ports (pod or router-type), router ports or switches, by name."""
 
-    def __init__(self, api, *, ports: Iterable[str] = (), router_ports: Iterable[str] = (),
-                 switches: Iterable[str] = ()):
+    def __init__(self, api: Any, *, ports: Iterable[str] = (), router_ports: Iterable[str] = (),
+                 switches: Iterable[str] = ()) -> None:
         super().__init__(api)
         self.ports, self.router_ports, self.switches = list(ports), list(router_ports), list(switches)
 
-    def run_idl(self, txn):
+    def run_idl(self, txn: Any) -> None:
         for name in self.ports:
             lsp = self._row("Logical_Switch_Port", name)
             if lsp is None or not _owned(lsp):
@@ -240,7 +241,7 @@ class DeleteOwned(_Cmd):
 class ReadOwned(_Cmd):
     READ_ONLY = True
 
-    def run_idl(self, txn):
+    def run_idl(self, txn: Any) -> None:
         n = names
         st = NbState()
         for sw in self.api.tables["Logical_Switch"].rows.values():
@@ -307,7 +308,7 @@ class NbClient:
         if self.api is not None:
             try:
                 self.api.ovsdb_connection.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("NB connection stop failed", exc_info=True)
             self.api = None
 
@@ -340,7 +341,7 @@ class NbClient:
         if names:
             self._commit(DeleteOwned(self.api, ports=names))
 
-    def apply(self, *, ensure_networks: Iterable[tuple[SwitchSpec, RouterPortSpec]] = (),
+    def apply(self, *, ensure_networks: Iterable[tuple[SwitchSpec, RouterPortSpec | None]] = (),
               ensure_ports: Iterable[PortSpec] = (), delete_ports: Iterable[str] = (),
               delete_router_ports: Iterable[str] = (), delete_switches: Iterable[str] = ()) -> None:
         """Apply a whole repair plan in one transaction."""
@@ -360,7 +361,8 @@ class NbClient:
 
     def read_owned(self) -> NbState:
         assert self.api is not None
-        return ReadOwned(self.api).execute(check_error=True)
+        result: NbState = ReadOwned(self.api).execute(check_error=True)
+        return result
 
     def connected(self) -> bool:
         return self.api is not None and self.api.idl._session.is_connected()

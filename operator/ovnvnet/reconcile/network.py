@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ready_condition(status: str, reason: str, message: str, generation: int | None) -> list[dict[str, Any]]:
-    cond = {"type": "Ready", "status": status, "reason": reason, "message": message,
+    cond: dict[str, Any] = {"type": "Ready", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": _now()}
     if generation is not None:
         cond["observedGeneration"] = generation

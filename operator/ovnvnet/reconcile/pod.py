@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
-from typing import Any, Callable
+from typing import Any
 
 import netaddr
 
@@ -31,11 +32,26 @@ from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, NetworkExhausted
 from ovnvnet.kube.client import ApiError, retry
 from ovnvnet.model import names
-from ovnvnet.model.annotation import (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION,
-                                      RESULT_ANNOTATION, AnnotationError, InterfaceRequest, InterfaceResult,
-                                      encode_iface_list, encode_legacy_result, parse_legacy_request,
-                                      parse_ovn_network, SealError, decode_iface_list, decode_legacy_result,
-                                      result_key, sealed_annotations, sealed_result)
+from ovnvnet.model.annotation import (
+    ERROR_ANNOTATION,
+    ERROR_RETRY_ANNOTATION,
+    LEGACY_ANNOTATION,
+    REQUEST_ANNOTATION,
+    RESULT_ANNOTATION,
+    AnnotationError,
+    InterfaceRequest,
+    InterfaceResult,
+    SealError,
+    decode_iface_list,
+    decode_legacy_result,
+    encode_iface_list,
+    encode_legacy_result,
+    parse_legacy_request,
+    parse_ovn_network,
+    result_key,
+    sealed_annotations,
+    sealed_result,
+)
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
@@ -43,10 +59,6 @@ from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
 log = logging.getLogger(__name__)
 
 # the keys, as the rest of reconcile/ spells them (defined in model/annotation.py)
-REQUEST = REQUEST_ANNOTATION
-RESULT = RESULT_ANNOTATION
-ERROR = ERROR_ANNOTATION
-ERROR_RETRY = ERROR_RETRY_ANNOTATION  # "true": the operator retries by itself (the CNI keeps waiting)
 TERMINAL_PHASES = ("Succeeded", "Failed")
 GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
@@ -79,7 +91,7 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             await _refuse(state, body, refusal)   # final for this pod: it must be recreated
             return
         annotations = body.get("metadata", {}).get("annotations") or {}
-        raw = annotations.get(REQUEST)
+        raw = annotations.get(REQUEST_ANNOTATION)
         is_legacy = raw is None
         if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
             return
@@ -87,9 +99,13 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
         if record is not None:
             await _keep_attached(state, body, record, raw, annotations)
             return
+        default_network = state.settings.default_network
         try:
-            reqs = (parse_ovn_network(raw) if not is_legacy else
-                    [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), state.settings.default_network)])
+            if raw is not None:
+                reqs = parse_ovn_network(raw)
+            else:
+                assert default_network  # a legacy pod without a default network returned above
+                reqs = [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), default_network)]
         except AnnotationError as exc:
             await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
             return
@@ -101,7 +117,7 @@ def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
     if record.legacy:
         name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
     else:
-        name, value = RESULT, encode_iface_list(record.results)
+        name, value = RESULT_ANNOTATION, encode_iface_list(record.results)
     return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
@@ -131,7 +147,7 @@ def request_matches(raw: str, results: list[InterfaceResult]) -> bool:
         return False
     if len(reqs) != len(results):
         return False
-    for req, res in zip(reqs, results):
+    for req, res in zip(reqs, results, strict=True):
         if (req.network, req.interface) != (res.network, res.interface):
             return False
         if req.ip is not None and str(req.ip) != res.ip:
@@ -220,7 +236,7 @@ def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -
     held = alloc.find(uid, req.interface)
     if held is not None:
         prior = alloc.holder_of(held)
-        if (req.ip is not None and held != req.ip) or (req.mac is not None and prior.mac != req.mac):
+        if (req.ip is not None and held != req.ip) or (req.mac is not None and (prior is None or prior.mac != req.mac)):
             state.unhold(req.network, str(held))  # a leftover from an earlier request
             held = None
     if held is None:
@@ -230,7 +246,7 @@ def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -
             held = req.ip
         else:
             held = alloc.allocate(holder)
-    return held, alloc.holder_of(held)
+    return held, alloc.held_by(held)
 
 
 async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
@@ -288,12 +304,12 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
                 ns, name, uid, result_annotation(state, record),
-                remove=tuple(k for k in (ERROR, ERROR_RETRY) if k in annotations)))
+                remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
         except ApiError as exc:
             if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
                 log.info("pod %s went away while attaching; rolled back", pod_key)
                 return None, []
-            raise RetryLater(f"writing {RESULT} failed: {exc}") from exc
+            raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
 
         undo.pop_all()   # attached: nothing to undo
     state.attached[uid] = record
@@ -312,16 +328,16 @@ async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
         state.pending.pop(uid, None)
     annotations = body.get("metadata", {}).get("annotations") or {}
     retry_flag = "true" if exc.retry else None
-    if (annotations.get(ERROR) == message and annotations.get(ERROR_RETRY) == retry_flag
+    if (annotations.get(ERROR_ANNOTATION) == message and annotations.get(ERROR_RETRY_ANNOTATION) == retry_flag
             and state.errors.get(uid) == message):
         return
     state.errors[uid] = message
     log.info("pod %s/%s refused: %s", ns, name, message)
-    if annotations.get(ERROR) != message or annotations.get(ERROR_RETRY) != retry_flag:
+    if annotations.get(ERROR_ANNOTATION) != message or annotations.get(ERROR_RETRY_ANNOTATION) != retry_flag:
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
-                ns, name, uid, {ERROR: message, **({ERROR_RETRY: "true"} if exc.retry else {})},
-                remove=() if exc.retry else (ERROR_RETRY,)))
+                ns, name, uid, {ERROR_ANNOTATION: message, **({ERROR_RETRY_ANNOTATION: "true"} if exc.retry else {})},
+                remove=() if exc.retry else (ERROR_RETRY_ANNOTATION,)))
         except ApiError as err:
             if err.status not in GONE:
                 raise
@@ -402,9 +418,11 @@ def _refuse_forged_claim(state: State, body: dict, annotations: dict) -> None:
     give to another pod is a copy of that pod's result (a clone, or a takeover attempt): refuse the
     pod for its life, naming the holder, rather than attach it as if nothing were wrong."""
     key = result_key(annotations)
+    if not key:
+        return
     try:
-        claimed = (([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
-                    else decode_iface_list(annotations[key])) if key else [])
+        claimed = ([decode_legacy_result(annotations[key])] if key == LEGACY_ANNOTATION
+                   else decode_iface_list(annotations[key]))
     except AnnotationError:
         return
     uid = pod_ident(body)[2]
@@ -428,7 +446,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     annotations = body.get("metadata", {}).get("annotations") or {}
-    key = LEGACY_ANNOTATION if is_legacy else RESULT
+    key = LEGACY_ANNOTATION if is_legacy else RESULT_ANNOTATION
     gaps: list[InterfaceResult] = []
     for res in results:
         net = state.networks.get(res.network)
@@ -450,9 +468,9 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
                         "pod attached anew", pod_key, key, res.ip, res.network, net.allocator.find(uid, res.interface))
             return False
         gaps.append(res)
-    if gaps and ERROR in annotations:
+    if gaps and ERROR_ANNOTATION in annotations:
         log.warning("rebuild: pod %s carries both %s and %s: its result is not trusted, it will be attached anew",
-                    pod_key, key, ERROR)
+                    pod_key, key, ERROR_ANNOTATION)
         return False
     for res in gaps:
         net = state.networks[res.network]
@@ -471,7 +489,7 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
             undo.callback(net.allocator.release, res.ip)
         undo.pop_all()
     for res in gaps:
-        state.hold(res.network, res.ip, state.networks[res.network].allocator.holder_of(res.ip), record_status=False)
+        state.hold(res.network, res.ip, state.networks[res.network].allocator.held_by(res.ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
     return True
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import netaddr
 
@@ -35,6 +36,7 @@ from ovnvnet.ipam.allocator import AllocationError, Holder
 from ovnvnet.kube.client import METADATA_LIST, KubeClient
 from ovnvnet.kube.status import IPBLOCKS
 from ovnvnet.model import names
+from ovnvnet.model.annotation import ERROR_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION, RESULT_ANNOTATION
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
@@ -64,7 +66,7 @@ def _pod_name(body: dict) -> str:
 
 @dataclass
 class RepairPlan:
-    ensure_networks: list[tuple[SwitchSpec, RouterPortSpec]] = field(default_factory=list)
+    ensure_networks: list[tuple[SwitchSpec, RouterPortSpec | None]] = field(default_factory=list)
     ensure_ports: list[PortSpec] = field(default_factory=list)
     delete_ports: list[str] = field(default_factory=list)
     delete_router_ports: list[str] = field(default_factory=list)
@@ -186,7 +188,8 @@ async def repair_nb(state: State, actual: NbState | None = None) -> RepairPlan:
     async with state.nb_lock:
         failed = 0
         failed += await _apply_rows(state, "ensure_networks", plan.ensure_networks, lambda r: f"network {r[0].name}")
-        failed += await _apply_rows(state, "delete_router_ports", plan.delete_router_ports, lambda r: f"router port {r}")
+        failed += await _apply_rows(state, "delete_router_ports", plan.delete_router_ports,
+                                    lambda r: f"router port {r}")
         failed += await _apply_rows(state, "ensure_ports", plan.ensure_ports, lambda r: f"port {r.name}")
         failed += await _apply_rows(state, "delete_ports", plan.delete_ports, lambda r: f"port {r}")
         failed += await _apply_rows(state, "delete_switches", plan.delete_switches, lambda r: f"switch {r}")
@@ -205,7 +208,7 @@ async def _apply_rows(state: State, what: str, rows: list, name_of: Callable[[An
         try:
             await state.nb_call(state.nb.apply, **{what: chunk})
             continue
-        except Exception as exc:  # noqa: BLE001 - narrowed to the failing rows below
+        except Exception as exc:  # narrowed to the failing rows below (re-raised)
             if not state.nb.connected():
                 raise   # the NB itself is unreachable: nothing to isolate, the next sweep retries
             if len(chunk) > 1:
@@ -221,7 +224,7 @@ async def _apply_rows(state: State, what: str, rows: list, name_of: Callable[[An
     return failed
 
 
-async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple[str, list[dict], NbState]:
+async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[str, list[dict], NbState]:
     """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read).
     Returns the pod list's resourceVersion, the listed pods that need handling, and the NB read,
     from which the caller starts the first NB repair (in the background: new pods need the
@@ -261,7 +264,7 @@ async def rebuild(state: State, nb_ready: "asyncio.Task | None" = None) -> tuple
     pods = sum(bool(isolated("rebuild", _pod_name(b), pod_rec.restore_record, state, b, admits)) for b in bodies)
 
     # 3. make the record say exactly what the allocators hold
-    for name, net in state.networks.items():
+    for name in state.networks:
         isolated("rebuild", f"record of network {name}", _rewrite_record, state, name, recorded.get(name, {}))
     candidates = [b for b in bodies if isolated("rebuild", _pod_name(b), needs_handling, state, b)]
     took = time.monotonic() - started
@@ -295,8 +298,8 @@ def _reserve_port(state: State, port: PortSpec) -> bool:
     """An NB port ovnvnet owns: reserved for the pod UID it carries (also a pod that crashed
     between the NB commit and the annotation)."""
     ids = dict(port.external_ids)
-    network, uid = ids.get(names.NETWORK_KEY), ids.get(names.POD_UID_KEY)
-    net = state.networks.get(network or "")
+    network, uid = ids.get(names.NETWORK_KEY, ""), ids.get(names.POD_UID_KEY)
+    net = state.networks.get(network)
     if net is None or not uid or not port.ip or net.allocator.holder_of(port.ip) is not None:
         return False
     holder = Holder(f"{ids.get(names.POD_NAMESPACE_KEY)}/{ids.get(names.POD_NAME_KEY)}", uid,
@@ -341,7 +344,7 @@ async def _admission(state: State, bodies: list[dict]) -> Callable[[str, str], b
     except Exception as exc:  # noqa: BLE001 - fall back to one get per namespace
         log.info("rebuild: namespaces not listed (%s); reading them one by one", exc)
         wanted = {(b.get("metadata") or {}).get("namespace", "") for b in bodies
-                  if set((b.get("metadata") or {}).get("annotations") or {}) & {pod_rec.RESULT, "ovn"}}
+                  if set((b.get("metadata") or {}).get("annotations") or {}) & {RESULT_ANNOTATION, LEGACY_ANNOTATION}}
         for ns in sorted(wanted):
             try:
                 labels[ns] = await state.namespace_labels(ns)
@@ -364,7 +367,7 @@ def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
     except AllocationError as exc:
         log.warning("rebuild: record %s on %s for %s skipped: %s", ip, network, holder.pod, exc)
         return False
-    state.hold(network, ip, net.allocator.holder_of(ip), record_status=False)
+    state.hold(network, ip, net.allocator.held_by(ip), record_status=False)
     return True
 
 
@@ -404,7 +407,7 @@ async def sweep(state: State) -> None:
     # event lost in a watch outage) is queued for the retry loop
     for uid, meta in live.items():
         ann = meta.get("annotations") or {}
-        if (pod_rec.REQUEST in ann and pod_rec.RESULT not in ann and pod_rec.ERROR not in ann
+        if (REQUEST_ANNOTATION in ann and RESULT_ANNOTATION not in ann and ERROR_ANNOTATION not in ann
                 and uid not in state.pending and needs_handling(state, {"metadata": meta})):
             state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
             state.wake.set()

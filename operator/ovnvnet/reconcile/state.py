@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ovnvnet.config import Settings
 from ovnvnet.ipam.allocator import Holder, SubnetAllocator
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.status import StatusWriter
-from ovnvnet.model.blocks import block_cidr, block_name
-from ovnvnet.model.records import BlockRef, owner_reference
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
+from ovnvnet.model.blocks import block_cidr, block_name
 from ovnvnet.model.network import NetworkSpec
+from ovnvnet.model.records import BlockRef, owner_reference
 from ovnvnet.model.selector import LabelSelector
 from ovnvnet.ovn.batch import NbBatcher
 from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
