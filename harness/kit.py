@@ -87,7 +87,7 @@ class Cluster:
         conds = (self.vnet(name).get("status") or {}).get("conditions") or []
         return next((c for c in conds if c["type"] == "Ready"), None)
 
-    def wait_ready(self, name: str, timeout: float = 20) -> dict:
+    def wait_ready(self, name: str, timeout: float = 60) -> dict:  # a setup wait: generous under load
         return wait_until(lambda: (c := self.ready(name)) and c["status"] == "True" and c, timeout,
                           what=f"network {name} Ready")
 

@@ -29,7 +29,7 @@ from ovnvnet.model.annotation import (
 )
 from ovnvnet.model.network import Route
 
-FAST = settings(max_examples=300, deadline=1000,
+FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KEY = b"s" * 32
 
@@ -63,14 +63,14 @@ any_value = any_text | json_values | st.binary(max_size=20) | st.sampled_from([N
 
 def total(fn, *args) -> None:
     """Returns something or raises the codec's own error with a short printable message, fast."""
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
     try:
         fn(*args)
     except AnnotationError as e:
         msg = str(e)
         assert msg and len(msg) < 1000
         msg.encode("utf-8")   # always writable as ovnNetworkError, an Event or a CNI error
-    assert time.perf_counter() - start < 0.5
+    assert time.thread_time() - start < 0.5
 
 
 @FAST
@@ -132,7 +132,7 @@ legacy_results = st.builds(
                     max_size=3).map(tuple))
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300, deadline=None)
 @given(legacy_results)
 def test_legacy_result_round_trip(result):
     assert decode_legacy_result(encode_legacy_result(result, "ns", "pod")) == result

@@ -32,7 +32,7 @@ from ovnvnet.model.network import Route, SpecError, parse_network_spec
 
 FAST = settings(
     max_examples=1000,
-    deadline=1000,  # ms per example: "bounded time"
+    deadline=None,  # bounded time is asserted inside, in CPU time (a loaded machine stretches wall time)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -105,14 +105,14 @@ def check_requests(reqs) -> None:
 
 
 def parse_total(raw: str) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
     try:
         check_requests(parse_ovn_network(raw))
     except AnnotationError as e:
         msg = str(e)
         assert msg and len(msg) < 1000
         msg.encode("utf-8")  # always printable in logs and events
-    assert time.perf_counter() - start < 0.5
+    assert time.thread_time() - start < 0.5
 
 
 # -- parse_ovn_network --------------------------------------------------------------------
@@ -158,12 +158,12 @@ def test_annotation_huge_lists(count, item):
 
 def test_annotation_ten_megabytes():
     for raw in ("x" * 10_000_000, '["' + "a" * 10_000_000 + '"]', "[" * 10_000_000):
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
         with pytest.raises(AnnotationError, match="too large"):
             parse_ovn_network(raw)
         with pytest.raises(AnnotationError, match="too large"):
             decode_iface_list(raw)
-        assert time.perf_counter() - start < 0.5
+        assert time.thread_time() - start < 0.5
 
 
 @FAST
@@ -201,7 +201,7 @@ results = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(results, max_size=MAX_INTERFACES))
 def test_iface_list_round_trip(items):
     assert decode_iface_list(encode_iface_list(items)) == items
@@ -231,7 +231,7 @@ spec_dicts = st.fixed_dictionaries(
 
 
 def spec_total(value) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
     try:
         spec = parse_network_spec(value)
     except SpecError as e:
@@ -242,7 +242,7 @@ def spec_total(value) -> None:
         assert parse_network_spec(spec.to_dict()) == spec
         assert spec.subnet.prefixlen <= 30
         assert spec.subnet.first < int(spec.gateway) < spec.subnet.last
-    assert time.perf_counter() - start < 0.5
+    assert time.thread_time() - start < 0.5
 
 
 @FAST
@@ -267,7 +267,7 @@ def test_spec_huge_strings(size, field):
 
 
 def test_spec_ten_megabytes():
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
     for field in ("subnet", "gateway"):
         with pytest.raises(SpecError):
             parse_network_spec({"subnet": "172.16.25.0/24", field: "9" * 10_000_000})
