@@ -219,7 +219,7 @@ class Kube:
 
     def ensure_namespace(self, ns: str) -> None:
         try:
-            self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).release_conn()
+            _ = self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data  # body read: clean connection
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -258,7 +258,7 @@ class Kube:
             body["spec"]["nodeName"] = node
         for attempt in range(5):
             try:
-                self.core.create_namespaced_pod(ns, body, _preload_content=False).release_conn()
+                _ = self.core.create_namespaced_pod(ns, body, _preload_content=False).data  # body read: clean connection
                 return time.monotonic()
             except ApiException as exc:
                 if exc.status not in (429, 500, 503, 504) or attempt == 4:
@@ -268,7 +268,7 @@ class Kube:
 
     def delete_pod(self, ns: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).release_conn()
+            _ = self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).data  # body read: clean connection
         except ApiException as exc:
             if exc.status != 404:
                 raise
