@@ -219,7 +219,8 @@ class Kube:
 
     def ensure_namespace(self, ns: str) -> None:
         try:
-            _ = self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data  # body read: clean connection
+            # .data reads the body, so the connection goes back to the pool clean
+            _ = self.core.create_namespace({"metadata": {"name": ns}}, _preload_content=False).data
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -258,7 +259,7 @@ class Kube:
             body["spec"]["nodeName"] = node
         for attempt in range(5):
             try:
-                _ = self.core.create_namespaced_pod(ns, body, _preload_content=False).data  # body read: clean connection
+                _ = self.core.create_namespaced_pod(ns, body, _preload_content=False).data
                 return time.monotonic()
             except ApiException as exc:
                 if exc.status not in (429, 500, 503, 504) or attempt == 4:
@@ -268,7 +269,8 @@ class Kube:
 
     def delete_pod(self, ns: str, name: str) -> None:
         try:
-            _ = self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0, _preload_content=False).data  # body read: clean connection
+            _ = self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0,
+                                                _preload_content=False).data
         except ApiException as exc:
             if exc.status != 404:
                 raise
