@@ -25,7 +25,7 @@ def _bound_to(stack: Stack, lsp: str) -> list[str]:
 
 def test_forged_legacy_result_cannot_take_another_pods_port(pods: Pods, e2e_stack: Stack, tmp_path):
     net = uniq("hijack")
-    pods.cluster.create_vnet(net, "10.68.0.0/24")
+    pods.cluster.create_vnet(net, "10.69.0.0/24")  # its own subnet: test_lifecycle keeps 10.68.0.0/24
     pods.cluster.wait_ready(net)
     victim = pods.run("victim", [{"name": net, "interface": "net1"}])
     peer = pods.run("peer", [{"name": net, "interface": "net0"}])
