@@ -94,21 +94,43 @@ def test_install_runs_as_pods_under_service_accounts(node):
     assert shim.is_file() and not shim.is_symlink() and os.access(shim, os.X_OK)
     conf = json.loads((node.cni_conf / "20-ovnvnet.conflist").read_text())
     assert conf["plugins"][0]["agentSocket"] == f"{LOCAL_NODE_ROOT}/agent/cni.sock"
-    # nothing of ovnvnet runs as a local process of this stack
+    # nothing of ovnvnet runs as a local process of this stack: its 3 processes (2 operators, the
+    # agent) descend from this node's containerd shims; none is this stack's own process
     assert not s.running("operator") and not s.running(s.worker.AGENT), s.status()
-    local = [pid for pid in os.listdir("/proc") if pid.isdigit() and _local_ovnvnet(pid, node)]
+    shims = set(node.shims())
+    procs = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _runs_ovnvnet(pid)]
+    contained = [pid for pid in procs if shims & _ancestors(pid)]
+    assert len(contained) == 3, (procs, contained)
+    local = [pid for pid in procs if pid not in contained and str(s.root) in _environ(pid)]
     assert local == [], local
 
 
-def _local_ovnvnet(pid: str, node: RealNode) -> bool:
-    """A process running `python -m ovnvnet...` outside any container of this node."""
+def _runs_ovnvnet(pid: int) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        root = os.readlink(f"/proc/{pid}/root")
     except OSError:
         return False
-    runs = any(a.startswith(b"ovnvnet") for a in argv[1:3]) and b"-m" in argv[:3]
-    return runs and root == "/"
+    return b"-m" in argv[:3] and any(a.startswith(b"ovnvnet") for a in argv[1:4])
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.add(pid)
+    return out
+
+
+def _environ(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace") + \
+            Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_seed_pods_interfaces_and_pings_from_inside(node, seed):
