@@ -222,7 +222,8 @@ def test_delete_agent_pod_daemonset_restarts_it_pings_continue(node, seed):
     print(f"agent pod {old} deleted: a new one Ready after {time.monotonic() - t0:.1f}s")
     out, _ = pinger.communicate(timeout=60)
     assert "40 packets transmitted, 40 packets received" in out, out
-    s.kubectl("apply", "-f", "-", input=json.dumps(_pod("pod-after-agent", [{"name": "ovn-ls-26", "interface": "net0"}])))
+    after = _pod("pod-after-agent", [{"name": "ovn-ls-26", "interface": "net0"}])
+    s.kubectl("apply", "-f", "-", input=json.dumps(after))
     s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after-agent", "--timeout=120s")
     ip = json.loads(cluster.annotations(NS, "pod-after-agent")["ovnIfaceList"])[0]["ip_address"]
     assert ping(node, "pod-after-agent", GW26) and ping(node, "pod-ovn", ip)
