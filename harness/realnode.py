@@ -2,6 +2,17 @@
 
     python -m harness.realnode up --dir .stack     # stack + data plane + node-1
     python -m harness.realnode down --dir .stack   # everything, then the stack
+    python -m harness.realnode up --install ...    # ovnvnet as pods, nothing of it local
+
+Install mode (``RealNode(stack, install=True)``, ``make node-install``): ``kubectl apply -k
+manifests/overlays/local-node`` runs the operator, agent and webhook as pods. Only then the stack
+gets ServiceAccount admission and tokens, the workload controllers (deployment, replicaset,
+daemonset, endpoint, serviceaccount(-token), nodelifecycle), kube-scheduler,
+``--enable-aggregator-routing`` and an egress selector that sends the API server's ``cluster``
+traffic through :mod:`harness.realnode_egress` in the node's namespace; containerd gets a second
+runtime handler ``default-net`` (default network only; RuntimeClass ``ovnvnet-default-net``, for
+the operator's pods) and leaves pod netns files in ``/var/run/netns``, where the agent's volume
+sees them; ``/run/ovnvnet-local-node`` links the overlay's node paths to ``<stack>/rn/host``.
 
 The node is the stack's data-plane network namespace (``Stack.node_netns``, where OVS and
 ovn-controller already run): containerd, the containerd shims, the pods' default network and the
