@@ -40,7 +40,9 @@ FROM ${RUNTIME_IMAGE}
 # exactly the wheels built from the lock: nothing resolved, nothing fetched
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
- && pip check
+ && pip check \
+ && echo 'ovnvnet:x:65532:65532:ovnvnet:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'ovnvnet:x:65532:' >> /etc/group
 COPY --from=build /out/bin/ovn-k8s-cni-overlay /opt/ovnvnet/bin/ovn-k8s-cni-overlay
 # Owned by the operator's user only so Tilt's live_update can sync into it; in a cluster the
 # Deployment's readOnlyRootFilesystem keeps it read-only.
@@ -50,6 +52,7 @@ ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1
 WORKDIR /app
 # The operator runs as this user; the agent's DaemonSet overrides it with root (it plumbs netns).
+# It has a passwd entry (above): Kopf names itself with getpass.getuser(), which fails without one.
 USER 65532:65532
 EXPOSE 8080 9443
 CMD ["python", "-m", "ovnvnet"]

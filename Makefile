@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status lint test unit demo bench soak node-bootstrap node-up e2e-node
+.PHONY: bootstrap up down status lint test unit demo bench soak node-bootstrap node-up node-install e2e-node
 
 bootstrap:
 	@bash hack/bootstrap.sh
@@ -20,7 +20,15 @@ node-bootstrap:
 node-up: bootstrap node-bootstrap
 	@$(PY) -m harness.realnode up --dir $(STACK)
 
-# The seed's scenario with real busybox containers on the real node. Not in `make test` yet.
+# The stack plus node-1 with ovnvnet installed AS PODS: `kubectl apply -k
+# manifests/overlays/local-node` (operator Deployment, agent DaemonSet, webhook, RBAC); nothing of
+# ovnvnet runs as a local process. `make down` stops it too.
+node-install: bootstrap node-bootstrap
+	@$(PY) -m harness.realnode up --install --dir $(STACK)
+
+# The seed's scenario with real busybox containers on the real node, with the operator and agent
+# as local processes (tests/node/test_realnode.py), then as installed pods (test_install.py).
+# Not in `make test`.
 e2e-node: bootstrap node-bootstrap
 	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
 

@@ -119,7 +119,8 @@ class KubeControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16",
-            "--disable-admission-plugins=ServiceAccount",
+            # realnode.py's install mode turns ServiceAccount admission back on (pods get tokens)
+            *([] if self.wd.state.get("service_accounts") else ["--disable-admission-plugins=ServiceAccount"]),
             "--enable-priority-and-fairness=false",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--event-ttl=1h",
@@ -155,5 +156,7 @@ class KubeControlPlane:
             return
         self.wd.spawn("kube-controller-manager", [
             str(self.kube_bin / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",
-            "--controllers=garbagecollector,namespace", "--leader-elect=false", "--port=0", "--secure-port=0",
+            "--controllers=" + ",".join(self.wd.state.get("controllers", ["garbagecollector", "namespace"])),
+            "--leader-elect=false", "--port=0", "--secure-port=0",
+            *self.wd.state.get("controller_manager_args", []),  # realnode.py's install mode
         ])

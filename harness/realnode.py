@@ -2,6 +2,17 @@
 
     python -m harness.realnode up --dir .stack     # stack + data plane + node-1
     python -m harness.realnode down --dir .stack   # everything, then the stack
+    python -m harness.realnode up --install ...    # ovnvnet as pods, nothing of it local
+
+Install mode (``RealNode(stack, install=True)``, ``make node-install``): ``kubectl apply -k
+manifests/overlays/local-node`` runs the operator, agent and webhook as pods. Only then the stack
+gets ServiceAccount admission and tokens, the workload controllers (deployment, replicaset,
+daemonset, endpoint, serviceaccount(-token), nodelifecycle), kube-scheduler,
+``--enable-aggregator-routing`` and an egress selector that sends the API server's ``cluster``
+traffic through :mod:`harness.realnode_egress` in the node's namespace; containerd gets a second
+runtime handler ``default-net`` (default network only; RuntimeClass ``ovnvnet-default-net``, for
+the operator's pods) and leaves pod netns files in ``/var/run/netns``, where the agent's volume
+sees them; ``/run/ovnvnet-local-node`` links the overlay's node paths to ``<stack>/rn/host``.
 
 The node is the stack's data-plane network namespace (``Stack.node_netns``, where OVS and
 ovn-controller already run): containerd, the containerd shims, the pods' default network and the
@@ -50,6 +61,7 @@ import time
 from pathlib import Path
 
 from . import REPO, images
+from .dataplane import start_dataplane
 from .stack import KUBE_BIN, SYSTEM_CNI_DIR, Stack, _tcp_open, pid_alive, wait_for
 
 DEFAULT_SUBNET = "10.85.0.0/24"
@@ -57,6 +69,13 @@ API_VIP = "10.96.0.1"
 SERVICE_RANGE = "10.96.0.0/16"
 NB_NODE_PORT = 6641
 NODE_TOKEN_USER = "system:node:{node}"
+# install mode: where manifests/overlays/local-node puts things on the node (a link to <stack>/rn/host)
+LOCAL_NODE_ROOT = Path("/run/ovnvnet-local-node")
+OVERLAY = REPO / "manifests" / "overlays" / "local-node"
+NAD_CRD = REPO / "tests" / "install" / "nad-crd.yaml"  # Multus's CRD, a prerequisite of the install
+DEFAULT_NET_HANDLER = "default-net"  # runtime handler whose pods get the default network only
+INSTALL_CONTROLLERS = ["garbagecollector", "namespace", "serviceaccount", "serviceaccount-token",
+                       "deployment", "replicaset", "daemonset", "endpoint", "nodelifecycle"]
 
 
 def log(msg: str) -> None:
@@ -66,10 +85,15 @@ def log(msg: str) -> None:
 class RealNode:
     """The real node of `stack` (its data plane's node). Paths live under ``<stack>/rn``."""
 
-    def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN):
+    def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN, install: bool | None = None):
+        """`install`: ovnvnet runs as pods (`kubectl apply -k manifests/overlays/local-node`),
+        nothing of it as a local process; None: as this stack was started (default False)."""
         self.stack = stack
         self.kube_bin = kube_bin
         self.dir = stack.root / "rn"
+        if install is None:
+            install = bool(stack.state.get("realnode", {}).get("install"))
+        self.install = install
 
     # ------------------------------------------------------------------ paths and addresses
     @property
@@ -91,6 +115,19 @@ class RealNode:
     @property
     def cni_conf(self) -> Path:
         return self.dir / "cni" / "net.d"
+
+    @property
+    def cni_conf_default(self) -> Path:
+        """The conf dir of runtime handler `default-net` (RuntimeClass ovnvnet-default-net)."""
+        return self.dir / "cni" / "net.d-default"
+
+    @property
+    def host_root(self) -> Path:
+        return self.dir / "host"
+
+    @property
+    def egress_sock(self) -> Path:
+        return self.dir / "egress.sock"
 
     @property
     def kubelet_dir(self) -> Path:
@@ -135,8 +172,27 @@ class RealNode:
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={cli}.crt", f"--kubelet-client-key={cli}.key",
         ]
-        st["realnode"] = {"node": self.name}
+        st["realnode"] = {"node": self.name, "install": self.install}
+        if self.install:
+            self._prepare_install(st)
         self.stack._save()
+
+    def _prepare_install(self, st: dict) -> None:
+        """Install mode only: pods get ServiceAccount tokens (admission + token controller), the
+        controllers Deployments and DaemonSets need, Services resolved to their endpoints
+        (``--enable-aggregator-routing``), and the API server's ``cluster`` traffic (webhooks,
+        kubelet) sent through the node's egress proxy (:mod:`harness.realnode_egress`)."""
+        egress = self.dir / "egress-selector.yaml"
+        egress.write_text(json.dumps({
+            "apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
+            "egressSelections": [{"name": "cluster", "connection": {
+                "proxyProtocol": "HTTPConnect", "transport": {"uds": {"udsName": str(self.egress_sock)}}}}],
+        }, indent=1))
+        st["apiserver_args"] += ["--enable-aggregator-routing=true", f"--egress-selector-config-file={egress}"]
+        st["service_accounts"] = True
+        st["controllers"] = INSTALL_CONTROLLERS
+        st["controller_manager_args"] = [f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                                         f"--root-ca-file={self.pki / 'apiserver.crt'}"]
 
     def _kubelet_kubeconfig(self) -> Path:
         path = self.dir / "kubelet.kubeconfig"
@@ -168,11 +224,13 @@ class RealNode:
             link = self.cni_bin / plugin.name
             if not link.exists():
                 link.symlink_to(plugin)
-        shim = self.stack.build_dir / "ovn-k8s-cni-overlay"
-        link = self.cni_bin / shim.name
-        if not link.exists():
-            link.symlink_to(shim)
-        (self.cni_conf / "10-default.conflist").write_text(json.dumps({
+        if not self.install:  # install mode: the agent DaemonSet's init step installs both
+            shim = self.stack.build_dir / "ovn-k8s-cni-overlay"
+            link = self.cni_bin / shim.name
+            if not link.exists():
+                link.symlink_to(shim)
+            self.stack.write_conflist(path=self.cni_conf / "20-ovnvnet.conflist")
+        default = json.dumps({
             "cniVersion": "1.0.0", "name": "default",
             "plugins": [{
                 "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
@@ -181,8 +239,31 @@ class RealNode:
                          # the Service range (the API server's 10.96.0.1) goes via the node
                          "routes": [{"dst": SERVICE_RANGE}], "dataDir": str(self.dir / "cni" / "ipam")},
             }],
-        }, indent=1) + "\n")
-        self.stack.write_conflist(path=self.cni_conf / "20-ovnvnet.conflist")
+        }, indent=1) + "\n"
+        (self.cni_conf / "10-default.conflist").write_text(default)
+        if self.install:
+            self.cni_conf_default.mkdir(parents=True, exist_ok=True)
+            (self.cni_conf_default / "10-default.conflist").write_text(default)
+            self._host_links()
+
+    def _host_links(self) -> None:
+        """/run/ovnvnet-local-node -> <stack>/rn/host: the node paths the overlay names (CNI bin and
+        conf dirs, the OVS run dir with db.sock, the agent's socket dir). One node per machine."""
+        self.host_root.mkdir(parents=True, exist_ok=True)
+        for name, target in (("cni-bin", self.cni_bin), ("cni-conf", self.cni_conf),
+                             ("openvswitch", self.stack.node_dir)):
+            link = self.host_root / name
+            if not link.is_symlink():
+                link.symlink_to(target)
+        (self.host_root / "agent").mkdir(exist_ok=True)
+        if LOCAL_NODE_ROOT.is_symlink():
+            other = Path(os.readlink(LOCAL_NODE_ROOT))
+            if other != self.host_root and other.exists():
+                raise RuntimeError(f"{LOCAL_NODE_ROOT} belongs to another real node ({other}): stop it first")
+            LOCAL_NODE_ROOT.unlink()
+        elif LOCAL_NODE_ROOT.exists():
+            raise RuntimeError(f"{LOCAL_NODE_ROOT} exists and is not a link: remove it")
+        LOCAL_NODE_ROOT.symlink_to(self.host_root)
 
     def _containerd_config(self) -> Path:
         cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -204,7 +285,7 @@ oom_score = 0
   # these machines lack CAP_SYS_RESOURCE: a negative oom_score_adj makes runc fail
   restrict_oom_score_adj = true
   sandbox_image = "{images.PAUSE_IMAGE}"
-  netns_mounts_under_state_dir = true
+  netns_mounts_under_state_dir = {str(not self.install).lower()}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   disable_apparmor = true
@@ -216,6 +297,7 @@ oom_score = 0
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
 
+{self._default_net_runtime(cri)}
 [{cri}.cni]
   bin_dir = "{self.cni_bin}"
   conf_dir = "{self.cni_conf}"
@@ -224,6 +306,33 @@ oom_score = 0
         path = self.dir / "containerd.toml"
         path.write_text(toml)
         return path
+
+    def _default_net_runtime(self, cri: str) -> str:
+        """Install mode: a second handler whose pods get only the default network (eth0), for the
+        operator's pods (RuntimeClass ovnvnet-default-net): they must not wait for themselves."""
+        if not self.install:
+            return ""
+        return f"""[{cri}.containerd.runtimes.{DEFAULT_NET_HANDLER}]
+  runtime_type = "io.containerd.runc.v2"
+  cni_conf_dir = "{self.cni_conf_default}"
+  cni_max_conf_num = 1
+"""
+
+    def _start_egress(self) -> None:
+        if not self.install or self.stack.running("egress"):
+            return
+        self.egress_sock.unlink(missing_ok=True)
+        self.stack._spawn("egress", [
+            *self._nsenter(), sys.executable, "-m", "harness.realnode_egress", "--socket", str(self.egress_sock),
+            "--allow", DEFAULT_SUBNET, "--allow", "127.0.0.1/32"], env={"PYTHONPATH": str(REPO)})
+        self.stack._wait_started("egress", self.egress_sock.is_socket, 30, "the node's egress proxy")
+
+    def _start_scheduler(self) -> None:
+        if not self.install or self.stack.running("kube-scheduler"):
+            return
+        self.stack._spawn("kube-scheduler", [
+            str(self.kube_bin / "kube-scheduler"), f"--kubeconfig={self.stack.kubeconfig}",
+            "--leader-elect=false", "--port=0", "--secure-port=0"])
 
     def _start_relay(self) -> None:
         if self.stack.running("nsrelay"):
@@ -303,22 +412,59 @@ oom_score = 0
         for d in (self.stack.root, self.stack.pids, self.stack.logs, self.dir):
             d.mkdir(parents=True, exist_ok=True)
         self.prepare_apiserver()
-        pid = self.stack.pid("kube-apiserver")
-        if pid and self.stack.running("kube-apiserver") and \
-                b"--kubelet-client-certificate" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            log("restarting the API server with the node's flags (kubelet address, client cert, token)")
-            self.stack.kill("kube-apiserver")
-        self.stack.up(operator=operator, dataplane=True)
+        self._restart_without("kube-apiserver", "--egress-selector-config-file" if self.install
+                              else "--kubelet-client-certificate")
+        if self.install:
+            self._restart_without("kube-controller-manager", "--root-ca-file")
+            self.stack.up(operator=False, dataplane=False)
+            self._start_dataplane()
+        else:
+            self.stack.up(operator=operator, dataplane=True)
         self._node_rbac()
         self._cni()
         self._start_relay()
+        self._start_egress()
         self._start_containerd()
-        self.import_images()
+        self.import_images({images.PAUSE_IMAGE: images.pause_image(), images.BUSYBOX_IMAGE: images.busybox_image(),
+                            **({images.OVNVNET_IMAGE: images.ovnvnet_image()} if self.install else {})})
+        self._start_scheduler()
         self._start_kubelet()
         took = self.wait_ready()
         self._set_address()
         log(f"node {self.name} Ready {took:.1f}s after the kubelet started")
+        if self.install:
+            self.apply_install()
         return self
+
+    def _restart_without(self, name: str, flag: str) -> None:
+        pid = self.stack.pid(name)
+        if pid and self.stack.running(name) and flag.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            log(f"restarting {name} with the real node's flags ({flag})")
+            self.stack.kill(name)
+
+    def _start_dataplane(self) -> None:
+        """Install mode: the node's OVS + ovn-controller only; the agent comes as a DaemonSet pod."""
+        w = self.stack.worker
+        self.stack.state["dataplane"] = {"node": w.name, "netns": w.netns}
+        self.stack._save()
+        dp = w.dataplane()
+        if not dp.running():
+            dp.stop()
+            start_dataplane(w.dir, self.stack.central.sb_unix, w.name, netns=w.netns)
+        self.stack.write_env()
+
+    def apply_install(self, timeout: float = 300) -> float:
+        """`kubectl apply -k manifests/overlays/local-node` (after Multus's CRD, its prerequisite),
+        then wait until the operator Deployment and the agent DaemonSet are rolled out."""
+        t0 = time.monotonic()
+        self.stack.kubectl("apply", "-f", str(NAD_CRD))
+        self.stack.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(NAD_CRD))
+        self.stack.kubectl("apply", "-k", str(OVERLAY))
+        for what in ("deployment/ovnvnet-operator", "daemonset/ovnvnet-agent"):
+            self.stack.kubectl("rollout", "status", "-n", "ovnvnet-system", what, f"--timeout={int(timeout)}s")
+        took = time.monotonic() - t0
+        log(f"install rolled out {took:.1f}s after kubectl apply -k {OVERLAY.relative_to(REPO)}")
+        return took
 
     def _set_address(self) -> None:
         """InternalIP 127.0.0.1 in the node's status, set by us as a cloud provider would: the
@@ -345,15 +491,24 @@ oom_score = 0
     def drain(self, timeout: float = 90) -> None:
         """Delete every pod on the node and wait until the kubelet has stopped them all (the
         runtime calls CNI DEL for each sandbox) and the API objects are gone."""
-        pods = self.node_pods()
+        if self.install:  # the agent must outlive the pods it unplugs; the controllers would recreate it
+            self._delete_pods([p for p in self.node_pods() if p["metadata"]["namespace"] != "ovnvnet-system"],
+                              timeout)
+            self.stack.kubectl("delete", "-k", str(OVERLAY), "--wait=false", "--ignore-not-found", check=False)
+        self._delete_pods(self.node_pods(), timeout)
+        if self.stack.running("containerd"):
+            wait_for(lambda: not self._running_tasks(), timeout, "containerd's tasks to stop", interval=0.5)
+
+    def _delete_pods(self, pods: list[dict], timeout: float) -> None:
+        names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
         for pod in pods:
             md = pod["metadata"]
             self.stack.kubectl("delete", "pod", "-n", md["namespace"], md["name"], "--wait=false",
                                "--grace-period=1", check=False)
         if pods:
-            wait_for(lambda: not self.node_pods(), timeout, f"the pods on {self.name} to be deleted", interval=0.5)
-        if self.stack.running("containerd"):
-            wait_for(lambda: not self._running_tasks(), timeout, "containerd's tasks to stop", interval=0.5)
+            wait_for(lambda: not names & {(p["metadata"]["namespace"], p["metadata"]["name"])
+                                          for p in self.node_pods()},
+                     timeout, f"the pods on {self.name} to be deleted", interval=0.5)
 
     def _running_tasks(self) -> list[str]:
         out = self.ctr("tasks", "ls", check=False, timeout=30)
@@ -381,7 +536,10 @@ oom_score = 0
         self.stack.kill("containerd")
         self._kill_shims()
         self.stack.kill("nsrelay")
+        self.stack.kill("egress")
         self._unmount_all()
+        if LOCAL_NODE_ROOT.is_symlink() and Path(os.readlink(LOCAL_NODE_ROOT)) == self.host_root:
+            LOCAL_NODE_ROOT.unlink()
 
     def _tasks(self) -> list[str]:
         out = self.ctr("tasks", "ls", "-q", check=False, timeout=30)
@@ -462,11 +620,13 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["up", "down", "images"])
     ap.add_argument("--dir", default=".stack", help="state directory (default .stack)")
     ap.add_argument("--no-operator", action="store_true", help="no operator process")
+    ap.add_argument("--install", action="store_true",
+                    help="ovnvnet as pods: kubectl apply -k manifests/overlays/local-node (no local process)")
     args = ap.parse_args(argv)
     stack = Stack(args.dir)
     if args.command == "up":
         t0 = time.monotonic()
-        RealNode(stack).up(operator=not args.no_operator)
+        RealNode(stack, install=args.install or None).up(operator=not args.no_operator)
         print(f"stack and real node up in {time.monotonic() - t0:.1f}s; source {stack.root / 'env'}")
     elif args.command == "down":
         down(stack)

@@ -198,7 +198,7 @@ def test_delete_makes_the_runtime_call_del(node, seed):
 def test_project_image_runs_on_the_node(node, seed):
     """localhost/ovnvnet:dev, built from the Dockerfile by buildah (stand-in base), imported into
     containerd with ctr, runs as a pod: its Python has the package and the shim is in place."""
-    from ovnvnet.testing import images
+    from harness import images
 
     t0 = time.monotonic()
     archive = images.ovnvnet_image()

@@ -1,0 +1,231 @@
+"""The install as pods on the REAL node (issue 12, step 4): `kubectl apply -k
+manifests/overlays/local-node` runs the operator Deployment (2 replicas, leader election, the
+webhook behind its Service), the agent DaemonSet (its init step installs the shim and the CNI
+configuration on the node), RBAC, ConfigMaps and the seal Secret as pods under their
+ServiceAccounts; NOTHING of ovnvnet runs as a local process. Then the seed's scenario with
+real busybox containers, checked from inside them (`kubectl exec`).
+
+Runs only with OVNVNET_E2E_NODE=1 (`make e2e-node`). Packets only travel between network
+namespaces the run created (the node's and the pods').
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.kit import wait_until
+from harness.realnode import LOCAL_NODE_ROOT, RealNode
+from harness.stack import KUBE_BIN, Stack
+
+from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, ping
+from .test_realnode import seed as seed  # a fixture, shared with test_realnode (explicit re-export)
+
+pytestmark = pytest.mark.timeout(900)
+
+SYSTEM = "ovnvnet-system"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory) -> RealNode:
+    assert (KUBE_BIN / "kubelet").exists(), "run `make node-bootstrap` first (kubelet build)"
+    assert (KUBE_BIN / "kube-scheduler").exists(), "run `make node-bootstrap` first (kube-scheduler build)"
+    stack = Stack(Path(os.environ.get("OVNVNET_E2E_STACK") or tmp_path_factory.mktemp("rni")))
+    n = RealNode(stack, install=True)
+    t0 = time.monotonic()
+    try:
+        n.up(operator=False)
+        print(f"stack + real node + install up in {time.monotonic() - t0:.1f}s")
+        yield n
+    finally:
+        n.stop()
+        stack.down(remove=not os.environ.get("OVNVNET_KEEP_STACK"))
+
+
+def pods(n: RealNode, selector: str) -> list[dict]:
+    out = n.stack.kubectl("get", "pods", "-n", SYSTEM, "-l", selector, "-o", "json")
+    return json.loads(out.stdout)["items"]
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def leader(n: RealNode) -> str:
+    out = n.stack.kubectl("get", "lease", "-n", SYSTEM, "ovnvnet-operator", "-o", "json", check=False)
+    return json.loads(out.stdout)["spec"].get("holderIdentity") or "" if out.returncode == 0 else ""
+
+
+def container_task(n: RealNode, pod: dict, name: str) -> str:
+    """The containerd task id of container `name` of `pod` (the CRI container id)."""
+    status = next(c for c in pod["status"]["containerStatuses"] if c["name"] == name)
+    return status["containerID"].split("://", 1)[1]
+
+
+def test_install_runs_as_pods_under_service_accounts(node):
+    s = node.stack
+    ops = pods(node, "app.kubernetes.io/name=ovnvnet-operator")
+    agents = pods(node, "app.kubernetes.io/name=ovnvnet-agent")
+    assert len(ops) == 2 and all(ready(p) for p in ops), [(p["metadata"]["name"], p["status"]) for p in ops]
+    assert len(agents) == 1 and ready(agents[0]), agents[0]["status"]
+    for pod, sa in [(p, "ovnvnet-operator") for p in ops] + [(agents[0], "ovnvnet-agent")]:
+        assert pod["spec"]["serviceAccountName"] == sa
+        # the ServiceAccount admission mounted its token: the pod talks to the API as that identity
+        mounts = [m["mountPath"] for c in pod["spec"]["containers"] for m in c.get("volumeMounts", [])]
+        assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts, mounts
+        assert pod["status"]["containerStatuses"][0]["image"].endswith("localhost/ovnvnet:dev")
+    # the operator pods: own network namespaces on the default network only (not hostNetwork)
+    for p in ops:
+        assert not p["spec"].get("hostNetwork") and p["status"]["podIP"].startswith("10.85.0."), p["status"]
+        assert p["spec"]["runtimeClassName"] == "ovnvnet-default-net"
+    # one leader among the two replicas, serving the webhook behind its Service
+    holder = leader(node)
+    assert holder in {p["metadata"]["name"] for p in ops}, holder
+    ep = json.loads(s.kubectl("get", "endpoints", "-n", SYSTEM, "ovnvnet-webhook", "-o", "json").stdout)
+    addrs = [a.get("targetRef", {}).get("name") for sub in ep.get("subsets", []) for a in sub.get("addresses", [])]
+    assert addrs == [holder], ep
+    # the seal Secret, created by the operator under its ServiceAccount
+    s.kubectl("get", "secret", "-n", SYSTEM, "ovnvnet-seal")
+    # the agent's init step installed the shim (a file, not the stack's link) and the conflist
+    shim = node.cni_bin / "ovn-k8s-cni-overlay"
+    assert shim.is_file() and not shim.is_symlink() and os.access(shim, os.X_OK)
+    conf = json.loads((node.cni_conf / "20-ovnvnet.conflist").read_text())
+    assert conf["plugins"][0]["agentSocket"] == f"{LOCAL_NODE_ROOT}/agent/cni.sock"
+    # nothing of ovnvnet runs as a local process of this stack: its 3 processes (2 operators, the
+    # agent) descend from this node's containerd shims; none is this stack's own process
+    assert not s.running("operator") and not s.running(s.worker.AGENT), s.status()
+    shims = set(node.shims())
+    procs = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _runs_ovnvnet(pid)]
+    contained = [pid for pid in procs if shims & _ancestors(pid)]
+    assert len(contained) == 3, (procs, contained)
+    local = [pid for pid in procs if pid not in contained and str(s.root) in _environ(pid)]
+    assert local == [], local
+
+
+def _runs_ovnvnet(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"-m" in argv[:3] and any(a.startswith(b"ovnvnet") for a in argv[1:4])
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.add(pid)
+    return out
+
+
+def _environ(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace") + \
+            Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_seed_pods_interfaces_and_pings_from_inside(node, seed):
+    ips = seed["ips"]
+    have = addresses(node, "pod-ovn")
+    assert have["net1"]["mac"] == "0a:00:00:00:00:15" and have["net1"]["ipv4"] == ["172.16.26.3/24"]
+    assert have["net0"]["ipv4"] == [f"{ips['pod-ovn']['net0']['ip_address']}/24"]
+    assert have["net0"]["mac"] == ips["pod-ovn"]["net0"]["mac_address"]
+    assert "default via 172.16.25.1 dev eth1" in exec_(node, "pod-core", "ip", "route").stdout
+    assert ping(node, "pod-ovn", ips["pod-two"]["net0"]["ip_address"])
+    assert ping(node, "pod-two", "172.16.26.3")
+    for pod in ("pod-ovn", "pod-two"):
+        assert ping(node, pod, GW25) and ping(node, pod, GW26), pod
+    assert ping(node, "pod-core", ips["pod-edge"]["eth1"]["ip_address"])
+    # the result the agent acted on is sealed by the operator pod's key (the installed Secret)
+    assert "ovnvnet.io/seal" in seed["cluster"].annotations(NS, "pod-ovn")
+
+
+def test_webhook_pod_refuses_an_invalid_ovnnetwork_at_apply(node, seed):
+    bad = _pod("pod-refused", [{"name": "ovn-ls-26", "interface": "net1",
+                                "ip_address": "172.16.2526.3", "mac_address": "0a:00:00:00:00:16"}])
+    out = node.stack.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0, out.stdout
+    assert "ovnnetwork.ovnvnet.io" in out.stderr and "172.16.2526.3" in out.stderr, out.stderr
+    got = node.stack.kubectl("get", "pod", "-n", NS, "pod-refused", check=False)
+    assert got.returncode != 0 and "NotFound" in got.stderr
+
+
+def veths(node: RealNode) -> set[str]:
+    out = subprocess.run(["ip", "-n", node.netns, "-o", "link", "show", "type", "veth"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[1].rstrip(":").split("@")[0] for line in out.splitlines()}
+
+
+def test_delete_leaves_no_port_veth_or_address(node, seed):
+    s, cluster = node.stack, seed["cluster"]
+    ports_before, veths_before = set(s.dataplane().vsctl("list-ports", "br-int").split()), veths(node)
+    nb = {p for p in cluster.nb_pod_ports() if p.startswith(f"{NS}_pod-two_")}
+    assert nb == {f"{NS}_pod-two_net0", f"{NS}_pod-two_net1"}, nb
+    s.kubectl("delete", "pod", "-n", NS, "pod-two", "--timeout=60s")
+    wait_until(lambda: not nb & set(cluster.nb_pod_ports()), 30, what="pod-two's NB ports removed")
+    gone_ports = ports_before - set(s.dataplane().vsctl("list-ports", "br-int").split())
+    gone_veths = veths_before - veths(node)
+    assert len(gone_ports) == 2 and gone_ports <= gone_veths, (gone_ports, gone_veths)
+    # the default network's veth went too (3 in all: eth0 by the bridge plugin, net0, net1)
+    assert len(gone_veths) == 3, gone_veths
+    for iface, net in (("net0", "ovn-ls-25"), ("net1", "ovn-ls-26")):
+        ip = seed["ips"]["pod-two"][iface]["ip_address"]
+        wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
+
+
+def test_kill_the_leader_pod_standby_takes_over(node, seed):
+    """SIGKILL the leader's container (no Lease release) and force-delete its pod (so the kubelet
+    does not restart it under the same identity): the standby replica takes the Lease once it
+    expires, and a new pod attaches. The handover is measured from the kill."""
+    s, cluster = node.stack, seed["cluster"]
+    holder = leader(node)
+    ops = pods(node, "app.kubernetes.io/name=ovnvnet-operator")
+    pod = next(p for p in ops if p["metadata"]["name"] == holder)
+    standby = next(p["metadata"]["name"] for p in ops if p["metadata"]["name"] != holder)
+    t0 = time.monotonic()
+    node.ctr("tasks", "kill", "-s", "SIGKILL", container_task(node, pod, "operator"))
+    s.kubectl("delete", "pod", "-n", SYSTEM, holder, "--grace-period=0", "--force", "--wait=false", check=False)
+    wait_until(lambda: leader(node) == standby, 60, interval=0.2, what=f"the standby {standby} holds the Lease")
+    took = time.monotonic() - t0
+    s.kubectl("apply", "-f", "-", input=json.dumps(_pod("pod-after", [{"name": "ovn-ls-25", "interface": "net0"}])))
+    wait_until(lambda: "ovnIfaceList" in cluster.annotations(NS, "pod-after"), 60, what="pod-after attached")
+    attached = time.monotonic() - t0
+    print(f"leader {holder} killed: standby {standby} took the Lease after {took:.1f}s; "
+          f"a new pod attached {attached:.1f}s after the kill")
+    assert took < 30, took
+    s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after", "--timeout=120s")
+
+
+def test_delete_agent_pod_daemonset_restarts_it_pings_continue(node, seed):
+    s, cluster = node.stack, seed["cluster"]
+    old = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]["metadata"]["name"]
+    target = seed["ips"]["pod-core"]["eth1"]["ip_address"]
+    # 40 pings at 0.25 s from pod-edge to pod-core (across ovnvnet-router), while the agent restarts
+    pinger = subprocess.Popen([str(s.root / "bin" / "kubectl"), f"--kubeconfig={s.kubeconfig}", "exec", "-n", NS,
+                               "pod-edge", "--", "ping", "-c", "40", "-i", "0.25", "-W", "1", target],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    t0 = time.monotonic()
+    s.kubectl("delete", "pod", "-n", SYSTEM, old, "--timeout=60s")
+    wait_until(lambda: any(ready(p) and p["metadata"]["name"] != old
+                           for p in pods(node, "app.kubernetes.io/name=ovnvnet-agent")), 120, interval=0.5,
+               what="the DaemonSet's new agent pod Ready")
+    print(f"agent pod {old} deleted: a new one Ready after {time.monotonic() - t0:.1f}s")
+    out, _ = pinger.communicate(timeout=60)
+    assert "40 packets transmitted, 40 packets received" in out, out
+    after = _pod("pod-after-agent", [{"name": "ovn-ls-26", "interface": "net0"}])
+    s.kubectl("apply", "-f", "-", input=json.dumps(after))
+    s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after-agent", "--timeout=120s")
+    ip = json.loads(cluster.annotations(NS, "pod-after-agent")["ovnIfaceList"])[0]["ip_address"]
+    assert ping(node, "pod-after-agent", GW26) and ping(node, "pod-ovn", ip)
+
