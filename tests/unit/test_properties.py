@@ -1,6 +1,7 @@
 """Property tests: the parsers are total (only their own error, quickly) and the allocator
 never hands one address to two holders while keeping its counters exact."""
 
+import gc
 import json
 import time
 from itertools import pairwise
@@ -105,6 +106,7 @@ def check_requests(reqs) -> None:
 
 
 def parse_total(raw: str) -> None:
+    gc.disable()  # the parser's own cost, not a collection of garbage that earlier tests left behind
     start = time.thread_time()  # CPU time: what the parser costs, whatever else the machine runs
     try:
         check_requests(parse_ovn_network(raw))
@@ -112,7 +114,10 @@ def parse_total(raw: str) -> None:
         msg = str(e)
         assert msg and len(msg) < 1000
         msg.encode("utf-8")  # always printable in logs and events
-    assert time.thread_time() - start < 0.5
+    finally:
+        elapsed = time.thread_time() - start
+        gc.enable()
+    assert elapsed < 0.5
 
 
 # -- parse_ovn_network --------------------------------------------------------------------
