@@ -466,3 +466,19 @@ def test_read_seal_key(tmp_path):
     good = tmp_path / "key"
     good.write_bytes(KEY)
     assert read_seal_key(good) == KEY
+
+
+@pytest.mark.parametrize("raw, deep", [
+    ("[" * 33 + '"\\"' * 20000, True),           # brackets outside strings count
+    ('["' + "[" * 100 + '"]', False),              # brackets inside a string do not
+    ('[' * 32 + '1' + ']' * 32, False),            # 32 levels is the limit, still parsed
+    ('[' * 40 + '"' + "\\" * 60000, True),         # an unterminated string ends the scan
+])
+def test_depth_prescan(raw, deep):
+    """Hostile nesting is refused by a linear scan before json.loads (whose recursion would cost
+    stack and time): the scan skips strings, and an unterminated one ends it."""
+    from ovnvnet.model.annotation import _too_deep
+    assert _too_deep(raw) is deep
+    if deep:
+        with pytest.raises(AnnotationError, match="nested too deeply"):
+            parse_ovn_network(raw)

@@ -206,6 +206,29 @@ def _check_mac(raw: str, key: str) -> str:
     return mac
 
 
+MAX_JSON_DEPTH = 32   # every valid annotation nests at most 4 levels
+# a string (an unterminated one runs to the end, so every scan is linear) or a bracket
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+
+
+def _too_deep(raw: str) -> bool:
+    """Whether ``raw`` opens more than :data:`MAX_JSON_DEPTH` arrays/objects at once (strings
+    skipped). A linear scan that refuses hostile nesting before ``json.loads`` spends time and
+    stack on it."""
+    if raw.count("[") + raw.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for m in _JSON_TOKENS.finditer(raw):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
 def _loads(raw: Any, what: str) -> Any:
     if not isinstance(raw, str):
         raise AnnotationError(f"{what} must be a string, got {type(raw).__name__}")
@@ -216,6 +239,9 @@ def _loads(raw: Any, what: str) -> Any:
             f"{what} is too large ({len(raw)} characters); at most {MAX_ANNOTATION_BYTES} "
             f"bytes are allowed"
         )
+
+    if _too_deep(raw):
+        raise AnnotationError(f"{what} is not valid JSON: nested too deeply")
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not allowed")
