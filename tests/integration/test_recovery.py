@@ -249,3 +249,24 @@ def test_repair_log_mode_changes_nothing_and_logs_each_row(cluster: Cluster, ns:
         stack.start_operator(OPERATOR_ENV)
         cluster.delete_pod(ns, "lm0")
         cluster.delete_vnet(n)
+
+
+def test_deleted_networks_stay_deleted_while_sweeps_run(cluster: Cluster, subnet, net_name) -> None:
+    """A network deleted while a sweep is between its NB read and its repair must not be
+    re-created by that repair (CI once saw a deleted network's switch come back: the sweep had
+    planned from a snapshot taken before the deletion). Sweeps run every second here; eight
+    networks are deleted at once, three times over, and none may reappear in the NB."""
+    for rnd in range(3):
+        nets = [net_name(f"gone{rnd}x{k}") for k in range(8)]
+        for n in nets:
+            cluster.create_vnet(n, subnet())
+        for n in nets:
+            cluster.wait_ready(n)
+        for n in nets:
+            cluster.delete_vnet(n)
+        wait_until(lambda nets=nets: not any(cluster.vnet_exists(n) for n in nets), 60, 0.2, what="networks deleted")
+        end = time.monotonic() + 3.0   # three sweeps after the last object is gone
+        while time.monotonic() < end:
+            back = set(nets) & set(cluster.nb_switches())
+            assert not back, f"deleted networks came back in the NB: {sorted(back)}"
+            time.sleep(0.2)

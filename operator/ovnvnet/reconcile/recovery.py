@@ -160,6 +160,15 @@ def drift_lines(plan: RepairPlan, actual: NbState) -> list[str]:
     return lines
 
 
+def _plan(state: State, actual: NbState) -> RepairPlan:
+    nets, ports = desired_state(state)
+    # ports whose own NB commit is in flight are neither missing nor stale
+    for name in set(state.inflight_ports):
+        ports.pop(name, None)
+        actual.ports.pop(name, None)
+    return plan_repair(nets, ports, set(state.known_networks), actual)
+
+
 REPAIR_CHUNK = 500  # rows per repair transaction (a wiped NB with many pods is rebuilt in steps)
 
 
@@ -171,21 +180,17 @@ async def repair_nb(state: State, actual: NbState | None = None) -> RepairPlan:
     # nothing writes to the NB before it returns.)
     if actual is None:
         actual = await state.nb_call(state.nb.read_owned)
-    nets, ports = desired_state(state)
-    # ports whose own NB commit is in flight are neither missing nor stale
-    inflight = set(state.inflight_ports)
-    for name in inflight:
-        ports.pop(name, None)
-        actual.ports.pop(name, None)
-    plan = plan_repair(nets, ports, set(state.known_networks), actual)
-    if plan.empty():
-        return plan
     log_only = state.settings.repair == "log"
-    for line in drift_lines(plan, actual):
-        log.warning("NB drift: %s%s", line, " (OVNVNET_REPAIR=log: left as is)" if log_only else "")
-    if log_only:
-        return plan
+    # The desired state is snapshotted and the plan applied under the NB lock: a network deleted
+    # (or a port released) after the snapshot would otherwise be re-created by this pass.
     async with state.nb_lock:
+        plan = _plan(state, actual)
+        if plan.empty():
+            return plan
+        for line in drift_lines(plan, actual):
+            log.warning("NB drift: %s%s", line, " (OVNVNET_REPAIR=log: left as is)" if log_only else "")
+        if log_only:
+            return plan
         failed = 0
         failed += await _apply_rows(state, "ensure_networks", plan.ensure_networks, lambda r: f"network {r[0].name}")
         failed += await _apply_rows(state, "delete_router_ports", plan.delete_router_ports,
