@@ -13,6 +13,7 @@ import pytest
 from harness.soak import run_churn
 from tests.integration.conftest import OPERATOR_ENV
 from tests.integration.kit import Cluster, check_invariant, wait_until
+from tests.integration.test_webhook import _refusal, _try_bad, webhook_operator  # noqa: F401 - a fixture
 
 
 @pytest.fixture
@@ -180,7 +181,9 @@ def test_bad_ipv6_input_is_refused_with_its_message(cluster: Cluster, ns: str, s
         assert cluster.allocations(d) == before and not cluster.allocations(v4only)
         assert not [n for n in cluster.nb_pod_ports() if n.startswith(f"{ns}_bad")]
         check_invariant(cluster, [d, v4only])
-        # the held address frees: the pod waiting for it (retried) gets both families
+        # the held address frees: the pod waiting for it (retried) gets both families (bad4, which
+        # waits for the same address, goes first)
+        cluster.delete_pod(ns, "bad4")
         cluster.delete_pod(ns, "holder")
         last = len(cases) - 1
         (got,) = cluster.iface_list(ns, f"bad{last}", timeout=30)
@@ -226,8 +229,9 @@ def test_restart_recovers_ipv6_exactly(cluster: Cluster, ns: str, subnet, v6net,
         wait_until(lambda: _snapshot(cluster, ns, pods + ["static"], [d, s]) == before, 30, what="same state")
         cluster.create_pod(ns, "next", [{"name": d, "interface": "net0"}, {"name": s, "interface": "net1"}])
         (nd, ns6) = cluster.iface_list(ns, "next")
-        # every family's cursor came back: the next addresses follow the last handed out
-        assert nd["ip_addresses"] == [f"{_host(s4, 8)}/24", f"{_host(s6, 8)}/64"], nd
+        # every family's cursor came back: the next addresses follow the last handed out (r0..r5
+        # took .2-.7 and ::2-::7, "static" .8 and its static ::99)
+        assert nd["ip_addresses"] == [f"{_host(s4, 9)}/24", f"{_host(s6, 8)}/64"], nd
         assert ns6["ip_address"] == _host(only6, 8)
         check_invariant(cluster, [d, s])
 
@@ -266,3 +270,47 @@ def test_churn_on_dual_stack_with_operator_killed(cluster: Cluster, subnet, v6ne
         assert res.reused >= 20, f"only {res.reused} addresses were reused"
     finally:
         cluster.delete_vnet(n)
+
+
+@pytest.mark.usefixtures("webhook_operator")
+def test_webhook_refuses_bad_ipv6_at_admission(cluster: Cluster, ns: str, subnet, v6net, net_name) -> None:
+    """The same rules, refused at create time with the same messages (nothing is stored)."""
+    d = net_name("whd")
+    s4, s6 = subnet(), v6net()
+    cluster.create_vnet(d, [s4, s6])
+    cluster.wait_ready(d)
+    try:
+        cluster.create_pod(ns, "holder", [{"name": d, "interface": "net0", "ip_address": _host(s6, 5)}])
+        cluster.iface_list(ns, "holder")
+        wait_until(lambda: _try_bad(cluster, ns), 30, what="webhook answering")
+        other6 = v6net()
+        for spec, message in [
+            ({"subnets": [other6, v6net()]}, "spec.subnets lists two IPv6 subnets"),
+            ({"subnet": subnet(), "gateway": "fd00::1"}, "spec.gateway fd00::1 is an IPv6 address, but subnet"),
+            ({"subnet": other6.replace("/64", "/127")}, "use /126 or shorter"),
+            ({"subnet": "fd00::/40"}, "is too large: an IPv6 network is one L2 segment, at most a /48"),
+            ({"subnets": [subnet(), s6]}, f"subnet {s6} overlaps network {d} ({s6})"),
+        ]:
+            name = net_name("whbad")
+            msg = _refusal(lambda spec=spec, name=name: cluster.custom.create_cluster_custom_object(
+                "ovnvnet.io", "v1", "virtualnetworks",
+                {"apiVersion": "ovnvnet.io/v1", "kind": "VirtualNetwork", "metadata": {"name": name}, "spec": spec}))
+            assert message in msg, (spec, msg)
+            assert not cluster.vnet_exists(name)
+        for request, message in [
+            ([{"name": d, "interface": "net0", "ip_address": _host(s6, 0)}],
+             f"ip_address {_host(s6, 0)} is the subnet-router anycast address of {d}"),
+            ([{"name": d, "interface": "net0", "ip_address": _host(s6, 5)}],
+             f"ip_address {_host(s6, 5)} on {d} is held by {ns}/holder"),
+            ([{"name": d, "interface": "net0", "ip_addresses": ["fd00::1", "fd00::2"]}],
+             "ip_addresses lists two IPv6 addresses"),
+        ]:
+            msg = _refusal(lambda request=request: cluster.create_pod(ns, "bad", request))
+            assert message in msg, (request, msg)
+            assert not cluster.pod_exists(ns, "bad")
+        # an update that would strand IPv6 allocations
+        msg = _refusal(lambda: cluster.patch_vnet_spec(d, {"subnets": [s4, v6net()]}))
+        assert f"subnet change {s6} -> " in msg and f"{ns}/holder" in msg
+    finally:
+        cluster.delete_pod(ns, "holder")
+        cluster.delete_vnet(d)
