@@ -4,6 +4,7 @@ message and nothing left behind; a restart recovering IPv6 allocations exactly (
 and with the NB wiped while down); an operator-killed churn on a dual-stack network."""
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 
@@ -255,19 +256,21 @@ def test_restart_recovers_ipv6_exactly(cluster: Cluster, ns: str, subnet, v6net,
 
 
 def test_churn_on_dual_stack_with_operator_killed(cluster: Cluster, subnet, v6net, net_name) -> None:
-    """A dual-stack /26 + /122 (61 addresses in each family) so both cursors wrap; the invariant
-    (every family's addresses, ports, blocks and counters) holds after each restart."""
+    """A dual-stack /27 + /123 (29 and 30 addresses for pods) with at most 20 pods alive, so both
+    cursors wrap several times; the invariant (every family's addresses, ports, blocks and
+    counters) holds after each restart, and no address of either family is ever held twice."""
     n = net_name("dchurn")
-    cluster.create_vnet(n, [subnet().replace("/24", "/26"), v6net(122)])
+    cluster.create_vnet(n, [subnet().replace("/24", "/27"), v6net(123)])
     cluster.wait_ready(n)
     try:
-        res = run_churn(cluster.stack, cluster, pods=120, kills=2, networks=[n], operator_env=OPERATOR_ENV,
-                        seed=4321, in_flight=30)
+        res = run_churn(cluster.stack, cluster, pods=150, kills=2, networks=[n], operator_env=OPERATOR_ENV,
+                        seed=4321, in_flight=20)
         print("\n" + res.summary())
         assert not res.violations, res.violations
         assert len(set(res.operator_pids)) == 3 and None not in res.operator_pids, res.operator_pids
         assert res.checkpoints == 2 + 2
-        assert res.reused >= 20, f"only {res.reused} addresses were reused"
+        assert res.attached >= 100, f"the watch saw only {res.attached} pods attached"
+        assert res.reused >= 40, f"only {res.reused} addresses (both families) were reused"
     finally:
         cluster.delete_vnet(n)
 
@@ -314,3 +317,46 @@ def test_webhook_refuses_bad_ipv6_at_admission(cluster: Cluster, ns: str, subnet
     finally:
         cluster.delete_pod(ns, "holder")
         cluster.delete_vnet(d)
+
+
+def test_legacy_pod_on_a_dual_stack_default_network(cluster: Cluster, ns: str, subnet, v6net, net_name) -> None:
+    """A pod without `ovnNetwork` on a dual-stack default network gets both families, answered in
+    `ovn` (the IPv4 `ip_address`/`gateway_ip` as before, plus `ip_addresses`/`gateway_ips`); a
+    static IPv6 address from the legacy request is honoured; a restart keeps both."""
+    default = net_name("ddef")
+    s4, s6 = subnet(), v6net()
+    cluster.create_vnet(default, [s4, s6])
+    cluster.wait_ready(default)
+    stack = cluster.stack
+    env = {**OPERATOR_ENV, "OVNVNET_DEFAULT_NETWORK": default}
+    stack.stop_operator()
+    stack.start_operator(env)
+
+    def legacy(name: str, ovn: dict | None = None) -> dict:
+        cluster.core.create_namespaced_pod(ns, {
+            "metadata": {"name": name, "annotations": {"ovn": json.dumps(ovn)} if ovn else {}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]}})
+        raw = wait_until(lambda: (a := cluster.annotations(ns, name).get("ovn")) and "gateway_ip" in a and a,
+                         what=f"ovn result on {name}")
+        return json.loads(raw)
+    try:
+        plain = legacy("plain")
+        assert plain["ip_address"] == f"{_host(s4, 2)}/24" and plain["gateway_ip"] == _host(s4, 1)
+        assert plain["ip_addresses"] == [f"{_host(s4, 2)}/24", f"{_host(s6, 2)}/64"]
+        assert plain["gateway_ips"] == [_host(s4, 1), _host(s6, 1)]
+        static = legacy("static", {"ip_address": _host(s6, 0x42)})
+        assert static["ip_addresses"] == [f"{_host(s4, 3)}/24", f"{_host(s6, 0x42)}/64"]
+        port = cluster.nb_pod_ports()[f"{ns}_plain"]
+        assert port["addresses"] == [f"{plain['mac_address']} {_host(s4, 2)} {_host(s6, 2)}"]
+        check_invariant(cluster, [default])
+        stack.stop_operator(signal.SIGKILL)
+        stack.start_operator(env)
+        assert json.loads(cluster.annotations(ns, "plain")["ovn"]) == plain
+        check_invariant(cluster, [default])
+    finally:
+        for p in ("plain", "static"):
+            cluster.delete_pod(ns, p, wait=False)
+        wait_until(lambda: not cluster.allocations(default), 30, what="released")
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+        cluster.delete_vnet(default)
