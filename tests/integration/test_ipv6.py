@@ -269,7 +269,7 @@ def test_churn_on_dual_stack_with_operator_killed(cluster: Cluster, subnet, v6ne
         assert not res.violations, res.violations
         assert len(set(res.operator_pids)) == 3 and None not in res.operator_pids, res.operator_pids
         assert res.checkpoints == 2 + 2
-        assert res.attached >= 100, f"the watch saw only {res.attached} pods attached"
+        assert res.attached >= 75, f"the watch saw only {res.attached} pods attached"
         assert res.reused >= 40, f"only {res.reused} addresses (both families) were reused"
     finally:
         cluster.delete_vnet(n)
