@@ -11,6 +11,7 @@ Every bad value raises `ConfigError` naming the variable and the value.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -218,6 +219,11 @@ class Settings:
     """OVNVNET_SEAL_KEY_FILE: the file holding the key that seals results."""
     seal_secret: tuple[str, str] | None = None
     """OVNVNET_SEAL_SECRET=<namespace>/<name>: the Secret to get or create the seal key in."""
+    nad_namespace: str | None = None
+    """OVNVNET_NAD_NAMESPACE: where the operator publishes one NetworkAttachmentDefinition per
+    VirtualNetwork (named after it); every `k8s.v1.cni.cncf.io/networks` element referring to
+    this namespace is an ovnvnet request. Default: the operator's namespace (OVNVNET_NAMESPACE,
+    POD_NAMESPACE); `none`: no NADs published, the networks annotation is not read."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -246,7 +252,18 @@ class Settings:
             repair=repair,
             seal_key_file=seal_key_file(env),
             seal_secret=_secret_ref(env, "OVNVNET_SEAL_SECRET"),
+            nad_namespace=_nad_namespace(env),
         )
+
+
+def _nad_namespace(env: Mapping[str, str]) -> str | None:
+    raw = _str(env, "OVNVNET_NAD_NAMESPACE")
+    if raw is not None and raw.lower() == "none":
+        return None
+    value = raw or _str(env, "OVNVNET_NAMESPACE") or _str(env, "POD_NAMESPACE")
+    if value is not None and not re.fullmatch(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise ConfigError(f"OVNVNET_NAD_NAMESPACE={value!r} is not a namespace name (or `none`)")
+    return value
 
 
 def seal_key_file(env: Mapping[str, str] | None = None) -> str | None:

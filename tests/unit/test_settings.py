@@ -57,7 +57,17 @@ def test_every_variable():
                                 operator_users=frozenset({"system:serviceaccount:other:ovnvnet-operator"}),
                                 pod=("other", "op-0")),
         repair="log", seal_key_file="/etc/ovnvnet/seal/key", seal_secret=("ovnvnet-system", "ovnvnet-seal"),
+        nad_namespace="ovnvnet-system",   # OVNVNET_NAMESPACE, as the lease
     )
+
+
+def test_nad_namespace():
+    assert Settings.from_env(NB).nad_namespace is None
+    assert Settings.from_env({**NB, "POD_NAMESPACE": "ns1"}).nad_namespace == "ns1"
+    assert Settings.from_env({**NB, "POD_NAMESPACE": "ns1", "OVNVNET_NAD_NAMESPACE": "nets"}).nad_namespace == "nets"
+    assert Settings.from_env({**NB, "POD_NAMESPACE": "ns1", "OVNVNET_NAD_NAMESPACE": "None"}).nad_namespace is None
+    with pytest.raises(ConfigError, match="OVNVNET_NAD_NAMESPACE='Nets!' is not a namespace name"):
+        Settings.from_env({**NB, "OVNVNET_NAD_NAMESPACE": "Nets!"})
 
 
 def test_lease_and_webhook_defaults():

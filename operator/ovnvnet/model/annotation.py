@@ -14,6 +14,13 @@ Keys, and who writes them:
   ip_addresses, mac_address, defaultGateway]}`` (:func:`parse_ovn_network`). ``ip_address`` is a
   static address of either family (the network's other family, if any, stays dynamic);
   ``ip_addresses`` lists at most one per family.
+- ``k8s.v1.cni.cncf.io/networks`` (creator, Multus's): the standard request, a comma list of
+  ``[namespace/]name[@interface]`` or a JSON list of network-selection elements
+  (:func:`parse_network_selection`). An element naming a NetworkAttachmentDefinition in the
+  namespace the operator publishes into asks for the VirtualNetwork of that name
+  (:func:`selection_requests`): ``interface`` (default Multus's ``net<position>``), ``ips``
+  (CIDR), ``mac``, ``default-route``; other elements are another plugin's. A pod uses one form
+  (:func:`pod_requests`); both is refused.
 - ``ovnIfaceList`` (operator): the result, one entry per interface (:func:`encode_iface_list`,
   :func:`decode_iface_list`). ``ip_address``/``prefix_length``/``gateway_ip`` are the primary
   family (IPv4 when the interface has one, else IPv6); an interface with an IPv6 address also
@@ -72,6 +79,7 @@ __all__ = [
     "MAX_ANNOTATION_BYTES",
     "MAX_INTERFACES",
     "MIN_SEAL_KEY_BYTES",
+    "NETWORKS_ANNOTATION",
     "OPERATOR_ANNOTATIONS",
     "REQUEST_ANNOTATION",
     "RESULT_ANNOTATION",
@@ -80,6 +88,7 @@ __all__ = [
     "IfaceAddress",
     "InterfaceRequest",
     "InterfaceResult",
+    "NetworkSelection",
     "SealError",
     "SealKeyError",
     "SealedResult",
@@ -93,10 +102,13 @@ __all__ = [
     "normalize_mac",
     "operator_written",
     "parse_legacy_request",
+    "parse_network_selection",
     "parse_ovn_network",
+    "pod_requests",
     "read_seal_key",
     "result_key",
     "seal",
+    "selection_requests",
     "sealed_annotations",
     "sealed_result",
 ]
@@ -153,6 +165,13 @@ class InterfaceRequest:
     """Every static address asked for, at most one per family, IPv4 first (``ip_address`` or
     ``ip_addresses``); a family of the network not listed here is allocated dynamically.
     Filled from ``ip`` when left empty."""
+
+    prefixes: tuple[int, ...] = ()
+    """The prefix given with each of ``ips`` (same order) when the request names one the
+    network must have (a Multus element's ``ips`` are CIDRs); empty: no prefix to check."""
+    default_route: tuple[netaddr.IPAddress, ...] = ()
+    """A Multus element's ``default-route`` gateways (each must be the network's gateway of its
+    family); ``default_gateway`` is set with them."""
 
     def __post_init__(self) -> None:
         if not self.ips and self.ip is not None:
@@ -453,7 +472,15 @@ def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
             f"ovnNetwork lists {len(data)} interfaces; at most {MAX_INTERFACES} are supported"
         )
     requests = [_parse_entry(i, entry) for i, entry in enumerate(data)]
+    _check_together(requests, "defaultGateway", "ip_address", "mac_address")
+    return requests
 
+
+def _check_together(requests: Sequence[InterfaceRequest], gw_key: str, ip_key: str,
+                    mac_key: str) -> None:
+    """What no request can ask for as a whole, whatever its form: an interface twice (or two
+    ending with the same digit), two default gateways, a static address or MAC twice on a
+    network. The keys name the fields in the form the user wrote."""
     by_digit: dict[str, str] = {}
     for req in requests:
         other = by_digit.get(req.interface[-1])
@@ -469,7 +496,7 @@ def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
     gateways = [r.interface for r in requests if r.default_gateway]
     if len(gateways) > 1:
         raise AnnotationError(
-            f"more than one interface sets defaultGateway ({', '.join(gateways)})"
+            f"more than one interface sets {gw_key} ({', '.join(gateways)})"
         )
 
     # Same static address or MAC twice on one network can never be satisfied.
@@ -480,7 +507,7 @@ def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
             key = (req.network, int(ip))
             if key in seen_ip:
                 raise AnnotationError(
-                    f"ip_address {ip} is requested twice on network {req.network} "
+                    f"{ip_key} {ip} is requested twice on network {req.network} "
                     f"({seen_ip[key]}, {req.interface})"
                 )
             seen_ip[key] = req.interface
@@ -488,11 +515,213 @@ def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
             mkey = (req.network, req.mac)
             if mkey in seen_mac:
                 raise AnnotationError(
-                    f"mac_address {req.mac} is requested twice on network {req.network} "
+                    f"{mac_key} {req.mac} is requested twice on network {req.network} "
                     f"({seen_mac[mkey]}, {req.interface})"
                 )
             seen_mac[mkey] = req.interface
+
+
+# --- Multus network-selection elements (`k8s.v1.cni.cncf.io/networks`) ------------------------
+
+NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+MAX_NETWORK_ELEMENTS = 64
+"""Elements of any plugin one ``networks`` annotation may list (ovnvnet's: MAX_INTERFACES)."""
+_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class NetworkSelection:
+    """One element of ``k8s.v1.cni.cncf.io/networks``, as Multus reads it (any plugin's).
+
+    ``index`` is its position: Multus names an element without ``interface`` ``net<index+1>``
+    (the cluster's default network is delegate 0, ``eth0``). ``fields`` is the JSON element
+    (for the comma form: only ``interface``, from ``@iface``); they are checked only when the
+    element is ovnvnet's (:func:`selection_requests`): another plugin's fields are its own."""
+
+    index: int
+    namespace: str
+    name: str
+    fields: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str) -> Any:
+        return dict(self.fields).get(key)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _selection_name(where: str, key: str, value: Any, label: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise AnnotationError(f'{where}: "{key}" must be a non-empty string, got {display(value)}')
+    ok = (len(value) <= 63 and _DNS1123_LABEL.fullmatch(value)) if label else (
+        len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value))
+    if not ok:
+        raise AnnotationError(f"{where}: {key} {display(value)} is not a valid "
+                              f"{'namespace' if label else 'NetworkAttachmentDefinition'} name")
+    return value
+
+
+def _comma_element(index: int, item: str, pod_namespace: str) -> NetworkSelection:
+    """``[namespace/]name[@interface]``, Multus's short form."""
+    where = f"{NETWORKS_ANNOTATION}[{index}]"
+    item = item.strip()
+    ref, at, iface = item.partition("@")
+    if at and not iface:
+        raise AnnotationError(f"{where}: {display(item)} has an empty interface name after @")
+    ns, slash, name = ref.partition("/")
+    if not slash:
+        ns, name = pod_namespace, ref
+    namespace = _selection_name(where, "namespace", ns, label=True)
+    name = _selection_name(where, "name", name, label=False)
+    return NetworkSelection(index, namespace, name, (("interface", iface),) if at else ())
+
+
+def _json_element(index: int, entry: Any, pod_namespace: str) -> NetworkSelection:
+    where = f"{NETWORKS_ANNOTATION}[{index}]"
+    if not isinstance(entry, dict):
+        raise AnnotationError(f"{where} must be an object")
+    name = _selection_name(where, "name", entry.get("name"), label=False)
+    ns = entry.get("namespace")
+    namespace = _selection_name(where, "namespace", ns, label=True) if ns not in (None, "") else (
+        pod_namespace)
+    return NetworkSelection(index, namespace, name, tuple(sorted(entry.items())))
+
+
+@_total(NETWORKS_ANNOTATION)
+def parse_network_selection(raw: Any, pod_namespace: str) -> list[NetworkSelection]:
+    """Every element of ``k8s.v1.cni.cncf.io/networks``, in both of Multus's forms: a JSON list
+    of network-selection elements (chosen, as Multus does, when the value contains ``[``, ``{``
+    or ``"``) or a comma-separated list of ``[namespace/]name[@interface]``. An element without
+    a namespace is in ``pod_namespace``. Only the element's reference is checked here."""
+    if not isinstance(raw, str):
+        raise AnnotationError(f"{NETWORKS_ANNOTATION} must be a string, got {type(raw).__name__}")
+    json_form = any(c in raw for c in '[{"')
+    if json_form:
+        data = _loads(raw, NETWORKS_ANNOTATION)
+        if not isinstance(data, list):
+            raise AnnotationError(f"{NETWORKS_ANNOTATION} must be a JSON list of network-selection "
+                                  f"elements, got {json_type(data)}")
+        items: list[Any] = data
+    else:
+        if len(raw) > MAX_ANNOTATION_BYTES:
+            raise AnnotationError(f"{NETWORKS_ANNOTATION} is too large ({len(raw)} characters); at "
+                                  f"most {MAX_ANNOTATION_BYTES} bytes are allowed")
+        items = raw.split(",") if raw.strip() else []
+    if len(items) > MAX_NETWORK_ELEMENTS:
+        raise AnnotationError(f"{NETWORKS_ANNOTATION} lists {len(items)} elements; at most "
+                              f"{MAX_NETWORK_ELEMENTS} are supported")
+    if json_form:
+        return [_json_element(i, item, pod_namespace) for i, item in enumerate(items)]
+    return [_comma_element(i, item, pod_namespace) for i, item in enumerate(items)]
+
+
+def _selection_ips(where: str, raw: Any) -> tuple[tuple[netaddr.IPAddress, int], ...]:
+    """``ips``: static addresses in CIDR form (as Multus passes them), at most one per family."""
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        raise AnnotationError(f'{where}: "ips" must be a list of "address/prefix", got {json_type(raw)}')
+    if len(raw) > 2:
+        raise AnnotationError(f'{where}: "ips" lists {len(raw)} addresses; at most one per family (2) '
+                              f"is allowed")
+    out: list[tuple[netaddr.IPAddress, int]] = []
+    for i, text in enumerate(raw):
+        parsed = parse_cidr(text)
+        if parsed is None:
+            raise AnnotationError(f'{where}: ips[{i}] {display(text)} is not "address/prefix" (CIDR '
+                                  f'form, e.g. "10.1.0.5/24")')
+        if any(ip.version == parsed[0].version for ip, _ in out):
+            raise AnnotationError(f"{where}: ips lists two {family_name(parsed[0].version)} addresses; "
+                                  f"at most one per family is allowed")
+        out.append(parsed)
+    return tuple(sorted(out, key=lambda p: p[0].version))
+
+
+def _selection_gateways(where: str, raw: Any) -> tuple[netaddr.IPAddress, ...]:
+    """``default-route``: the gateways the pod's default route goes through (Multus's
+    ``GatewayRequest``); on an ovnvnet network, the network's gateway of each family."""
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list) or len(raw) > 2:
+        raise AnnotationError(f'{where}: "default-route" must be a list of at most one gateway '
+                              f"address per family, got {display(raw)}")
+    gws: list[netaddr.IPAddress] = []
+    for i, text in enumerate(raw):
+        gw = parse_ip(text)
+        if gw is None:
+            raise AnnotationError(f"{where}: default-route[{i}] {display(text)} is not an IP address")
+        if any(g.version == gw.version for g in gws):
+            raise AnnotationError(f"{where}: default-route lists two {family_name(gw.version)} gateways")
+        gws.append(gw)
+    return tuple(sorted(gws, key=lambda g: g.version))
+
+
+def _selection_request(sel: NetworkSelection) -> InterfaceRequest:
+    where = f"{NETWORKS_ANNOTATION}[{sel.index}] ({sel.ref})"
+    iface = sel.get("interface")
+    if iface in (None, ""):
+        iface = f"net{sel.index + 1}"           # Multus's name for an element without one
+    if not isinstance(iface, str):
+        raise AnnotationError(f'{where}: "interface" must be a string, got {json_type(iface)}')
+    _check_interface_name(iface)
+    cidrs = _selection_ips(where, sel.get("ips"))
+    mac = _requested_mac(where, "mac", sel.get("mac"))
+    gws = _selection_gateways(where, sel.get("default-route"))
+    ips = tuple(ip for ip, _ in cidrs)
+    return InterfaceRequest(
+        network=sel.name, interface=iface, ip=ips[0] if ips else None, mac=mac,
+        default_gateway=bool(gws), ips=ips, prefixes=tuple(p for _, p in cidrs), default_route=gws,
+    )
+
+
+@_total(NETWORKS_ANNOTATION)
+def selection_requests(selections: Sequence[NetworkSelection],
+                       nad_namespace: str) -> list[InterfaceRequest]:
+    """The ovnvnet interfaces among ``selections``: every element referring to a
+    NetworkAttachmentDefinition in ``nad_namespace`` (the namespace the operator publishes one
+    per VirtualNetwork into, named after it) asks for the VirtualNetwork of that name; the
+    others are another plugin's and ignored. Checked like ``ovnNetwork`` (interface names, one
+    default gateway, no static address or MAC twice on a network)."""
+    requests = [_selection_request(s) for s in selections if s.namespace == nad_namespace]
+    if len(requests) > MAX_INTERFACES:
+        raise AnnotationError(f"{NETWORKS_ANNOTATION} asks for {len(requests)} ovnvnet interfaces; at "
+                              f"most {MAX_INTERFACES} are supported")
+    _check_together(requests, "default-route", "ips", "mac")
     return requests
+
+
+@_total("the pod's request")
+def pod_requests(annotations: Mapping[str, Any], pod_namespace: str,
+                 nad_namespace: str | None) -> list[InterfaceRequest] | None:
+    """What a pod asks ovnvnet for: ``ovnNetwork`` or the ovnvnet elements of
+    ``k8s.v1.cni.cncf.io/networks`` (when ``nad_namespace`` is set); None when neither (the
+    caller's legacy default network may apply).
+
+    One rule for a pod using both: refused (one form per pod; merging could not say which
+    interface list wins when they disagree). A ``networks`` annotation without ovnvnet elements
+    (the seed's ``default/ovn-network`` attachment, another plugin's networks) never conflicts,
+    and is not checked when ``ovnNetwork`` is there: it is Multus's to read."""
+    ovn_raw = annotations.get(REQUEST_ANNOTATION)
+    sel_raw = annotations.get(NETWORKS_ANNOTATION)
+    selected: list[InterfaceRequest] = []
+    if sel_raw is not None and nad_namespace:
+        try:
+            selections = parse_network_selection(sel_raw, pod_namespace)
+        except AnnotationError:
+            if ovn_raw is not None:
+                selections = []
+            else:
+                raise
+        selected = selection_requests(selections, nad_namespace)
+    if ovn_raw is not None:
+        if selected:
+            raise AnnotationError(
+                f"the pod asks for ovnvnet networks both in {REQUEST_ANNOTATION} and in "
+                f"{NETWORKS_ANNOTATION} ({', '.join(r.network for r in selected)}); use one of the "
+                f"two forms")
+        return parse_ovn_network(ovn_raw)
+    return selected or None
 
 
 def encode_iface_list(results: Sequence[InterfaceResult]) -> str:

@@ -37,6 +37,7 @@ from ovnvnet.model.annotation import (
     ERROR_ANNOTATION,
     ERROR_RETRY_ANNOTATION,
     LEGACY_ANNOTATION,
+    NETWORKS_ANNOTATION,
     REQUEST_ANNOTATION,
     RESULT_ANNOTATION,
     AnnotationError,
@@ -49,11 +50,12 @@ from ovnvnet.model.annotation import (
     encode_iface_list,
     encode_legacy_result,
     parse_legacy_request,
-    parse_ovn_network,
+    pod_requests,
     result_key,
     sealed_annotations,
     sealed_result,
 )
+from ovnvnet.model.network import NetworkSpec, family_name
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_specs, status_entry
@@ -93,24 +95,31 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             await _refuse(state, body, refusal)   # final for this pod: it must be recreated
             return
         annotations = body.get("metadata", {}).get("annotations") or {}
-        raw = annotations.get(REQUEST_ANNOTATION)
-        is_legacy = raw is None
+        try:
+            asked = pod_requests(annotations, ns, state.settings.nad_namespace)
+            problem = None
+        except AnnotationError as exc:
+            asked, problem = None, exc
+        is_legacy = asked is None and problem is None
         if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
             return
         record = state.attached.get(uid)
         if record is not None:
-            await _keep_attached(state, body, record, raw, annotations)
+            await _keep_attached(state, body, record, asked, annotations)
             return
-        default_network = state.settings.default_network
-        try:
-            if raw is not None:
-                reqs = parse_ovn_network(raw)
-            else:
-                assert default_network  # a legacy pod without a default network returned above
+        if problem is not None:
+            await _refuse(state, body, RequestRefused(str(problem), retry=False, reason="InvalidRequest"))
+            return
+        if asked is not None:
+            reqs = asked
+        else:
+            default_network = state.settings.default_network
+            assert default_network  # a legacy pod without a default network returned above
+            try:
                 reqs = [parse_legacy_request(annotations.get(LEGACY_ANNOTATION), default_network)]
-        except AnnotationError as exc:
-            await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
-            return
+            except AnnotationError as exc:
+                await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
+                return
         await attach_pod(state, body, reqs, is_legacy=is_legacy)
 
 
@@ -123,7 +132,8 @@ def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
     return sealed_annotations(state.seal_key, record.uid, name, value)
 
 
-async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str | None, annotations: dict) -> None:
+async def _keep_attached(state: State, body: dict, record: PodRecord, asked: list[InterfaceRequest] | None,
+                         annotations: dict) -> None:
     """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
     ns, name, uid = pod_ident(body)
     wanted = result_annotation(state, record)
@@ -133,20 +143,19 @@ async def _keep_attached(state: State, body: dict, record: PodRecord, raw: str |
         except ApiError as exc:
             if exc.status not in GONE:
                 raise
+    raw = annotations.get(REQUEST_ANNOTATION)
+    if raw is None and not record.legacy:
+        raw = annotations.get(NETWORKS_ANNOTATION)
     if raw is None:
         return
-    if raw != record.warned_request and (record.legacy or not request_matches(raw, record.results)):
+    if raw != record.warned_request and (record.legacy or asked is None or not request_matches(asked, record.results)):
         record.warned_request = raw
         await _event(state, body, "Warning", "ChangeIgnored",
-                     "ovnNetwork changed after the pod was attached; the change is not applied "
+                     "the request changed after the pod was attached; the change is not applied "
                      "(interfaces are fixed for the life of a pod: recreate the pod to change them)")
 
 
-def request_matches(raw: str, results: list[InterfaceResult]) -> bool:
-    try:
-        reqs = parse_ovn_network(raw)
-    except AnnotationError:
-        return False
+def request_matches(reqs: list[InterfaceRequest], results: list[InterfaceResult]) -> bool:
     if len(reqs) != len(results):
         return False
     for req, res in zip(reqs, results, strict=True):
@@ -182,6 +191,7 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
             raise RequestRefused(f"network {req.network} does not admit pods from namespace {namespace} "
                                  f"(its namespaceSelector requires: {net.selector})",
                                  retry=True, reason="NamespaceNotAllowed")
+        _check_selection(req, net.spec)
         try:
             for ip in req.ips:   # one static address per family at most (the parser checked)
                 key = (req.network, str(ip))
@@ -201,6 +211,22 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
             raise RequestRefused(str(exc), retry=True, reason="AddressUnavailable") from None
         except AllocationError as exc:  # outside the subnet, the gateway, excluded...: final
             raise RequestRefused(str(exc), retry=False, reason="InvalidAddress") from None
+
+
+def _check_selection(req: InterfaceRequest, spec: NetworkSpec) -> None:
+    """A Multus element's CIDR prefixes and ``default-route`` gateways must be the network's."""
+    for ip, prefix in zip(req.ips, req.prefixes, strict=False):
+        fam = spec.family(ip.version)
+        if fam is not None and prefix != fam.prefix_length:
+            raise RequestRefused(f"ips {ip}/{prefix} on {req.network}: the network's "
+                                 f"{family_name(ip.version)} prefix is /{fam.prefix_length}",
+                                 retry=False, reason="InvalidAddress")
+    for gw in req.default_route:
+        fam = spec.family(gw.version)
+        if fam is None or fam.gateway != gw:
+            have = f"its gateway is {fam.gateway}" if fam is not None else f"it has no {family_name(gw.version)} subnet"
+            raise RequestRefused(f"default-route {gw} on {req.network}: {have}", retry=False,
+                                 reason="InvalidAddress")
 
 
 def allocate_interfaces(state: State, pod_key: str, uid: str,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ovnvnet import metrics
 from ovnvnet.kube.client import ApiError
-from ovnvnet.model.annotation import REQUEST_ANNOTATION
+from ovnvnet.model.annotation import NETWORKS_ANNOTATION, REQUEST_ANNOTATION
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.state import State
 
@@ -38,7 +38,8 @@ def needs_handling(state: State, body: dict, event_type: str | None = None) -> b
     if uid in state.holdings or uid in state.refused:
         return event_type is not None or pod_rec.is_terminal(body) or uid not in state.attached
     annotations = meta.get("annotations") or {}
-    wants = REQUEST_ANNOTATION in annotations or bool(state.settings.default_network)
+    wants = (REQUEST_ANNOTATION in annotations or bool(state.settings.default_network)
+             or (NETWORKS_ANNOTATION in annotations and bool(state.settings.nad_namespace)))
     if event_type is not None:
         return wants
     return wants and not pod_rec.is_terminal(body) and uid not in state.attached

@@ -36,7 +36,13 @@ from ovnvnet.ipam.allocator import AllocationError, Holder
 from ovnvnet.kube.client import METADATA_LIST, KubeClient
 from ovnvnet.kube.status import IPBLOCKS
 from ovnvnet.model import names
-from ovnvnet.model.annotation import ERROR_ANNOTATION, LEGACY_ANNOTATION, REQUEST_ANNOTATION, RESULT_ANNOTATION
+from ovnvnet.model.annotation import (
+    ERROR_ANNOTATION,
+    LEGACY_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    REQUEST_ANNOTATION,
+    RESULT_ANNOTATION,
+)
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
@@ -420,7 +426,8 @@ async def sweep(state: State) -> None:
     # event lost in a watch outage) is queued for the retry loop
     for uid, meta in live.items():
         ann = meta.get("annotations") or {}
-        if (REQUEST_ANNOTATION in ann and RESULT_ANNOTATION not in ann and ERROR_ANNOTATION not in ann
+        asks = REQUEST_ANNOTATION in ann or NETWORKS_ANNOTATION in ann
+        if (asks and RESULT_ANNOTATION not in ann and ERROR_ANNOTATION not in ann
                 and uid not in state.pending and needs_handling(state, {"metadata": meta})):
             state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
             state.wake.set()
