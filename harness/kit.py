@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from harness.stack import Stack
 from ovnvnet.model import names
+from ovnvnet.model.annotation import NETWORKS_ANNOTATION, AnnotationError, pod_requests
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 
@@ -37,6 +38,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 20, interval: float = 
 class Cluster:
     stack: Stack
     nb_remote: str | None = None   # read OVN from another NB (e.g. a RAFT cluster) than the stack's
+    nad_namespace: str | None = None   # the operator's OVNVNET_NAD_NAMESPACE: Multus requests are read
 
     def __post_init__(self) -> None:
         client = kubernetes.config.new_client_from_config(config_file=str(self.stack.kubeconfig))
@@ -264,7 +266,8 @@ def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
         ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
         if "ovnIfaceList" in ann:
             ifaces = json.loads(ann["ovnIfaceList"])
-            _check_result_matches_request(cluster, p, ann.get("ovnNetwork"), ifaces)
+            _check_result_matches_request(cluster, p, ann.get("ovnNetwork"), ifaces,
+                                          _multus_request(cluster, ns, ann))
             entries = [(i["interface"], i["name"], _result_ips(i), i["mac_address"]) for i in ifaces]
         elif _is_legacy_result(ann.get("ovn")):
             r = json.loads(ann["ovn"])
@@ -314,10 +317,23 @@ def _requested(entry: dict) -> tuple[str, str, frozenset[str], str | None]:
     return (entry["interface"], entry["name"], ips, mac and _norm_mac(mac))
 
 
-def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, ifaces: list[dict]) -> None:
+def _multus_request(cluster: Cluster, ns: str, ann: dict) -> list[tuple] | None:
+    """A pod asking in `k8s.v1.cni.cncf.io/networks` (no `ovnNetwork`): its ovnvnet elements, read
+    with the contract's own parser (the Multus forms are checked by their unit tests)."""
+    if "ovnNetwork" in ann or not cluster.nad_namespace or NETWORKS_ANNOTATION not in ann:
+        return None
+    try:
+        reqs = pod_requests(ann, ns, cluster.nad_namespace) or []
+    except AnnotationError:
+        return None
+    return [(r.interface, r.network, frozenset(str(ip) for ip in r.ips), r.mac) for r in reqs]
+
+
+def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, ifaces: list[dict],
+                                  multus: list[tuple] | None = None) -> None:
     where = f"{pod.metadata.namespace}/{pod.metadata.name}"
     try:
-        request = [_requested(e) for e in json.loads(raw or "null")]
+        request = multus if multus is not None else [_requested(e) for e in json.loads(raw or "null")]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         request, why = None, f"request unreadable ({exc})"
     got = [(i["interface"], i["name"], frozenset(_result_ips(i)), _norm_mac(i["mac_address"])) for i in ifaces]

@@ -23,6 +23,7 @@ from ovnvnet.kube.connection import Connection
 from ovnvnet.kube.seal import operator_seal_key
 from ovnvnet.model.annotation import SealKeyError
 from ovnvnet.ovn.nb import NbClient
+from ovnvnet.reconcile import nad as nad_rec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile import recovery
@@ -158,6 +159,7 @@ async def _retry_loop(state: State) -> None:
 
 
 async def _first_repair(state: State, nb_read: Any) -> None:
+    await nad_rec.sweep_nads(state)
     try:
         await recovery.repair_nb(state, nb_read)
     except Exception:  # the periodic sweep repairs what is left (logged)

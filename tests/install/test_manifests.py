@@ -49,6 +49,7 @@ def test_base_installs_every_piece(rendered):
         ("ClusterRoleBinding", "ovnvnet-operator"), ("ClusterRoleBinding", "ovnvnet-agent"),
         ("Role", "ovnvnet-operator-leader"), ("RoleBinding", "ovnvnet-operator-leader"),
         ("Role", "ovnvnet-operator-seal"), ("RoleBinding", "ovnvnet-operator-seal"),
+        ("Role", "ovnvnet-operator-nads"), ("RoleBinding", "ovnvnet-operator-nads"),
         ("ConfigMap", "ovnvnet-config"), ("ConfigMap", "ovnvnet-cni"),
         ("Service", "ovnvnet-operator"), ("Deployment", "ovnvnet-operator"),
         ("Service", "ovnvnet-webhook"), ("ValidatingWebhookConfiguration", "ovnvnet.io"),
@@ -67,7 +68,8 @@ def test_crd_is_crds_directory_not_a_copy(rendered):
 
 def test_rbac_is_exactly_what_the_code_uses(rendered):
     roles = {o["metadata"]["name"]: o for o in rendered["base"] if o["kind"] in ("ClusterRole", "Role")}
-    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent", "ovnvnet-operator-leader", "ovnvnet-operator-seal"}
+    assert set(roles) == {"ovnvnet-operator", "ovnvnet-agent", "ovnvnet-operator-leader", "ovnvnet-operator-seal",
+                          "ovnvnet-operator-nads"}
     leader = roles.pop("ovnvnet-operator-leader")
     assert leader["kind"] == "Role" and leader["metadata"]["namespace"] == NAMESPACE
     assert leader["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
@@ -75,6 +77,10 @@ def test_rbac_is_exactly_what_the_code_uses(rendered):
     seal = roles.pop("ovnvnet-operator-seal")
     assert seal["kind"] == "Role" and seal["metadata"]["namespace"] == NAMESPACE
     assert seal["rules"] == SEAL_RULES
+    nads = roles.pop("ovnvnet-operator-nads")   # the NADs it publishes, in its own namespace only
+    assert nads["kind"] == "Role" and nads["metadata"]["namespace"] == NAMESPACE
+    assert nads["rules"] == [{"apiGroups": ["k8s.cni.cncf.io"], "resources": ["network-attachment-definitions"],
+                              "verbs": ["get", "list", "create", "patch", "delete"]}]
     for binding in (o for o in rendered["base"] if o["kind"] == "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ovnvnet-operator", "namespace": NAMESPACE}]
     assert roles["ovnvnet-operator"]["rules"] == OPERATOR_RULES
@@ -214,7 +220,7 @@ def test_server_side_dry_run(stack, overlay):
     out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=kustomize(OVERLAYS[overlay]),
                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("(server dry run)") == 21, out.stdout
+    assert out.stdout.count("(server dry run)") == 23, out.stdout
 
 
 @pytest.mark.integration

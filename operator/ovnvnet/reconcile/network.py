@@ -30,6 +30,7 @@ from ovnvnet.model.network import (
 )
 from ovnvnet.model.selector import SelectorError, closed_selector, parse_selector
 from ovnvnet.ovn.nb import NotOwnedError
+from ovnvnet.reconcile import nad as nad_rec
 from ovnvnet.reconcile.errors import RetryLater
 from ovnvnet.reconcile.state import Network, State, network_rows
 
@@ -168,6 +169,7 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
             else f"logical switch {name} is in OVN (isolated: not routed)", generation),
     )
     state.wake.set()
+    await nad_rec.ensure_nad(state, body)
     logger.info(f"network {name} applied: {spec.subnets_text()} gateway {gateways_text(spec)} "
                 f"({'/'.join(family_name(v) for v in spec.versions)})")
 
@@ -208,6 +210,7 @@ async def delete_network(state: State, body: dict) -> None:
                                 names.switch_router_port_name(name))
     except Exception as exc:
         raise RetryLater(f"OVN NB transaction failed: {exc}", delay=2) from exc
+    await nad_rec.delete_nad(state, name)
     state.networks.pop(name, None)
     state.known_networks.discard(name)
     state.network_problems.pop(name, None)
