@@ -1,0 +1,237 @@
+"""Issue 14, operator side, on the real stack: Multus's `k8s.v1.cni.cncf.io/networks` requests in
+both forms are served like `ovnNetwork` (result, NB ports, IPBlocks, refusals, recovery), other
+plugins' elements are ignored, and every VirtualNetwork is published as a
+NetworkAttachmentDefinition in the operator's NAD namespace (created, converged, deleted with it;
+a foreign NAD is never touched)."""
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from harness.kit import Cluster, check_invariant, wait_until
+from harness.stack import Stack
+from ovnvnet.model import names
+from tests.integration.conftest import OPERATOR_ENV
+
+NAD_NS = "ovnvnet-nads"
+MULTUS_ENV = {**OPERATOR_ENV, "OVNVNET_NAD_NAMESPACE": NAD_NS}
+NAD_CRD = Path(__file__).parents[1] / "install" / "nad-crd.yaml"
+NETWORKS = "k8s.v1.cni.cncf.io/networks"
+G, V, P = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
+
+
+@pytest.fixture(scope="module")
+def multus(stack: Stack):
+    stack.kubectl("apply", "-f", str(NAD_CRD))
+    stack.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(NAD_CRD))
+    Cluster(stack).ensure_namespace(NAD_NS)
+    stack.stop_operator()
+    stack.start_operator(MULTUS_ENV)
+    yield stack
+    stack.stop_operator()
+    stack.start_operator(OPERATOR_ENV)
+
+
+@pytest.fixture
+def mc(multus: Stack) -> Cluster:
+    if not multus.running("operator"):
+        multus.start_operator(MULTUS_ENV)
+    return Cluster(multus, nad_namespace=NAD_NS)
+
+
+@pytest.fixture
+def mns(mc: Cluster) -> str:
+    name = "m-" + uuid.uuid4().hex[:8]
+    mc.ensure_namespace(name)
+    return name
+
+
+def nad(c: Cluster, name: str, ns: str = NAD_NS) -> dict | None:
+    try:
+        return c.custom.get_namespaced_custom_object(G, V, ns, P, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def create_pod(c: Cluster, ns: str, name: str, networks: str | list, **extra: str) -> None:
+    value = networks if isinstance(networks, str) else json.dumps(networks)
+    c.core.create_namespaced_pod(ns, {
+        "metadata": {"name": name, "annotations": {NETWORKS: value, **extra}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]}})
+
+
+def ports_of(c: Cluster, ns: str, pod: str) -> dict[str, dict]:
+    return {n: p for n, p in c.nb_pod_ports().items() if n.startswith(f"{ns}_{pod}_")}
+
+
+def test_both_forms_attach_like_ovnnetwork(mc: Cluster, mns: str, subnet, net_name) -> None:
+    a, b = net_name("ma"), net_name("mb")
+    mc.create_vnet(a, subnet())
+    mc.create_vnet(b, subnet())
+    mc.wait_ready(a)
+    mc.wait_ready(b)
+    prefix_a = mc.vnet(a)["spec"]["subnet"].rsplit(".", 1)[0]
+    gw_b = mc.vnet(b)["status"]["gateway"]
+    # comma form: net<position> as Multus names them; default/other is another plugin's
+    create_pod(mc, mns, "comma", f"default/macvlan-conf, {NAD_NS}/{a}, {NAD_NS}/{b}@data5")
+    # JSON form: every field of a network-selection element
+    create_pod(mc, mns, "json", [
+        {"name": a, "namespace": NAD_NS, "interface": "blue1", "ips": [f"{prefix_a}.77/24"],
+         "mac": "0A:00:00:00:07:07"},
+        {"name": "sriov-net", "namespace": "default"},
+        {"name": b, "namespace": NAD_NS, "default-route": [gw_b]}])
+    comma = mc.iface_list(mns, "comma")
+    assert [(i["interface"], i["name"], i["defaultGateway"]) for i in comma] == \
+        [("net2", a, False), ("data5", b, False)]
+    js = mc.iface_list(mns, "json")
+    assert [(i["interface"], i["name"]) for i in js] == [("blue1", a), ("net3", b)]
+    assert (js[0]["ip_address"], js[0]["mac_address"], js[0]["defaultGateway"]) == \
+        (f"{prefix_a}.77", "0a:00:00:00:07:07", False)
+    assert js[1]["defaultGateway"] is True and js[1]["gateway_ip"] == gw_b
+    assert set(ports_of(mc, mns, "comma")) == {names.port_name(mns, "comma", "net2"),
+                                                names.port_name(mns, "comma", "data5")}
+    assert mc.allocations(a)[f"{prefix_a}.77"]["interface"] == "blue1"
+    check_invariant(mc, [a, b])
+    for pod in ("comma", "json"):
+        mc.delete_pod(mns, pod)
+    wait_until(lambda: not ports_of(mc, mns, "comma") and not ports_of(mc, mns, "json"), what="ports gone")
+    check_invariant(mc, [a, b])
+
+
+def test_only_foreign_elements_is_not_ovnvnets(mc: Cluster, mns: str, subnet, net_name) -> None:
+    a = net_name("mf")
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    create_pod(mc, mns, "foreign", f"default/{a}, macvlan@net1")   # same name, not the NAD namespace
+    create_pod(mc, mns, "marker", f"{NAD_NS}/{a}")                 # handled after the first
+    mc.iface_list(mns, "marker")
+    ann = mc.annotations(mns, "foreign")
+    assert "ovnIfaceList" not in ann and "ovnNetworkError" not in ann
+    assert not ports_of(mc, mns, "foreign")
+
+
+@pytest.mark.parametrize("case", ["unknown", "bad-ips", "bad-prefix", "bad-route", "both-forms"])
+def test_refusals_say_why_and_leave_nothing(mc: Cluster, mns: str, subnet, net_name, case: str) -> None:
+    a = net_name("mr")
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    prefix = mc.vnet(a)["spec"]["subnet"].rsplit(".", 1)[0]
+    extra: dict[str, str] = {}
+    request: str | list = {
+        "unknown": f"{NAD_NS}/nope-{uuid.uuid4().hex[:6]}",
+        "bad-ips": [{"name": a, "namespace": NAD_NS, "ips": [f"{prefix}.9"]}],
+        "bad-prefix": [{"name": a, "namespace": NAD_NS, "ips": [f"{prefix}.9/16"]}],
+        "bad-route": [{"name": a, "namespace": NAD_NS, "default-route": [f"{prefix}.254"]}],
+        "both-forms": f"{NAD_NS}/{a}",
+    }[case]
+    if case == "both-forms":
+        extra["ovnNetwork"] = json.dumps([{"name": a, "interface": "net0"}])
+    want = {
+        "unknown": "does not exist (no VirtualNetwork named nope-",
+        "bad-ips": f'ips[0] "{prefix}.9" is not "address/prefix"',
+        "bad-prefix": f"ips {prefix}.9/16 on {a}: the network's IPv4 prefix is /24",
+        "bad-route": f"default-route {prefix}.254 on {a}: its gateway is {prefix}.1",
+        "both-forms": "both in ovnNetwork and in k8s.v1.cni.cncf.io/networks",
+    }[case]
+    create_pod(mc, mns, "refused", request, **extra)
+    error = mc.pod_error(mns, "refused")
+    assert want in error, error
+    wait_until(lambda: any(want in m for m in mc.event_messages(mns, "refused")), what="the Event")
+    assert "ovnIfaceList" not in mc.annotations(mns, "refused")
+    assert not ports_of(mc, mns, "refused")
+    assert mc.vnet(a)["status"].get("usedIPs", 0) == 0 and not mc.allocations(a)
+
+
+def test_namespace_not_admitted_is_refused(mc: Cluster, subnet, net_name) -> None:
+    a = net_name("ms")
+    blue, red = "mb-" + uuid.uuid4().hex[:6], "mr-" + uuid.uuid4().hex[:6]
+    mc.core.create_namespace({"metadata": {"name": red, "labels": {"team": "red"}}})
+    mc.ensure_namespace(blue)
+    mc.create_vnet(a, subnet(), namespaceSelector={"matchLabels": {"team": "red"}})
+    mc.wait_ready(a)
+    create_pod(mc, blue, "out", f"{NAD_NS}/{a}")
+    create_pod(mc, red, "in", f"{NAD_NS}/{a}")
+    assert mc.iface_list(red, "in")[0]["name"] == a
+    error = mc.pod_error(blue, "out")
+    assert error.startswith(f"network {a} does not admit pods from namespace {blue}"), error
+    assert not ports_of(mc, blue, "out")
+    check_invariant(mc, [a])
+
+
+def test_restart_keeps_every_address(mc: Cluster, mns: str, subnet, net_name) -> None:
+    a = net_name("mk")
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    create_pod(mc, mns, "kept", f"{NAD_NS}/{a}@net4")
+    before = mc.iface_list(mns, "kept")
+    mc.stack.stop_operator(signal.SIGKILL)
+    create_pod(mc, mns, "while-down", [{"name": a, "namespace": NAD_NS}])
+    mc.stack.start_operator(MULTUS_ENV)
+    assert mc.iface_list(mns, "kept") == before
+    later = mc.iface_list(mns, "while-down", timeout=30)
+    assert later[0]["interface"] == "net1" and later[0]["ip_address"] != before[0]["ip_address"]
+    check_invariant(mc, [a])
+
+
+def test_nad_follows_its_network_and_foreign_nads_are_untouched(mc: Cluster, subnet, net_name) -> None:
+    a, taken = net_name("mn"), net_name("mt")
+    foreign = {"apiVersion": f"{G}/{V}", "kind": "NetworkAttachmentDefinition",
+               "metadata": {"name": taken, "namespace": NAD_NS},
+               "spec": {"config": '{"cniVersion": "0.3.1", "name": "x", "type": "macvlan"}'}}
+    mc.custom.create_namespaced_custom_object(G, V, NAD_NS, P, foreign)
+    other = {**foreign, "metadata": {"name": "bystander-" + a, "namespace": NAD_NS,
+                                     "labels": {"app.kubernetes.io/managed-by": "someone"}}}
+    other_rv = mc.custom.create_namespaced_custom_object(G, V, NAD_NS, P, other)["metadata"]["resourceVersion"]
+
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    published = wait_until(lambda: nad(mc, a), what="NAD created")
+    assert json.loads(published["spec"]["config"]) == {"cniVersion": "0.4.0", "name": a,
+                                                        "type": "ovn-k8s-cni-overlay"}
+    assert published["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ovnvnet"
+    owner = published["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("VirtualNetwork", a, mc.vnet(a)["metadata"]["uid"])
+
+    # edited by hand: put back on the network's next update
+    mc.custom.patch_namespaced_custom_object(G, V, NAD_NS, P, a, {"spec": {"config": '{"type": "bridge"}'}})
+    mc.patch_vnet_spec(a, {"mtu": 1300})
+    wait_until(lambda: json.loads(nad(mc, a)["spec"]["config"])["type"] == "ovn-k8s-cni-overlay",
+               what="NAD converged")
+
+    # a network whose name a foreign NAD holds: attachable, the NAD left exactly as it was
+    mc.create_vnet(taken, subnet())
+    mc.wait_ready(taken)
+    before = nad(mc, taken)
+    wait_until(lambda: any(e.reason == "NetworkAttachmentNotOwned" and taken in e.message
+                           for e in mc.core.list_namespaced_event("default").items), what="NotOwned Event")
+    mc.delete_vnet(taken)
+    wait_until(lambda: not mc.vnet_exists(taken), what="network deleted")
+    assert nad(mc, taken) == before
+
+    mc.delete_vnet(a)
+    wait_until(lambda: nad(mc, a) is None, what="NAD deleted with its network")
+    assert nad(mc, "bystander-" + a)["metadata"]["resourceVersion"] == other_rv   # never touched
+    for name in (taken, "bystander-" + a):
+        mc.custom.delete_namespaced_custom_object(G, V, NAD_NS, P, name)
+
+
+def test_owned_nad_of_a_network_deleted_while_down_is_swept(mc: Cluster, subnet, net_name) -> None:
+    a = net_name("mw")
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    wait_until(lambda: nad(mc, a), what="NAD created")
+    mc.stack.stop_operator(signal.SIGKILL)
+    # the network disappears without the operator (finalizer removed by hand)
+    mc.custom.patch_cluster_custom_object("ovnvnet.io", "v1", "virtualnetworks", a,
+                                          {"metadata": {"finalizers": None}})
+    mc.delete_vnet(a)
+    wait_until(lambda: not mc.vnet_exists(a), what="network gone")
+    mc.stack.start_operator(MULTUS_ENV)
+    wait_until(lambda: nad(mc, a) is None, what="orphan NAD swept")
