@@ -43,11 +43,13 @@ from typing import Any
 from ovnvnet.config import WebhookSettings
 from ovnvnet.model.annotation import LEGACY_ANNOTATION as LEGACY
 from ovnvnet.model.annotation import (
+    NETWORKS_ANNOTATION,
     OPERATOR_ANNOTATIONS,
     REQUEST_ANNOTATION,
     AnnotationError,
     is_legacy_result,
-    parse_ovn_network,
+    parse_network_selection,
+    pod_requests,
 )
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
@@ -186,19 +188,30 @@ def check_writer(cfg: WebhookConfig | WebhookSettings, userinfo: Mapping | None,
 
 # ---------------------------------------------------------------------------- the operator's checks
 async def check_pod(state: State, body: dict, old: dict | None) -> None:
-    """Raise Refused with the operator's own message if the pod's request is invalid."""
+    """Raise Refused with the operator's own message if the pod's request is invalid: its
+    ``ovnNetwork``, or its ovnvnet elements of ``k8s.v1.cni.cncf.io/networks`` (a ``networks``
+    annotation naming nothing of ovnvnet's is Multus's to judge, never refused here)."""
     meta = body.get("metadata") or {}
-    raw = (meta.get("annotations") or {}).get(REQUEST_ANNOTATION)
-    if raw is None:
+    annotations = meta.get("annotations") or {}
+    raw = (annotations.get(REQUEST_ANNOTATION), annotations.get(NETWORKS_ANNOTATION))
+    if raw == (None, None):
         return
     if old is not None:
-        old_raw = ((old.get("metadata") or {}).get("annotations") or {}).get(REQUEST_ANNOTATION)
+        old_ann = (old.get("metadata") or {}).get("annotations") or {}
+        old_raw = (old_ann.get(REQUEST_ANNOTATION), old_ann.get(NETWORKS_ANNOTATION))
         if old_raw == raw or meta.get("uid") in state.attached:
             return  # unchanged, or attached (a later change is reported by an Event, not refused)
+    namespace = meta.get("namespace") or ""
+    nad_namespace = state.settings.nad_namespace
     try:
-        reqs = parse_ovn_network(raw)
+        asked = pod_requests(annotations, namespace, nad_namespace)
     except AnnotationError as exc:
+        if raw[0] is None and not _names_ovnvnet(raw[1], namespace, nad_namespace):
+            return
         raise Refused(str(exc)) from None
+    if asked is None:
+        return
+    reqs = asked
     namespace = meta.get("namespace") or ""
     labels = None
     if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
@@ -208,6 +221,16 @@ async def check_pod(state: State, body: dict, old: dict | None) -> None:
     except RequestRefused as exc:
         if exc.reason in REFUSED_AT_ADMISSION:
             raise Refused(str(exc)) from None
+
+
+def _names_ovnvnet(raw: object, namespace: str, nad_namespace: str | None) -> bool:
+    """Whether a ``networks`` annotation has an element in the NAD namespace (parsed or not)."""
+    if not nad_namespace:
+        return False
+    try:
+        return any(s.namespace == nad_namespace for s in parse_network_selection(raw, namespace))
+    except AnnotationError:
+        return False
 
 
 def check_network(state: State, body: dict) -> None:

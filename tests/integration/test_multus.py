@@ -10,11 +10,12 @@ import signal
 import uuid
 from pathlib import Path
 
+import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
 from harness.kit import Cluster, check_invariant, wait_until
-from harness.stack import Stack
+from harness.stack import Stack, free_port
 from ovnvnet.model import names
 from tests.integration.conftest import OPERATOR_ENV
 
@@ -235,3 +236,53 @@ def test_owned_nad_of_a_network_deleted_while_down_is_swept(mc: Cluster, subnet,
     wait_until(lambda: not mc.vnet_exists(a), what="network gone")
     mc.stack.start_operator(MULTUS_ENV)
     wait_until(lambda: nad(mc, a) is None, what="orphan NAD swept")
+
+
+@pytest.fixture
+def multus_webhook(mc: Cluster):
+    stack = mc.stack
+    admission = kubernetes.client.AdmissionregistrationV1Api(mc.core.api_client)
+    env = {**MULTUS_ENV, "OVNVNET_WEBHOOK": "true", "OVNVNET_WEBHOOK_ADDR": "127.0.0.1",
+           "OVNVNET_WEBHOOK_PORT": str(free_port()), "OVNVNET_OPERATOR_USERS": "admin"}
+    stack.stop_operator()
+    stack.start_operator(env)
+    wait_until(lambda: admission.read_validating_webhook_configuration("ovnvnet.io").webhooks, 30,
+               what="webhook configuration registered")
+    yield
+    stack.stop_operator()
+    try:
+        admission.delete_validating_webhook_configuration("ovnvnet.io")
+    except ApiException:
+        pass
+    stack.start_operator(MULTUS_ENV)
+
+
+def _refused(fn) -> str | None:
+    try:
+        fn()
+    except ApiException as exc:
+        assert exc.status == 400, exc
+        return str(json.loads(exc.body)["message"])
+    return None
+
+
+def test_webhook_refuses_bad_multus_requests_and_admits_foreign_ones(multus_webhook, mc: Cluster, mns: str,
+                                                                      subnet, net_name) -> None:
+    a = net_name("mh")
+    mc.create_vnet(a, subnet())
+    mc.wait_ready(a)
+    probe = iter(range(1000))
+    wait_until(lambda: _refused(lambda: create_pod(mc, mns, f"probe{next(probe)}", f"{NAD_NS}/{a}@eth")),
+               30, what="webhook answering")
+    for request, message in [
+        (f"{NAD_NS}/{a}@eth", 'interface "eth": name must end with a digit 0-9'),
+        ([{"name": a, "namespace": NAD_NS, "ips": ["192.0.2.1/24"]}], f"ip_address 192.0.2.1 is outside {a}"),
+        (f"{NAD_NS}/nope-{uuid.uuid4().hex[:4]}", "does not exist"),
+        ([{"name": a, "namespace": NAD_NS, "mac": "01:00:00:00:00:01"}], "multicast"),
+    ]:
+        msg = _refused(lambda request=request: create_pod(mc, mns, "bad", request))
+        assert msg is not None and message in msg, (message, msg)
+        assert not mc.pod_exists(mns, "bad")
+    # another plugin's request, even one Multus could not read, is not the webhook's to refuse
+    for i, foreign in enumerate(["default/macvlan@Eth-0", "[garbage", f"default/{a}"]):
+        assert _refused(lambda foreign=foreign, i=i: create_pod(mc, mns, f"foreign{i}", foreign)) is None

@@ -701,7 +701,10 @@ def pod_requests(annotations: Mapping[str, Any], pod_namespace: str,
     One rule for a pod using both: refused (one form per pod; merging could not say which
     interface list wins when they disagree). A ``networks`` annotation without ovnvnet elements
     (the seed's ``default/ovn-network`` attachment, another plugin's networks) never conflicts,
-    and is not checked when ``ovnNetwork`` is there: it is Multus's to read."""
+    and is not checked when ``ovnNetwork`` is there: it is Multus's to read. Without
+    ``ovnNetwork``, a ``networks`` annotation that cannot be read at all is an error here (the
+    operator answers with ``ovnNetworkError``: Multus cannot run the pod either, and the message
+    says why); the admission webhook refuses it only when it names the NAD namespace."""
     ovn_raw = annotations.get(REQUEST_ANNOTATION)
     sel_raw = annotations.get(NETWORKS_ANNOTATION)
     selected: list[InterfaceRequest] = []
