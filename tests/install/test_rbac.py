@@ -217,6 +217,30 @@ def test_namespace_selector_as_its_service_account(operator: Stack):
     assert_no_forbidden(operator_log(operator), "the operator")
 
 
+def test_multus_way_as_its_service_account(operator: Stack):
+    """The installed operator publishes a NetworkAttachmentDefinition per network in its own
+    namespace (Role ovnvnet-operator-nads), deletes it with the network, and serves a pod asking
+    the Multus way (`k8s.v1.cni.cncf.io/networks`)."""
+    name = "rbac-multus"
+    _network(operator, name, "172.31.41.0/24")
+
+    def published() -> dict | None:
+        out = operator.kubectl("-n", "ovnvnet-system", "get", "network-attachment-definitions", name,
+                               "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    nad = wait_for(published, 30, "the network's NetworkAttachmentDefinition")
+    assert json.loads(nad["spec"]["config"]) == {"cniVersion": "0.4.0", "name": name, "type": "ovn-k8s-cni-overlay"}
+    _namespace(operator, "rbac-multus-pods", {})
+    _pod(operator, "multus", "rbac-multus-pods", {"k8s.v1.cni.cncf.io/networks": f"ovnvnet-system/{name}@net3"})
+    raw = wait_for(lambda: pod_annotations(operator, "multus", "rbac-multus-pods").get("ovnIfaceList"), 30,
+                   "the Multus-way pod attached")
+    assert [(i["interface"], i["name"]) for i in json.loads(raw)] == [("net3", name)]
+    operator.kubectl("-n", "rbac-multus-pods", "delete", "pod", "multus", "--grace-period=0", "--wait=true")
+    operator.kubectl("delete", "virtualnetwork", name, "--wait=true")
+    wait_for(lambda: published() is None, 30, "the NetworkAttachmentDefinition deleted with its network")
+    assert_no_forbidden(operator_log(operator), "the operator")
+
+
 def test_legacy_default_network_as_its_service_account(operator: Stack):
     """A pod without ovnNetwork on a node gets one interface on OVNVNET_DEFAULT_NETWORK, answered in
     its `ovn` annotation, under the ServiceAccount."""
