@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def test_both_forms_attach_like_ovnnetwork(mc: Cluster, mns: str, subnet, net_na
     assert js[1]["defaultGateway"] is True and js[1]["gateway_ip"] == gw_b
     assert set(ports_of(mc, mns, "comma")) == {names.port_name(mns, "comma", "net2"),
                                                 names.port_name(mns, "comma", "data5")}
-    assert mc.allocations(a)[f"{prefix_a}.77"]["interface"] == "blue1"
+    record = wait_until(lambda: mc.allocations(a).get(f"{prefix_a}.77"), what="the IPBlock entry")  # coalesced
+    assert (record["interface"], record["pod"]) == ("blue1", f"{mns}/json")
     check_invariant(mc, [a, b])
     for pod in ("comma", "json"):
         mc.delete_pod(mns, pod)
@@ -113,6 +115,7 @@ def test_only_foreign_elements_is_not_ovnvnets(mc: Cluster, mns: str, subnet, ne
     create_pod(mc, mns, "foreign", f"default/{a}, macvlan@net1")   # same name, not the NAD namespace
     create_pod(mc, mns, "marker", f"{NAD_NS}/{a}")                 # handled after the first
     mc.iface_list(mns, "marker")
+    time.sleep(2.5)   # two sweeps (1 s apart here): the sweep does not pick it up either
     ann = mc.annotations(mns, "foreign")
     assert "ovnIfaceList" not in ann and "ovnNetworkError" not in ann
     assert not ports_of(mc, mns, "foreign")

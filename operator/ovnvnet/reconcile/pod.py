@@ -102,6 +102,7 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
             asked, problem = None, exc
         is_legacy = asked is None and problem is None
         if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
+            state.pending.pop(uid, None)   # asks nothing of ovnvnet (e.g. only other plugins' networks)
             return
         record = state.attached.get(uid)
         if record is not None:
@@ -121,6 +122,20 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
                 await _refuse(state, body, RequestRefused(str(exc), retry=False, reason="InvalidRequest"))
                 return
         await attach_pod(state, body, reqs, is_legacy=is_legacy)
+
+
+def asks_ovnvnet(state: State, annotations: dict, namespace: str) -> bool:
+    """Whether a pod asks ovnvnet for interfaces: ``ovnNetwork``, or a ``networks`` annotation
+    with ovnvnet elements (or one that cannot be read: the refusal says why). A Multus pod asking
+    only other plugins' networks is not ovnvnet's (not handled, not retried by the sweep)."""
+    if REQUEST_ANNOTATION in annotations:
+        return True
+    if NETWORKS_ANNOTATION not in annotations or not state.settings.nad_namespace:
+        return False
+    try:
+        return pod_requests(annotations, namespace, state.settings.nad_namespace) is not None
+    except AnnotationError:
+        return True
 
 
 def result_annotation(state: State, record: PodRecord) -> dict[str, str]:

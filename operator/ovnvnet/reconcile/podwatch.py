@@ -15,7 +15,6 @@ from typing import Any
 
 from ovnvnet import metrics
 from ovnvnet.kube.client import ApiError
-from ovnvnet.model.annotation import NETWORKS_ANNOTATION, REQUEST_ANNOTATION
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.state import State
 
@@ -30,7 +29,8 @@ def needs_handling(state: State, body: dict, event_type: str | None = None) -> b
     None: the rebuild's candidates, a relist, the sweep) or a watch event (ADDED/MODIFIED/DELETED).
 
     A pod matters when it holds addresses or is refused for life (something to release or to
-    keep refused), or asks for networks (`ovnNetwork`, or any pod with a legacy default network).
+    keep refused), or asks for networks (`ovnNetwork`, ovnvnet elements in Multus's `networks`
+    annotation, or any pod with a legacy default network).
     A listed pod that is already attached (or finished and holding nothing) needs nothing; an
     event for an attached pod is handled (a removed result is re-written, a deletion releases)."""
     meta = body.get("metadata") or {}
@@ -38,8 +38,8 @@ def needs_handling(state: State, body: dict, event_type: str | None = None) -> b
     if uid in state.holdings or uid in state.refused:
         return event_type is not None or pod_rec.is_terminal(body) or uid not in state.attached
     annotations = meta.get("annotations") or {}
-    wants = (REQUEST_ANNOTATION in annotations or bool(state.settings.default_network)
-             or (NETWORKS_ANNOTATION in annotations and bool(state.settings.nad_namespace)))
+    wants = (bool(state.settings.default_network)
+             or pod_rec.asks_ovnvnet(state, annotations, meta.get("namespace", "")))
     if event_type is not None:
         return wants
     return wants and not pod_rec.is_terminal(body) and uid not in state.attached

@@ -39,8 +39,6 @@ from ovnvnet.model import names
 from ovnvnet.model.annotation import (
     ERROR_ANNOTATION,
     LEGACY_ANNOTATION,
-    NETWORKS_ANNOTATION,
-    REQUEST_ANNOTATION,
     RESULT_ANNOTATION,
 )
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
@@ -426,7 +424,7 @@ async def sweep(state: State) -> None:
     # event lost in a watch outage) is queued for the retry loop
     for uid, meta in live.items():
         ann = meta.get("annotations") or {}
-        asks = REQUEST_ANNOTATION in ann or NETWORKS_ANNOTATION in ann
+        asks = pod_rec.asks_ovnvnet(state, ann, meta.get("namespace", ""))
         if (asks and RESULT_ANNOTATION not in ann and ERROR_ANNOTATION not in ann
                 and uid not in state.pending and needs_handling(state, {"metadata": meta})):
             state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
