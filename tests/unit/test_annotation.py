@@ -159,8 +159,8 @@ def test_same_network_twice_is_fine():
      "ovnNetwork lists 11 interfaces; at most 10 are supported"),
     ([{"name": "a", "interface": "net1", "ip_address": "172.16.2526.3"}],
      'ip_address "172.16.2526.3" is not a valid IPv4 address'),
-    ([{"name": "a", "interface": "net1", "ipAddress": "fd00::1"}],
-     'ipAddress "fd00::1" is not a valid IPv4 address'),
+    ([{"name": "a", "interface": "net1", "ipAddress": "fd00::1%eth0"}],
+     'ipAddress "fd00::1%eth0" is not a valid IPv6 address'),
     ([{"name": "a", "interface": "net1", "ip_address": 17}],
      'ovnNetwork[0]: "ip_address" must be a string, got number'),
     ([{"name": "a", "interface": "net1", "mac_address": "zz"}],
@@ -366,7 +366,7 @@ def test_legacy_result_port_is_never_read():
 
 
 @pytest.mark.parametrize("field, value, fragment", [
-    ("ip_address", "10.66.0.5", 'ovn: ip_address "10.66.0.5" is not "a.b.c.d/prefix"'),
+    ("ip_address", "10.66.0.5", 'ovn: ip_address "10.66.0.5" is not "address/prefix"'),
     ("mac_address", 7, "ovn: mac_address 7 is not a valid MAC address"),
     ("gateway_ip", None, "ovn: gateway_ip null is not a valid IPv4 address"),
     ("name", "", 'ovn: "name" (the network) must be a non-empty string'),

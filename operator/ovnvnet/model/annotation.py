@@ -10,10 +10,17 @@ types from here, so absorbing the legacy codec and the keys changed no import pa
 
 Keys, and who writes them:
 
-- ``ovnNetwork`` (creator): the request, a JSON list of ``{name, interface[, ip_address,
-  mac_address, defaultGateway]}`` (:func:`parse_ovn_network`).
+- ``ovnNetwork`` (creator): the request, a JSON list of ``{name, interface[, ip_address |
+  ip_addresses, mac_address, defaultGateway]}`` (:func:`parse_ovn_network`). ``ip_address`` is a
+  static address of either family (the network's other family, if any, stays dynamic);
+  ``ip_addresses`` lists at most one per family.
 - ``ovnIfaceList`` (operator): the result, one entry per interface (:func:`encode_iface_list`,
-  :func:`decode_iface_list`).
+  :func:`decode_iface_list`). ``ip_address``/``prefix_length``/``gateway_ip`` are the primary
+  family (IPv4 when the interface has one, else IPv6); an interface with an IPv6 address also
+  carries ``ip_addresses`` (``"addr/prefix"``, IPv4 first) and ``gateway_ips`` (same order), so an
+  IPv4 network's result is byte for byte what it was before IPv6. The decoder accepts entries
+  without the lists and fills :attr:`InterfaceResult.addresses` from the primary fields. The
+  legacy ``ovn`` result carries the same two lists (ovn-kubernetes' key names).
 - ``ovnNetworkError`` / ``ovnNetworkErrorRetry`` (operator): why the request is not served, and
   ``"true"`` when the operator retries by itself (ADD keeps waiting).
 - ``ovn`` (legacy, ovn-kubernetes): the creator's request ``{"ip_address", "mac_address"}`` for a
@@ -56,7 +63,7 @@ from typing import Any, TypeVar, cast
 import netaddr
 
 from . import names
-from .network import Route, display, json_type, parse_ipv4, parse_ipv4_cidr
+from .network import Route, display, family_name, json_type, parse_cidr, parse_ip
 
 __all__ = [
     "ERROR_ANNOTATION",
@@ -70,6 +77,7 @@ __all__ = [
     "RESULT_ANNOTATION",
     "SEAL_ANNOTATION",
     "AnnotationError",
+    "IfaceAddress",
     "InterfaceRequest",
     "InterfaceResult",
     "SealError",
@@ -138,12 +146,47 @@ class InterfaceRequest:
     network: str
     interface: str
     ip: netaddr.IPAddress | None
+    """The static address of the single form (``ip_address``), else ``ips[0]``; None: dynamic."""
     mac: str | None
     default_gateway: bool = False
+    ips: tuple[netaddr.IPAddress, ...] = ()
+    """Every static address asked for, at most one per family, IPv4 first (``ip_address`` or
+    ``ip_addresses``); a family of the network not listed here is allocated dynamically.
+    Filled from ``ip`` when left empty."""
+
+    def __post_init__(self) -> None:
+        if not self.ips and self.ip is not None:
+            object.__setattr__(self, "ips", (self.ip,))
+
+    def static_ip(self, version: int) -> netaddr.IPAddress | None:
+        """The static address requested for family ``version`` (4 or 6), if any."""
+        return next((ip for ip in self.ips if ip.version == version), None)
+
+
+@dataclass(frozen=True)
+class IfaceAddress:
+    """One address of an interface: ``ip`` (canonical text), its prefix and its family's gateway."""
+
+    ip: str
+    prefix_length: int
+    gateway: str
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return 6 if ":" in self.ip else 4
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.prefix_length}"
 
 
 @dataclass(frozen=True)
 class InterfaceResult:
+    """One interface of a pod. ``ip``/``prefix_length``/``gateway`` are the primary family
+    (IPv4 when the interface has one, else IPv6) and equal ``addresses[0]``; ``addresses`` lists
+    every family, IPv4 first (filled from the primary fields when left empty)."""
+
     interface: str
     network: str
     ip: str
@@ -153,6 +196,22 @@ class InterfaceResult:
     default_gateway: bool
     mtu: int | None
     routes: tuple[Route, ...]
+    addresses: tuple[IfaceAddress, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            object.__setattr__(
+                self, "addresses", (IfaceAddress(self.ip, self.prefix_length, self.gateway),)
+            )
+
+    def address(self, version: int) -> IfaceAddress | None:
+        """The address of family ``version`` (4 or 6), if the interface has one."""
+        return next((a for a in self.addresses if a.family == version), None)
+
+    @property
+    def ipv4_only(self) -> bool:
+        """One IPv4 address: the wire form is exactly the pre-IPv6 one."""
+        return len(self.addresses) == 1 and self.addresses[0].family == 4
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -284,10 +343,17 @@ def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     _check_interface_name(interface)
 
     ip = _requested_ip(where, *_pick(entry, "ip_address", "ipAddress"))
+    ips = _requested_ips(where, *_pick(entry, "ip_addresses", "ipAddresses"))
+    if ip is not None and ips:
+        raise AnnotationError(
+            f'{where}: "ip_address" and "ip_addresses" are exclusive; list every static '
+            f'address in "ip_addresses"'
+        )
     mac = _requested_mac(where, *_pick(entry, "mac_address", "macAddress"))
     default_gateway = _parse_bool(entry.get("defaultGateway"), where, "defaultGateway")
     return InterfaceRequest(
-        network=network, interface=interface, ip=ip, mac=mac, default_gateway=default_gateway
+        network=network, interface=interface, ip=ip if ip is not None else (ips[0] if ips else None),
+        mac=mac, default_gateway=default_gateway, ips=ips or ((ip,) if ip is not None else ()),
     )
 
 
@@ -298,10 +364,39 @@ def _requested_ip(where: str, key: str, raw: Any) -> netaddr.IPAddress | None:
         return None
     if not isinstance(raw, str):
         raise AnnotationError(f'{where}: "{key}" must be a string, got {json_type(raw)}')
-    ip = parse_ipv4(raw.strip().split("/", 1)[0])
+    ip = parse_ip(raw.strip().split("/", 1)[0])
     if ip is None:
-        raise AnnotationError(f"{key} {display(raw)} is not a valid IPv4 address")
+        raise AnnotationError(f"{key} {display(raw)} is not a valid {_family_of_text(raw)} address")
     return ip
+
+
+def _family_of_text(text: str) -> str:
+    """The family a malformed address was meant to be, for its message (":" means IPv6)."""
+    return "IPv6" if ":" in text else "IPv4"
+
+
+def _requested_ips(where: str, key: str, raw: Any) -> tuple[netaddr.IPAddress, ...]:
+    """The list form: at most one static address per family, returned IPv4 first."""
+    if raw is None or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        raise AnnotationError(f'{where}: "{key}" must be a list of addresses, got {json_type(raw)}')
+    if len(raw) > 2:
+        raise AnnotationError(
+            f'{where}: "{key}" lists {len(raw)} addresses; at most one per family (2) is allowed'
+        )
+    ips: list[netaddr.IPAddress] = []
+    for i, item in enumerate(raw):
+        ip = _requested_ip(where, f"{key}[{i}]", item)
+        if ip is None:
+            raise AnnotationError(f'{where}: "{key}[{i}]" is empty')
+        if any(other.version == ip.version for other in ips):
+            raise AnnotationError(
+                f"{where}: {key} lists two {family_name(ip.version)} addresses "
+                f"({ips[0]}, {ip}); at most one per family is allowed"
+            )
+        ips.append(ip)
+    return tuple(sorted(ips, key=lambda a: a.version))
 
 
 def _requested_mac(where: str, key: str, raw: Any) -> str | None:
@@ -355,11 +450,11 @@ def _parse_ovn_network(raw: str) -> list[InterfaceRequest]:
     seen_ip: dict[tuple[str, int], str] = {}
     seen_mac: dict[tuple[str, str], str] = {}
     for req in requests:
-        if req.ip is not None:
-            key = (req.network, int(req.ip))
+        for ip in req.ips:
+            key = (req.network, int(ip))
             if key in seen_ip:
                 raise AnnotationError(
-                    f"ip_address {req.ip} is requested twice on network {req.network} "
+                    f"ip_address {ip} is requested twice on network {req.network} "
                     f"({seen_ip[key]}, {req.interface})"
                 )
             seen_ip[key] = req.interface
@@ -390,8 +485,17 @@ def encode_iface_list(results: Sequence[InterfaceResult]) -> str:
         if r.mtu is not None:
             item["mtu"] = r.mtu
         item["routes"] = [route.to_dict() for route in r.routes]
+        _add_address_lists(item, r)
         out.append(item)
     return json.dumps(out, separators=(",", ":"))
+
+
+def _add_address_lists(item: dict[str, Any], r: InterfaceResult) -> None:
+    """``ip_addresses``/``gateway_ips`` (every family, IPv4 first), written unless the interface
+    has one IPv4 address only: an IPv4 network's result stays byte for byte what it was."""
+    if not r.ipv4_only:
+        item["ip_addresses"] = [a.cidr for a in r.addresses]
+        item["gateway_ips"] = [a.gateway for a in r.addresses]
 
 
 def _require_str(entry: Mapping[str, Any], key: str, where: str) -> str:
@@ -417,11 +521,72 @@ def _decode_routes(routes_raw: Any, where: str) -> list[Route]:
         if not isinstance(r, dict):
             raise AnnotationError(f"{where}.routes[{j}] must be an object")
         dst, rgw = r.get("dst"), r.get("gw")
-        if not isinstance(dst, str) or not isinstance(rgw, str) or parse_ipv4_cidr(dst) is None \
-                or parse_ipv4(rgw) is None:
+        net = parse_cidr(dst)
+        gw = parse_ip(rgw)
+        if net is None or gw is None:
             raise AnnotationError(f'{where}.routes[{j}] needs "dst" (CIDR) and "gw" (address)')
-        routes.append(Route(dst=dst, gw=rgw))
+        if net[0].version != gw.version:
+            raise AnnotationError(
+                f"{where}.routes[{j}]: dst {display(dst)} and gw {display(rgw)} are of different "
+                f"families"
+            )
+        routes.append(Route(dst=str(dst), gw=str(rgw)))
     return routes
+
+
+def _decode_ip(where: str, key: str, text: Any) -> netaddr.IPAddress:
+    ip = parse_ip(text)
+    if ip is None:
+        raise AnnotationError(
+            f"{where}: {key} {display(text)} is not a valid {_family_of_text(text)} address"
+        )
+    return ip
+
+
+def _decode_prefix(where: str, key: str, prefix: Any, version: int) -> int:
+    top = 32 if version == 4 else 128
+    if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= top:
+        raise AnnotationError(f'{where}: "{key}" must be an integer 0..{top}')
+    return prefix
+
+
+def _decode_addresses(
+    where: str, entry: Mapping[str, Any], primary: IfaceAddress
+) -> tuple[IfaceAddress, ...]:
+    """``ip_addresses`` + ``gateway_ips`` when present (their first entry must be the primary
+    fields), else the primary address alone (an older operator's result, or an IPv4 one)."""
+    cidrs, gws = entry.get("ip_addresses"), entry.get("gateway_ips")
+    if cidrs is None and gws is None:
+        return (primary,)
+    if not isinstance(cidrs, list) or not isinstance(gws, list) or not 1 <= len(cidrs) <= 2 \
+            or len(gws) != len(cidrs):
+        raise AnnotationError(
+            f'{where}: "ip_addresses" and "gateway_ips" must be lists of one entry per family '
+            f"(1 or 2), of the same length"
+        )
+    out: list[IfaceAddress] = []
+    for j, (cidr_text, gw_text) in enumerate(zip(cidrs, gws, strict=True)):
+        parsed = parse_cidr(cidr_text)
+        if parsed is None:
+            raise AnnotationError(
+                f"{where}: ip_addresses[{j}] {display(cidr_text)} is not \"address/prefix\""
+            )
+        gw = _decode_ip(where, f"gateway_ips[{j}]", gw_text)
+        if gw.version != parsed[0].version:
+            raise AnnotationError(
+                f"{where}: gateway_ips[{j}] {gw} is not of the family of ip_addresses[{j}]"
+            )
+        out.append(IfaceAddress(str(parsed[0]), parsed[1], str(gw)))
+    if [a.family for a in out] not in ([4], [6], [4, 6]):
+        raise AnnotationError(
+            f'{where}: "ip_addresses" must hold one address per family, IPv4 first'
+        )
+    if out[0] != primary:
+        raise AnnotationError(
+            f"{where}: ip_addresses[0] {out[0].cidr} (gateway {out[0].gateway}) is not "
+            f"ip_address/prefix_length {primary.cidr} (gateway {primary.gateway})"
+        )
+    return tuple(out)
 
 
 def _decode_entry(index: int, entry: Any) -> InterfaceResult:
@@ -431,21 +596,16 @@ def _decode_entry(index: int, entry: Any) -> InterfaceResult:
     interface = _require_str(entry, "interface", where)
     _check_interface_name(interface)
     network = _require_str(entry, "name", where)
-    ip_text = _require_str(entry, "ip_address", where)
-    ip = parse_ipv4(ip_text)
-    if ip is None:
-        raise AnnotationError(f"{where}: ip_address {display(ip_text)} is not a valid IPv4 address")
-    prefix = entry.get("prefix_length")
-    if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= 32:
-        raise AnnotationError(f'{where}: "prefix_length" must be an integer 0..32')
+    ip = _decode_ip(where, "ip_address", _require_str(entry, "ip_address", where))
+    prefix = _decode_prefix(where, "prefix_length", entry.get("prefix_length"), ip.version)
     mac_text = _require_str(entry, "mac_address", where)
     mac = normalize_mac(mac_text)
     if mac is None:
         raise AnnotationError(f"{where}: mac_address {display(mac_text)} is not a valid MAC address")
-    gw_text = _require_str(entry, "gateway_ip", where)
-    gw = parse_ipv4(gw_text)
-    if gw is None:
-        raise AnnotationError(f"{where}: gateway_ip {display(gw_text)} is not a valid IPv4 address")
+    gw = _decode_ip(where, "gateway_ip", _require_str(entry, "gateway_ip", where))
+    if gw.version != ip.version:
+        raise AnnotationError(f"{where}: gateway_ip {gw} is not of the family of ip_address {ip}")
+    addresses = _decode_addresses(where, entry, IfaceAddress(str(ip), prefix, str(gw)))
     default_gateway = _parse_bool(entry.get("defaultGateway"), where, "defaultGateway")
     mtu = _decode_mtu(entry.get("mtu"), where)
     routes = _decode_routes(entry.get("routes"), where)
@@ -459,6 +619,7 @@ def _decode_entry(index: int, entry: Any) -> InterfaceResult:
         default_gateway=default_gateway,
         mtu=mtu,
         routes=tuple(routes),
+        addresses=addresses,
     )
 
 
@@ -510,18 +671,17 @@ def parse_legacy_request(raw: Any, network: str) -> InterfaceRequest:
 
 def encode_legacy_result(result: InterfaceResult, namespace: str, pod: str) -> str:
     """The ``ovn`` result (ovn-kubernetes' shape; ``port`` for its consumers, never read back)."""
-    return json.dumps(
-        {
-            "ip_address": f"{result.ip}/{result.prefix_length}",
-            "mac_address": result.mac,
-            "gateway_ip": result.gateway,
-            "name": result.network,
-            "port": names.port_name(namespace, pod, names.LEGACY_INTERFACE),
-            "mtu": result.mtu,
-            "routes": [r.to_dict() for r in result.routes],
-        },
-        separators=(",", ":"),
-    )
+    item: dict[str, Any] = {
+        "ip_address": f"{result.ip}/{result.prefix_length}",
+        "mac_address": result.mac,
+        "gateway_ip": result.gateway,
+        "name": result.network,
+        "port": names.port_name(namespace, pod, names.LEGACY_INTERFACE),
+        "mtu": result.mtu,
+        "routes": [r.to_dict() for r in result.routes],
+    }
+    _add_address_lists(item, result)   # ovn-kubernetes' own key names for the dual-stack lists
+    return json.dumps(item, separators=(",", ":"))
 
 
 @_total(LEGACY_ANNOTATION)
@@ -532,10 +692,10 @@ def decode_legacy_result(raw: Any) -> InterfaceResult:
     where = "ovn"
     if not isinstance(data, dict):
         raise AnnotationError(f"ovn must be a JSON object, got {json_type(data)}")
-    cidr = parse_ipv4_cidr(data.get("ip_address"))
+    cidr = parse_cidr(data.get("ip_address"))
     if cidr is None:
         raise AnnotationError(
-            f'ovn: ip_address {display(data.get("ip_address"))} is not "a.b.c.d/prefix"'
+            f'ovn: ip_address {display(data.get("ip_address"))} is not "address/prefix"'
         )
     ip, prefix = cidr
     mac = normalize_mac(data.get("mac_address"))
@@ -543,11 +703,13 @@ def decode_legacy_result(raw: Any) -> InterfaceResult:
         raise AnnotationError(
             f'ovn: mac_address {display(data.get("mac_address"))} is not a valid MAC address'
         )
-    gw = parse_ipv4(data.get("gateway_ip"))
-    if gw is None:
+    gw = parse_ip(data.get("gateway_ip"))
+    if gw is None or gw.version != ip.version:
         raise AnnotationError(
-            f'ovn: gateway_ip {display(data.get("gateway_ip"))} is not a valid IPv4 address'
+            f'ovn: gateway_ip {display(data.get("gateway_ip"))} is not a valid '
+            f"{family_name(ip.version)} address"
         )
+    addresses = _decode_addresses(where, data, IfaceAddress(str(ip), prefix, str(gw)))
     network = data.get("name")
     if not isinstance(network, str) or not network:
         raise AnnotationError(f'ovn: "name" (the network) must be a non-empty string, got {display(network)}')
@@ -561,6 +723,7 @@ def decode_legacy_result(raw: Any) -> InterfaceResult:
         default_gateway=True,
         mtu=_decode_mtu(data.get("mtu"), where),
         routes=tuple(_decode_routes(data.get("routes"), where)),
+        addresses=addresses,
     )
 
 

@@ -8,6 +8,7 @@ message names the field and the value.
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -25,8 +26,11 @@ __all__ = [
     "Route",
     "SpecError",
     "display",
+    "parse_cidr",
+    "parse_ip",
     "parse_ipv4",
     "parse_ipv4_cidr",
+    "parse_ipv6",
     "parse_network_spec",
     "spec_conflicts",
 ]
@@ -43,6 +47,9 @@ _MAX_CONFLICT_LINES = 10
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _PREFIX_RE = re.compile(r"(?:3[0-2]|[12]?[0-9])")
+# IPv6 in hex-and-colon form only: no zone ("%eth0"), no embedded dotted IPv4 ("::ffff:1.2.3.4").
+_IPV6_RE = re.compile(r"[0-9A-Fa-f:]{2,39}")
+_PREFIX6_RE = re.compile(r"(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])")
 
 
 class SpecError(ValueError):
@@ -90,6 +97,40 @@ def parse_ipv4(text: Any) -> netaddr.IPAddress | None:
         return None
     a, b, c, d = (int(x) for x in text.split("."))
     return netaddr.IPAddress((a << 24) | (b << 16) | (c << 8) | d, 4)
+
+
+def parse_ipv6(text: Any) -> netaddr.IPAddress | None:
+    """Strict IPv6 (RFC 4291 text form, hex groups and one "::"; no zone, no dotted tail)."""
+    if not isinstance(text, str) or not _IPV6_RE.fullmatch(text):
+        return None
+    try:
+        return netaddr.IPAddress(int(ipaddress.IPv6Address(text)), 6)
+    except ValueError:
+        return None
+
+
+def parse_ip(text: Any) -> netaddr.IPAddress | None:
+    """An IPv4 (strict dotted quad) or IPv6 (strict, see :func:`parse_ipv6`) address."""
+    if isinstance(text, str) and ":" in text:
+        return parse_ipv6(text)
+    return parse_ipv4(text)
+
+
+def parse_cidr(text: Any) -> tuple[netaddr.IPAddress, int] | None:
+    """Strict "address/nn" of either family (0..32 or 0..128); host bits are kept."""
+    if not isinstance(text, str) or len(text) > _MAX_ADDR_LEN or text.count("/") != 1:
+        return None
+    addr_text, prefix_text = text.split("/")
+    addr = parse_ip(addr_text)
+    if addr is None:
+        return None
+    if not (_PREFIX_RE if addr.version == 4 else _PREFIX6_RE).fullmatch(prefix_text):
+        return None
+    return addr, int(prefix_text)
+
+
+def family_name(version: int) -> str:
+    return "IPv4" if version == 4 else "IPv6"
 
 
 def parse_ipv4_cidr(text: Any) -> tuple[netaddr.IPAddress, int] | None:
