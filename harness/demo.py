@@ -88,6 +88,11 @@ def run(root: str) -> int:
     return 0 if set(sandboxes) == set(PODS) - {"pod-bad"} and "pod-bad" in failures else 1
 
 
+def _ips(iface: dict) -> list[str]:
+    """The addresses of an ovnIfaceList entry, every family (IPv4 first)."""
+    return [c.split("/")[0] for c in iface.get("ip_addresses") or [iface["ip_address"]]]
+
+
 def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
            failures: dict[str, CniFailed], timings: dict[str, float]) -> None:
     print()
@@ -99,9 +104,12 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         obj = json.loads(stack.kubectl("get", "vnet", net, "-o", "json").stdout)
         spec, status = obj["spec"], obj.get("status") or {}
         cond = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-        gateways[net] = status.get("gateway") or spec.get("gateway", "?")
+        gws = status.get("gateways") or spec.get("gateways") \
+            or [status.get("gateway") or spec.get("gateway", "?")]
+        gateways[net] = ",".join(gws)
         routed[net] = spec.get("routed", True) is not False
-        rows.append([net, spec["subnet"], gateways[net], "yes" if routed[net] else "no",
+        subnets = ",".join(spec.get("subnets") or [spec.get("subnet", "?")])
+        rows.append([net, subnets, gateways[net], "yes" if routed[net] else "no",
                      str(status.get("usedIPs", "?")), str(status.get("availableIPs", "?")),
                      cond.get("status", "?"), str(spec.get("mtu", "-"))])
     print(table(rows))
@@ -117,7 +125,7 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         ifaces = json.loads(ann.get("ovnIfaceList", "[]"))
         ifaces_of[pod] = ifaces
         have = sb.addresses()
-        default = next((r for r in sb.routes() if r.startswith("default")), "")
+        defaults = [r for fam in (4, 6) for r in sb.routes(fam) if r.startswith("default")]
         for i in ifaces:
             name = i["interface"]
             link = have.get(name, {})
@@ -130,9 +138,12 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
                 ids = dict(raw["data"][0][0][1])
             except Exception:  # noqa: BLE001 - shown as missing
                 pass
-            rows.append([pod, sb.netns, name, i["name"], ",".join(link.get("ipv4", [])) or "MISSING",
-                         link.get("mac", "?"), i["gateway_ip"],
-                         default.split(" proto")[0] if f"dev {name}" in default else "-",
+            addrs = link.get("ipv4", []) + link.get("ipv6", [])
+            default = ",".join(d.split(" via ")[1].split(" dev")[0] for d in defaults
+                               if f"dev {name} " in f"{d} ")
+            rows.append([pod, sb.netns, name, i["name"], ",".join(addrs) or "MISSING",
+                         link.get("mac", "?"), ",".join(i.get("gateway_ips") or [i["gateway_ip"]]),
+                         f"via {default}" if default else "-",
                          host if ids else "MISSING", ids.get("iface-id", "-"), ids.get("ovn-installed", "no")])
     print(table(rows))
 
@@ -141,12 +152,15 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
     where: dict[str, tuple[str, str]] = {}   # label -> (pod or "", network)
     for pod, ifaces in ifaces_of.items():
         for i in ifaces:
-            label = f"{pod}/{i['interface']}"
-            targets.append((label, i["ip_address"]))
-            where[label] = (pod, i["name"])
+            for ip in _ips(i):   # every family: IPv6 targets are labelled with "v6"
+                label = f"{pod}/{i['interface']}" + (" v6" if ":" in ip else "")
+                targets.append((label, ip))
+                where[label] = (pod, i["name"])
     for net in NETWORKS:
-        targets.append((f"gw {net}", gateways[net]))
-        where[f"gw {net}"] = ("", net)
+        for gw in gateways[net].split(","):
+            label = f"gw {net}" + (" v6" if ":" in gw else "")
+            targets.append((label, gw))
+            where[label] = ("", net)
     started = time.monotonic()
     result = ping_matrix(list(sandboxes.values()), targets)
     print(f"Ping matrix (ICMP echo from the row's pod to the column's address, through OVN; "
