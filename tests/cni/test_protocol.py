@@ -114,3 +114,21 @@ def test_error_json():
                                   "details": "because"}
     # details is always there, as in the shim's own errors
     assert p.CniError(7, "bad").to_json("1.0.0")["details"] == ""
+
+
+def test_default_routes_one_per_family_only_with_default_gateway():
+    from ovnvnet.cni.netlink import wanted_routes
+    from ovnvnet.model.annotation import IfaceAddress, InterfaceResult
+    from ovnvnet.model.network import Route
+
+    v4, v6 = IfaceAddress("10.1.0.5", 24, "10.1.0.1"), IfaceAddress("fd00:1::5", 64, "fd00:1::1")
+    dual = InterfaceResult("net0", "n", v4.ip, 24, "0a:58:0a:01:00:05", v4.gateway, True, None,
+                           (Route("fd00:9::/64", "fd00:1::1"),), (v4, v6))
+    assert wanted_routes(dual) == [("fd00:9::/64", "fd00:1::1"), ("0.0.0.0/0", "10.1.0.1"),
+                                   ("::/0", "fd00:1::1")]
+    only6 = InterfaceResult("net0", "n", v6.ip, 64, "0a:58:00:00:00:05", v6.gateway, True, None,
+                            (), (v6,))
+    assert wanted_routes(only6) == [("::/0", "fd00:1::1")]
+    no_default = InterfaceResult("net0", "n", v4.ip, 24, "0a:58:0a:01:00:05", v4.gateway, False,
+                                 None, (), (v4, v6))
+    assert wanted_routes(no_default) == []

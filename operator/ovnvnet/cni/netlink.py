@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..model.annotation import IfaceAddress, InterfaceResult
+from ..model.annotation import InterfaceResult
 
 __all__ = [
     "LinkState",
@@ -72,7 +72,6 @@ RT_SCOPE_UNIVERSE = 0
 IPV6_MIN_MTU = 1280
 _CLONE_NEWNET = 0x40000000
 _IPV6_SYSCTLS = (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))
-_FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 class PlumbingError(Exception):
@@ -276,13 +275,8 @@ def _take_candidate_name(host: IPRoute, index: int, container_id: str, interface
     )
 
 
-def _addresses_of(iface: InterfaceResult) -> tuple[IfaceAddress, ...]:
-    """Every address of the interface, IPv4 first (the contract fills it for old results too)."""
-    return iface.addresses
-
-
 def _has_ipv6(iface: InterfaceResult) -> bool:
-    return any(a.family == 6 for a in _addresses_of(iface))
+    return any(a.family == 6 for a in iface.addresses)
 
 
 def _family_of(text: str) -> int:
@@ -302,7 +296,7 @@ def _wanted_routes(iface: InterfaceResult) -> list[tuple[str, str]]:
     routes = [(r.dst, r.gw) for r in iface.routes]
     if iface.default_gateway:
         # only the interface marked defaultGateway touches the pod's default routes: one per family
-        for a in _addresses_of(iface):
+        for a in iface.addresses:
             routes.append(("0.0.0.0/0" if a.family == 4 else "::/0", a.gateway))
     return routes
 
@@ -378,7 +372,7 @@ def _current_addresses(ipr: IPRoute, index: int) -> dict[tuple[str, int], int]:
 def _converge_addresses(ipr: IPRoute, index: int, iface: InterfaceResult) -> None:
     """Exactly the annotation's addresses: others removed, missing ones added (IPv6 without
     DAD). A wanted IPv6 address stuck tentative or failed is re-added without DAD."""
-    want = {_canonical(a.ip, a.prefix_length): a for a in _addresses_of(iface)}
+    want = {_canonical(a.ip, a.prefix_length): a for a in iface.addresses}
     have = _current_addresses(ipr, index)
     for (ip, prefix), flags in have.items():
         stuck = ":" in ip and flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
@@ -411,7 +405,7 @@ def _address_problems(ipr: IPRoute, index: int, iface: InterfaceResult) -> list[
     """Each wanted address of every family present and usable (not tentative, no DAD failure)."""
     have = _current_addresses(ipr, index)
     problems = []
-    for a in _addresses_of(iface):
+    for a in iface.addresses:
         flags = have.get(_canonical(a.ip, a.prefix_length))
         if flags is None:
             problems.append(f"{iface.interface} lacks address {a.ip}/{a.prefix_length}")
