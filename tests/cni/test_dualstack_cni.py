@@ -379,3 +379,43 @@ def test_ipv6_disabled_by_the_runtime_is_turned_back_on(ds_topology, agent, bina
         assert ping6(netns, v6("ds-a", 1))
     finally:
         pod.cni(binaries, agent, "DEL")
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
+def test_libcni_parses_and_chains_the_dual_stack_result(ds_topology, agent, binaries, make_netns,
+                                                        workdir, version):
+    """libcni (as containerd/CRI-O/Multus use it) accepts the result of both families, caches it
+    and hands it to a chained plugin (tuning, setting an IPv6 sysctl); CHECK and DEL follow."""
+    host = 80 if version == "0.4.0" else 81
+    pod = new_pod(ds_topology, agent, make_netns, f"ds-libcni-{host}", [entry("net0", "ds-a", host)])
+    conflist = workdir / f"ds-{version}.conflist"
+    conflist.write_text(json.dumps({
+        "cniVersion": version, "name": "ovn-ds",
+        "plugins": [
+            {"type": "ovn-k8s-cni-overlay", "agentSocket": str(agent.socket),
+             "annotationTimeout": 10},
+            {"type": "tuning", "sysctl": {"net.ipv6.conf.net0.ndisc_notify": "1"}},
+        ],
+    }))
+    plugin_dirs = f"{binaries['shim'].parent}:/usr/lib/cni"
+
+    def runtime(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(binaries["runtime"]), action, str(conflist), pod.container_id, pod.netns.path,
+             "net0", pod.args, plugin_dirs, str(workdir / "cni-cache")],
+            capture_output=True, text=True, timeout=120)
+
+    r = runtime("add")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ips = json.loads(r.stdout)["ips"]
+    assert [ip["address"] for ip in ips] == [f"172.16.35.{host}/24", f"fd00:35::{host:x}/64"]
+    assert [ip["gateway"] for ip in ips] == ["172.16.35.1", "fd00:35::1"]
+    if version == "0.4.0":
+        assert [ip["version"] for ip in ips] == ["4", "6"]
+    sysctl = pod.netns.run("sysctl", "-n", "net.ipv6.conf.net0.ndisc_notify").stdout.strip()
+    assert sysctl == "1"
+    assert ping6(pod.netns, v6("ds-a", 1))
+    assert runtime("check").returncode == 0
+    r = runtime("del")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "net0" not in pod.netns.run("ip", "link").stdout
