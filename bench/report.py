@@ -30,6 +30,7 @@ SCENARIOS = [
     ("s1", "s1_attach", "python -m bench s1"),
     ("s2", "s2_restart", "python -m bench s2"),
     ("s3", "s3_allocator", "python -m bench s3"),
+    ("s3v6", "s3_allocator_v6", "python -m bench s3v6"),
     ("s4", "s4_cni", "python -m bench s4"),
     ("s5", "s5_status", "python -m bench s5"),
     ("s6", "s6_churn", "python -m bench s6"),

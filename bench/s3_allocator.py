@@ -17,14 +17,24 @@ operation sequences:
 - the /24 (for the /16 : /24 per-op ratio, about 1 when nothing depends on the subnet's size);
 - ``LinearWalk``, a copy of the allocator as it was before it kept free runs: its allocate
   walked forward from the cursor over every held address. It is kept here only, as the reference.
+
+IPv6 (``--ipv6``, result ``s3_allocator_v6``, issue 13): the same dynamic and static cycles on an
+IPv6 /120 (laid out like the /24: 90 % held, a run from the first host and the rest at random) and
+an IPv6 /64 holding the same number of addresses (the run from the first host, the rest at random
+anywhere in the /64; the free addresses the static cycle reserves are drawn at random from the
+/64, never listed), against the IPv4 /24 measured in the same run. Then the memory per held
+address in a /64 (tracemalloc: the allocator holding N addresses minus the empty one, over N),
+beside an IPv4 /16 holding the same N.
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import itertools
 import random
 import time
+import tracemalloc
 
 import netaddr
 
@@ -257,13 +267,123 @@ def main(argv: list[str] | None = None) -> Result:
                     help="comma-separated from /24,/20,/16,/12; the first is the baseline")
     ap.add_argument("--occupancies", default=",".join(map(str, OCCUPANCIES)))
     ap.add_argument("--modes", default="dynamic,static")
+    ap.add_argument("--ipv6", action="store_true", help="the IPv6 scenario (s3_allocator_v6) instead")
+    ap.add_argument("--memory-held", type=int, default=100_000, help="--ipv6: addresses held for the memory figure")
     args = ap.parse_args(argv)
+    if args.ipv6:
+        res = run_v6(args.repeats, args.ops, args.memory_held)
+        print(res.table())
+        log(f"wrote {res.write()}")
+        return res
     res = run(args.repeats, args.ops, args.ref_ops, tuple(args.sizes.split(",")),
               tuple(float(o) for o in args.occupancies.split(",")), tuple(args.modes.split(",")))
     print(res.table())
     print("\nper-op medians, us (runs: this allocator; walk: the linear walk it replaced)")
     print(res.extra["matrix"])
     log(f"wrote {res.write()}")
+    return res
+
+
+
+# ---------------------------------------------------------------------------- IPv6 (issue 13)
+SUBNETS_V6 = {"IPv4 /24": "10.1.0.0/24", "IPv6 /120": "fd00:1::/120", "IPv6 /64": "fd00:2::/64"}
+V6_OCCUPANCY = 0.9
+FULL_V6 = {"repeats": 5, "ops_per_repeat": 40_000, "memory_held": 100_000}
+
+
+def loaded_wide(subnet: str, held: int, free_sample: int, seed: int = 1):
+    """A huge subnet (an IPv6 /64) holding ``held`` addresses laid out like :func:`loaded`: a run
+    from the first host (half of them), the rest at random anywhere; cursor at the end. The free
+    addresses the static cycle reserves are ``free_sample`` drawn at random (never a list of the
+    subnet's free addresses: that is what the allocator must not need either)."""
+    spec = parse_network_spec({"subnet": subnet})
+    lo, hi = spec.first + 2, spec.primary.host_last
+    alloc = SubnetAllocator("bench", spec, cursor=hi)
+    run = held // 2
+    rng = random.Random(seed)
+    taken: set[int] = set(range(lo, lo + run))
+    while len(taken) < held:
+        taken.add(rng.randrange(lo + run, hi + 1))
+    others = sorted(taken - set(range(lo, lo + run)))
+    rng.shuffle(others)
+    for i, ip in enumerate(itertools.chain(range(lo, lo + run), others)):
+        alloc.reserve(ip, _holder("f", i))
+    free: set[int] = set()
+    while len(free) < free_sample:
+        ip = rng.randrange(lo + run, hi + 1)
+        if ip not in taken:
+            free.add(ip)
+    return alloc, others, sorted(free)
+
+
+def per_op_v6(label: str, mode: str, repeats: int, ops: int, held: int) -> list[float]:
+    subnet = SUBNETS_V6[label]
+    if label == "IPv6 /64":
+        alloc, others, free = loaded_wide(subnet, held, max(held, 2 * ops))
+    else:
+        alloc, others, free = loaded(SubnetAllocator, subnet, V6_OCCUPANCY)
+    fn = dynamic if mode == "dynamic" else static
+    rng = random.Random(3)
+    fn(alloc, others, free, max(1, ops // 10), rng, "w")
+    return [fn(alloc, others, free, ops, rng, f"r{r}-") / (2 * ops) for r in range(repeats)]
+
+
+def memory_per_held(subnet: str, n: int, seed: int = 5) -> tuple[float, int]:
+    """Bytes per held address (allocator holding ``n`` at random minus the empty allocator, over
+    ``n``; the holders are built before tracing: only the allocator's own books count) and the
+    empty allocator's bytes."""
+    spec = parse_network_spec({"subnet": subnet})
+    rng = random.Random(seed)
+    lo, hi = spec.first + 2, spec.primary.host_last
+    ips = rng.sample(range(lo, hi + 1), n) if hi - lo < 10**7 else [rng.randrange(lo, hi + 1) for _ in range(n)]
+    holders = [Holder(f"bench/p{i}", f"uid-{i}", "net0", f"0a:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:"
+                      f"{i >> 8 & 255:02x}:{i & 255:02x}") for i in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        alloc = SubnetAllocator("bench", spec)
+        empty = tracemalloc.get_traced_memory()[0] - base
+        for ip, h in zip(ips, holders, strict=True):
+            try:
+                alloc.reserve(ip, h)
+            except Exception:  # noqa: BLE001 - a rare duplicate draw in the /64: skipped
+                continue
+        full = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    return (full - empty) / max(1, alloc.used), empty
+
+
+def run_v6(repeats: int = 5, ops: int = 20_000, memory_held: int = 100_000) -> Result:
+    """IPv6 /120 and /64 against the IPv4 /24 in the same run, and the /64's memory per held address."""
+    res = Result("s3_allocator_v6", "allocator, IPv6 /120 and /64 vs IPv4 /24 (same run), /64 memory per held address",
+                 params={"repeats": repeats, "ops_per_repeat": 2 * ops, "memory_held": memory_held,
+                         "occupancy": V6_OCCUPANCY}, full=FULL_V6)
+    held = round((256 - 3) * V6_OCCUPANCY)   # the /24's (and /120's) held count, also held in the /64
+    table: dict[tuple[str, str], float] = {}
+    for mode in ("dynamic", "static"):
+        for label in SUBNETS_V6:
+            times = per_op_v6(label, mode, repeats, ops, held)
+            table[mode, label] = median(times)
+            log(f"v6 {mode} {label}: {median(times) * 1e6:.2f} us/op (runs: "
+                + ", ".join(f"{t * 1e6:.2f}" for t in times) + ")")
+        base = table[mode, "IPv4 /24"]
+        res.add(f"{mode} IPv4 /24 ops/s", 1 / base, "ops/s")
+        for label in ("IPv6 /120", "IPv6 /64"):
+            v = table[mode, label]
+            res.add(f"{mode} {label} ops/s", 1 / v, "ops/s", baseline=1 / base, baseline_name="IPv4 /24",
+                    target=f">= {1 / TARGET_RATIO:g} x IPv4 /24", met=v / base <= TARGET_RATIO)
+    per_v6, empty_v6 = memory_per_held(SUBNETS_V6["IPv6 /64"], memory_held)
+    per_v4, empty_v4 = memory_per_held("10.2.0.0/16" if memory_held < 65_000 else "10.0.0.0/8", memory_held)
+    res.add(f"IPv6 /64 memory per held address ({memory_held:,} held)", per_v6, "bytes", baseline=per_v4,
+            baseline_name="IPv4 subnet, same count", target="<= 2 x IPv4", met=per_v6 <= 2 * per_v4)
+    res.add("IPv6 /64 empty allocator", empty_v6, "bytes", baseline=empty_v4, baseline_name="IPv4, empty",
+            target="independent of the subnet size", met=empty_v6 <= 2 * empty_v4)
+    res.extra["per_op_us"] = {f"{m} {label}": v * 1e6 for (m, label), v in table.items()}
+    res.notes.append(f"held in each subnet: {held} (the /24 at {V6_OCCUPANCY:.0%}); one op = one allocate, "
+                     "reserve or release; per op = median of the repeats; memory: tracemalloc, holders built "
+                     "before tracing")
     return res
 
 

@@ -45,9 +45,11 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(client)
 
     # -------------------------------------------------------------- networks
-    def create_vnet(self, name: str, subnet: str, **spec: Any) -> dict:
+    def create_vnet(self, name: str, subnet: str | list[str], **spec: Any) -> dict:
+        """``subnet``: one CIDR (``spec.subnet``) or a list (``spec.subnets``, dual-stack)."""
+        key = "subnet" if isinstance(subnet, str) else "subnets"
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VirtualNetwork", "metadata": {"name": name},
-                "spec": {"subnet": subnet, **spec}}
+                "spec": {key: subnet if isinstance(subnet, str) else list(subnet), **spec}}
         return self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
 
     def vnet(self, name: str) -> dict:
@@ -214,18 +216,25 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
 
     - pods: every live pod with an `ovnNetwork` request has an answer (`ovnIfaceList` or
       `ovnNetworkError`); each result lists the requested interfaces in order, on the requested
-      networks, with the requested static address and MAC (unless the operator warned with a
+      networks, with the requested static addresses and MAC (unless the operator warned with a
       `ChangeIgnored` Event that a change after attach is not applied); a legacy pod's `ovn` result
       counts as its one interface `<ns>_<pod>`;
-    - per network no address or MAC is held twice;
+    - IPv6 / dual-stack: an interface's addresses are `ip_addresses` when present (else
+      `ip_address`); it holds exactly one address per family of its network, each inside that
+      family's subnet, and `ip_address`/`gateway_ip` are the first of them;
+    - per network no address (of any family) or MAC is held twice;
     - NB: the pod ports ovnvnet owns are exactly the live pods' interfaces: each on the switch of
       its network (by the switch's `ports`, not the port's own `external_ids`), with exactly one
-      address "MAC IP" and the same port security, and the pod's namespace, name, UID and
-      interface in `external_ids`; each network has its owned switch (MTU in `other_config`) and,
-      when routed, its router port (gateway/prefix, MAC from the gateway) and the router-type
-      switch port peering with it, and no router port when `routed: false`;
-    - the IPBlock record equals the live set, each address in exactly one block and inside that
-      block's CIDR; `usedIPs` and `availableIPs` are exact.
+      address "MAC IP [IPv6]" (every address of the interface, IPv4 first) and the same port
+      security, and the pod's namespace, name, UID and interface in `external_ids`; each network
+      has its owned switch (MTU in `other_config`) and, when routed, its router port (the gateway/
+      prefix of every family, MAC from the primary gateway) and the router-type switch port
+      peering with it, and no router port when `routed: false`;
+    - the IPBlock record equals the live set (every address of every family), each address in
+      exactly one block, inside that block's CIDR, the block a /24 (IPv4) or /120 (IPv6) of the
+      subnet (or the subnet when smaller) and named after it; `usedIPs` and `availableIPs` (the
+      primary family; `availableIPs` absent above 2**53 - 1) and each `families[]` entry's decimal
+      counts are exact.
     """
     pods = cluster.core.list_pod_for_all_namespaces().items
     expected = _expected_ports(cluster, pods)
@@ -238,13 +247,15 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
     for net in networks:
         vnet = cluster.vnet(net)
         _check_network_rows(nb, net, vnet)
-        _check_record(cluster, net, vnet, {e["ip"]: e for e in expected.values() if e["network"] == net})
+        _check_families(net, vnet, [e for e in expected.values() if e["network"] == net])
+        _check_record(cluster, net, vnet, {ip: e for e in expected.values() if e["network"] == net
+                                           for ip in e["ips"]})
     return {"pods": len({e["uid"] for e in expected.values()}), "ports": len(expected)}
 
 
 # ---------------------------------------------------------------- pods -> expected ports
 def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
-    """port name -> {network, ip, mac, ns, pod, uid, interface} for every live attached pod."""
+    """port name -> {network, ips, mac, ns, pod, uid, interface} for every live attached pod."""
     out: dict[str, dict] = {}
     for p in pods:
         if p.status.phase in ("Succeeded", "Failed"):
@@ -254,18 +265,32 @@ def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
         if "ovnIfaceList" in ann:
             ifaces = json.loads(ann["ovnIfaceList"])
             _check_result_matches_request(cluster, p, ann.get("ovnNetwork"), ifaces)
-            entries = [(i["interface"], i["name"], i["ip_address"], i["mac_address"]) for i in ifaces]
+            entries = [(i["interface"], i["name"], _result_ips(i), i["mac_address"]) for i in ifaces]
         elif _is_legacy_result(ann.get("ovn")):
             r = json.loads(ann["ovn"])
-            entries = [(names.LEGACY_INTERFACE, r["name"], str(r["ip_address"]).split("/")[0], r["mac_address"])]
+            entries = [(names.LEGACY_INTERFACE, r["name"], _result_ips(r), r["mac_address"])]
         else:
             assert "ovnNetwork" not in ann or "ovnNetworkError" in ann or p.metadata.deletion_timestamp, \
                 f"{ns}/{name}: a live pod with a request and neither ovnIfaceList nor ovnNetworkError"
             continue
-        for iface, net, ip, mac in entries:
-            out[names.port_name(ns, name, iface)] = {"network": net, "ip": ip, "mac": mac, "ns": ns,
+        for iface, net, ips, mac in entries:
+            out[names.port_name(ns, name, iface)] = {"network": net, "ips": ips, "mac": mac, "ns": ns,
                                                       "pod": name, "uid": uid, "interface": iface}
     return out
+
+
+def _result_ips(entry: dict) -> list[str]:
+    """Every address of a result entry (canonical text, prefixes stripped), IPv4 first; the
+    primary `ip_address` must be the first of `ip_addresses` when those are listed."""
+    primary = str(netaddr.IPAddress(str(entry["ip_address"]).split("/")[0]))
+    listed = entry.get("ip_addresses")
+    if listed is None:
+        return [primary]
+    ips = [str(netaddr.IPAddress(str(c).split("/")[0])) for c in listed]
+    assert ips and ips[0] == primary, f"result {entry.get('name')}: ip_addresses {listed} do not start with {primary}"
+    assert [netaddr.IPAddress(i).version for i in ips] in ([4], [6], [4, 6]), \
+        f"result {entry.get('name')}: ip_addresses {listed} are not one per family, IPv4 first"
+    return ips
 
 
 def _is_legacy_result(raw: str | None) -> bool:
@@ -281,10 +306,12 @@ def _norm_mac(text: str) -> str:
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
-def _requested(entry: dict) -> tuple[str, str, str | None, str | None]:
+def _requested(entry: dict) -> tuple[str, str, frozenset[str], str | None]:
     ip = entry.get("ip_address") or entry.get("ipAddress") or None
+    listed = entry.get("ip_addresses") or entry.get("ipAddresses") or []
+    ips = frozenset(str(netaddr.IPAddress(a.strip().split("/")[0])) for a in ([ip] if ip else []) + listed)
     mac = entry.get("mac_address") or entry.get("macAddress") or None
-    return (entry["interface"], entry["name"], ip and ip.strip().split("/")[0], mac and _norm_mac(mac))
+    return (entry["interface"], entry["name"], ips, mac and _norm_mac(mac))
 
 
 def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, ifaces: list[dict]) -> None:
@@ -293,10 +320,10 @@ def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, i
         request = [_requested(e) for e in json.loads(raw or "null")]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         request, why = None, f"request unreadable ({exc})"
-    got = [(i["interface"], i["name"], i["ip_address"], _norm_mac(i["mac_address"])) for i in ifaces]
+    got = [(i["interface"], i["name"], frozenset(_result_ips(i)), _norm_mac(i["mac_address"])) for i in ifaces]
     if request is not None:
         wrong = [f"{g} for {r}" for r, g in zip(request, got, strict=False)
-                 if r[:2] != g[:2] or (r[2] and r[2] != g[2]) or (r[3] and r[3] != g[3])]
+                 if r[:2] != g[:2] or not r[2] <= g[2] or (r[3] and r[3] != g[3])]
         if len(request) == len(got) and not wrong:
             return
         why = f"result differs from the request: {wrong or [len(request), len(got)]}"
@@ -305,11 +332,11 @@ def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, i
 
 
 def _check_unique(expected: dict[str, dict]) -> None:
-    for key in ("ip", "mac"):
-        seen: dict[tuple[str, str], str] = {}
-        for port, e in sorted(expected.items()):
-            other = seen.setdefault((e["network"], e[key]), port)
-            assert other == port, f"{key} {e[key]} held twice on {e['network']}: {other} and {port}"
+    seen: dict[tuple[str, str], str] = {}
+    for port, e in sorted(expected.items()):
+        for key, value in [("ip", ip) for ip in e["ips"]] + [("mac", e["mac"])]:
+            other = seen.setdefault((e["network"], value), port)
+            assert other == port, f"{key} {value} held twice on {e['network']}: {other} and {port}"
 
 
 # ---------------------------------------------------------------- NB
@@ -337,7 +364,7 @@ def _check_pod_ports(nb: _NbView, expected: dict[str, dict]) -> None:
     assert not missing and not extra, f"NB ports differ from live pods: missing {missing}, extra {extra}"
     for port, e in expected.items():
         row = nb.pod_ports[port]
-        want = [f"{e['mac']} {e['ip']}"]
+        want = [f"{e['mac']} {' '.join(e['ips'])}"]
         assert row["addresses"] == want, f"port {port}: addresses {row['addresses']} != {want}"
         assert row["port_security"] == want, f"port {port}: port_security {row['port_security']} != {want}"
         assert nb.switch_of.get(port) == [e["network"]], \
@@ -361,12 +388,15 @@ def _check_network_rows(nb: _NbView, net: str, vnet: dict) -> None:
     if applied.get("routed") is False:
         assert lrp_name not in nb.lrps and lsp_name not in nb.lsp_by_name, f"{net}: routed: false but has a router port"
         return
-    gw, prefix = applied["gateway"], applied["subnet"].split("/")[1]
+    families = _applied_families(applied)
+    gw = str(families[0][1])
+    want_networks = sorted(f"{g}/{s.prefixlen}" for s, g in families)
     lrp = nb.lrps.get(lrp_name)
     assert lrp, f"{net}: router port {lrp_name} missing"
     router = nb.routers.get(names.ROUTER_NAME) or {"ports": []}
     assert lrp["_uuid"] in router["ports"], f"{net}: router port {lrp_name} is not on {names.ROUTER_NAME}"
-    assert lrp["networks"] == [f"{gw}/{prefix}"], f"{net}: router port networks {lrp['networks']} != {gw}/{prefix}"
+    assert sorted(lrp["networks"]) == want_networks, \
+        f"{net}: router port networks {lrp['networks']} != {want_networks}"
     want_mac = names.mac_from_ip(netaddr.IPAddress(gw))
     assert lrp["mac"] == want_mac, f"{net}: router port mac {lrp['mac']} != {want_mac}"
     lsp = nb.lsp_by_name.get(lsp_name)
@@ -375,31 +405,84 @@ def _check_network_rows(nb: _NbView, net: str, vnet: dict) -> None:
     assert nb.switch_of.get(lsp_name) == [net], f"{net}: {lsp_name} held by {nb.switch_of.get(lsp_name)}"
 
 
+def _applied_families(applied: dict) -> list[tuple[netaddr.IPNetwork, netaddr.IPAddress]]:
+    """(subnet, gateway) of each family of an applied spec, IPv4 first."""
+    subnets = applied.get("subnets") or [applied["subnet"]]
+    gateways = applied.get("gateways") or [applied["gateway"]]
+    pairs = [(netaddr.IPNetwork(s), netaddr.IPAddress(g)) for s, g in zip(subnets, gateways, strict=True)]
+    return sorted(pairs, key=lambda p: p[0].version)
+
+
+def _check_families(net: str, vnet: dict, ports: list[dict]) -> None:
+    """Each interface holds one address per family of the network, inside that family's subnet."""
+    families = _applied_families((vnet.get("status") or {}).get("appliedSpec") or {})
+    for e in ports:
+        ips = [netaddr.IPAddress(ip) for ip in e["ips"]]
+        assert [ip.version for ip in ips] == [s.version for s, _ in families], \
+            f"{net}: {e['ns']}/{e['pod']} {e['interface']} holds {e['ips']}, the network's subnets are " \
+            f"{[str(s) for s, _ in families]}"
+        for ip, (subnet, _) in zip(ips, families, strict=True):
+            assert ip in subnet, f"{net}: {ip} of {e['ns']}/{e['pod']} is outside {subnet}"
+
+
 # ---------------------------------------------------------------- the record and counters
+BLOCK_PREFIX = {4: 24, 6: 120}
+MAX_JSON_INT = 2**53 - 1
+
+
 def _check_record(cluster: Cluster, net: str, vnet: dict, want: dict[str, dict]) -> None:
+    st = vnet.get("status") or {}
+    families = _applied_families(st.get("appliedSpec") or {})
     record: dict[str, dict] = {}
     for block in cluster.ipblocks(net):
+        bname = block["metadata"]["name"]
         cidr = netaddr.IPNetwork((block.get("spec") or {}).get("cidr") or "0.0.0.0/32")
         for ip, entry in (block.get("allocations") or {}).items():
             assert ip not in record, f"{net}: {ip} recorded in two IPBlocks"
-            assert netaddr.IPAddress(ip) in cidr, f"{net}: {ip} recorded in block {block['metadata']['name']} ({cidr})"
+            assert netaddr.IPAddress(ip) in cidr, f"{net}: {ip} recorded in block {bname} ({cidr})"
             record[ip] = entry
+        subnet = next((s for s, _ in families if s.version == cidr.version), None)
+        assert subnet is not None and cidr in subnet, f"{net}: block {bname} ({cidr}) is outside its subnets"
+        assert cidr.prefixlen == max(BLOCK_PREFIX[cidr.version], subnet.prefixlen), \
+            f"{net}: block {bname} is a /{cidr.prefixlen} of {subnet}"
+        assert bname == _block_name(net, cidr), f"{net}: block {bname} of {cidr} is not named {_block_name(net, cidr)}"
     live = {ip: {"pod": f"{e['ns']}/{e['pod']}", "podUID": e["uid"], "interface": e["interface"], "mac": e["mac"]}
             for ip, e in want.items()}
     assert record == live, f"{net}: the IPBlock record {record} != live pods {live}"
-    st = vnet.get("status") or {}
-    assert st.get("usedIPs") == len(live), f"{net}: usedIPs {st.get('usedIPs')} != {len(live)}"
-    capacity = _capacity(st["appliedSpec"])
-    assert st.get("availableIPs") == capacity - len(live), \
-        f"{net}: availableIPs {st.get('availableIPs')} != {capacity} - {len(live)}"
+    rows = st.get("families") or []
+    assert [r.get("family") for r in rows] == [f"IPv{s.version}" for s, _ in families], \
+        f"{net}: status.families {rows} do not list the families of {[str(s) for s, _ in families]}"
+    for row, (subnet, gw) in zip(rows, families, strict=True):
+        used = sum(1 for ip in live if netaddr.IPAddress(ip).version == subnet.version)
+        free = _capacity(st["appliedSpec"], subnet, gw) - used
+        assert (row.get("subnet"), row.get("gateway")) == (str(subnet), str(gw)), f"{net}: status.families {row}"
+        assert row.get("usedIPs") == str(used) and row.get("availableIPs") == str(free), \
+            f"{net}: status.families {subnet}: used {row.get('usedIPs')} available {row.get('availableIPs')} " \
+            f"!= {used} {free}"
+        if subnet.version == families[0][0].version:   # the primary family: the integer counters
+            assert st.get("usedIPs") == used, f"{net}: usedIPs {st.get('usedIPs')} != {used}"
+            want_free = free if free <= MAX_JSON_INT else None
+            assert st.get("availableIPs") == want_free, f"{net}: availableIPs {st.get('availableIPs')} != {want_free}"
 
 
-def _capacity(applied: dict) -> int:
-    """Host addresses minus the gateway and the excluded ones (computed here, not by the allocator)."""
-    subnet = netaddr.IPNetwork(applied["subnet"])
-    hosts = netaddr.IPSet(netaddr.IPRange(subnet.first + 1, subnet.last - 1))
+def _block_name(net: str, cidr: netaddr.IPNetwork) -> str:
+    if cidr.version == 4:
+        return f"{net}.{cidr.network}"
+    digits = f"{int(cidr.network):032x}"
+    return f"{net}." + "-".join(digits[i:i + 4] for i in range(0, 32, 4))
+
+
+def _capacity(applied: dict, subnet: netaddr.IPNetwork | None = None, gateway: netaddr.IPAddress | None = None) -> int:
+    """Host addresses of one family minus its gateway and its excluded ones (computed here, not
+    by the allocator): IPv4 hosts are first+1..last-1, IPv6 ones first+1..last (the network
+    address is the subnet-router anycast address; no broadcast)."""
+    if subnet is None or gateway is None:
+        subnet, gateway = _applied_families(applied)[0]
+    last = subnet.last - 1 if subnet.version == 4 else subnet.last
+    hosts = netaddr.IPSet(netaddr.IPRange(subnet.first + 1, last))
     for item in applied.get("excludeIPs") or []:
         lo, _, hi = item.partition("..")
-        hosts -= netaddr.IPSet(netaddr.IPRange(lo, hi or lo))
-    hosts.remove(netaddr.IPAddress(applied["gateway"]))
-    return hosts.size
+        if netaddr.IPAddress(lo).version == subnet.version:
+            hosts -= netaddr.IPSet(netaddr.IPRange(lo, hi or lo))
+    hosts.remove(gateway)
+    return int(hosts.size)

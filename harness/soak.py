@@ -170,7 +170,8 @@ class IfaceWatch:
         for uid, (lo, hi, raw) in self.attached.items():
             end = self.deleted.get(uid, (float("inf"), float("inf")))
             for i in json.loads(raw):
-                out.append(Holding((i["name"], "ip " + i["ip_address"]), uid, (lo, hi), end))
+                for ip in i.get("ip_addresses") or [i["ip_address"]]:   # every family (issue 13)
+                    out.append(Holding((i["name"], "ip " + ip.split("/")[0]), uid, (lo, hi), end))
                 out.append(Holding((i["name"], "mac " + i["mac_address"]), uid, (lo, hi), end))
         return out
 

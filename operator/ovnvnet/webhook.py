@@ -223,9 +223,9 @@ def check_network(state: State, body: dict) -> None:
         conflicts = spec_conflicts(spec, held, current.spec)
         if conflicts:
             raise Refused("; ".join(conflicts))
-    other = overlapping(state, name, spec)
-    if other is not None:
-        raise Refused(f"subnet {spec.subnet} overlaps network {other} ({state.networks[other].spec.subnet})")
+    overlap = overlapping(state, name, spec)
+    if overlap is not None:
+        raise Refused(overlap)
 
 
 # ---------------------------------------------------------------------------- registration (installed)

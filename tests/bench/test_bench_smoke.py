@@ -28,6 +28,10 @@ def test_allocator(tmp_path):
     _check(s3_allocator.run(repeats=1, ops=2000), tmp_path)
 
 
+def test_allocator_ipv6(tmp_path):
+    _check(s3_allocator.run_v6(repeats=1, ops=1000, memory_held=2000), tmp_path)
+
+
 def _floors_measured(res: Result, runs: dict, repeats: int) -> None:
     """Both API floors ran in every repeat (the raw one on ovnvnet's client answered every pod:
     a burst or churn waits for each pod's annotation) and the main ratio is against the raw one."""

@@ -114,7 +114,7 @@ def test_prefixes_allowed(prefix):
         ({"subnet": "172.16.2526.0/24"}, 'spec.subnet "172.16.2526.0/24" is not a valid IPv4 CIDR'),
         ({"subnet": "10.0.0.0/33"}, 'spec.subnet "10.0.0.0/33" is not a valid IPv4 CIDR'),
         ({"subnet": "010.0.0.0/8"}, 'spec.subnet "010.0.0.0/8" is not a valid IPv4 CIDR'),
-        ({"subnet": "fd00::/64"}, 'spec.subnet "fd00::/64" is not a valid IPv4 CIDR'),
+        ({"subnet": "fd00::/129"}, 'spec.subnet "fd00::/129" is not a valid IPv6 CIDR'),
         ({"subnet": "10.0.0.0/31"},
          "spec.subnet 10.0.0.0/31 is too small: a /31 leaves fewer than 2 usable addresses; "
          "use /30 or shorter"),

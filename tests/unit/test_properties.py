@@ -245,8 +245,13 @@ def spec_total(value) -> None:
         msg.encode("utf-8")
     else:
         assert parse_network_spec(spec.to_dict()) == spec
-        assert spec.subnet.prefixlen <= 30
-        assert spec.subnet.first < int(spec.gateway) < spec.subnet.last
+        for fam in spec.families:   # IPv4: /30 at most, gateway a host; IPv6: /48../126
+            if fam.version == 4:
+                assert fam.subnet.prefixlen <= 30
+                assert fam.subnet.first < int(fam.gateway) < fam.subnet.last
+            else:
+                assert 48 <= fam.subnet.prefixlen <= 126
+                assert fam.subnet.first < int(fam.gateway) <= fam.subnet.last
     assert time.thread_time() - start < 0.5
 
 

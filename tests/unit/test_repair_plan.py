@@ -14,7 +14,7 @@ def _converged(nets: dict) -> NbState:
     for name, (_sw, rp) in nets.items():
         st.switches[name] = {}
         if rp is not None:
-            st.router_ports[rp.lrp_name] = (rp.mac, (rp.cidr,))
+            st.router_ports[rp.lrp_name] = (rp.mac, rp.networks)
             st.switch_router_ports[rp.lsp_name] = name
     return st
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ovnvnet.ipam.allocator import Holder, SubnetAllocator
+from ovnvnet.ipam.allocator import Holder, NetworkAllocator
 from ovnvnet.kube.client import ApiError
 from ovnvnet.model.annotation import InterfaceResult
 from ovnvnet.model.network import parse_network_spec
@@ -19,7 +19,7 @@ MAC5, MAC6 = "0a:58:0a:00:00:05", "0a:58:0a:00:00:06"
 
 def _state(selector=None) -> SimpleNamespace:
     spec = parse_network_spec({"subnet": "10.0.0.0/24"})
-    net = SimpleNamespace(spec=spec, allocator=SubnetAllocator("n", spec), selector=selector)
+    net = SimpleNamespace(spec=spec, allocator=NetworkAllocator("n", spec), selector=selector)
     st = SimpleNamespace(networks={"n": net}, attached={}, refused={}, holdings={})
     st.hold = lambda network, ip, holder, record_status=True: st.holdings.setdefault(holder.pod_uid, set()).add(
         (network, ip))

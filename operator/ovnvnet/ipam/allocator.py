@@ -14,12 +14,26 @@ exclusions + 2, and a fresh network of any size is one run.
 Dynamic allocation uses a cursor that only moves forward (wrapping at the end of the subnet),
 so a just-freed address is the last one to be handed out again: clients still talking to the
 old holder do not reach a new pod straight away.
+
+IPv6 (issue 13): a :class:`SubnetAllocator` serves one family; the same code serves an IPv6 /64
+(addresses and counters are Python ints, never floats; a fresh /64 is one free run, so memory
+and time depend on the held addresses only). Its host range is ``first + 1 .. last``: the network
+address is the subnet-router anycast address (never handed out), and there is no broadcast.
+:class:`NetworkAllocator` holds one per family of a network and gives an interface one address
+per family, atomically (both or neither).
+
+MACs: one per interface, shared by its addresses. Derived (``0a:58:`` + 4 bytes) from the IPv4
+address when the network has IPv4, else from the IPv6 address's low 4 bytes. A dynamic address
+whose derived MAC another interface of the network holds is skipped (the next free address whose
+derived MAC is free is taken, as for IPv4); a static address whose derived MAC is held is refused
+as held (retried; ``mac_address`` picks another MAC).
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeAlias
 
@@ -27,10 +41,10 @@ import netaddr
 
 from ..model.annotation import normalize_mac
 from ..model.names import mac_from_int
-from ..model.network import NetworkSpec, parse_ipv4
+from ..model.network import NetworkSpec, SubnetSpec, family_name, parse_ip
 from .freeruns import FreeRuns
 
-__all__ = ["AllocationError", "Holder", "NetworkExhausted", "SubnetAllocator"]
+__all__ = ["AllocationError", "Holder", "NetworkAllocator", "NetworkExhausted", "SubnetAllocator"]
 
 
 _CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
@@ -64,17 +78,20 @@ IPLike: TypeAlias = "netaddr.IPAddress | str | int"
 
 
 class SubnetAllocator:
-    """Addresses and MACs held on one network."""
+    """Addresses and MACs held on one family of one network (a NetworkSpec: its primary family)."""
 
-    def __init__(self, network: str, spec: NetworkSpec, cursor: int | None = None) -> None:
+    def __init__(self, network: str, spec: SubnetSpec | NetworkSpec, cursor: int | None = None) -> None:
         self.network = network
-        self.spec = spec
+        self.spec = spec   # as given (with_spec keeps the kind)
+        if isinstance(spec, NetworkSpec):
+            spec = spec.primary
+        self.family_spec: SubnetSpec = spec
         self._version = spec.version
         self._net_first = spec.first
         self._net_last = spec.last
         # Usable host range; parse_network_spec guarantees at least two hosts.
-        self._lo = spec.first + 1
-        self._hi = spec.last - 1
+        self._lo = spec.host_first
+        self._hi = spec.host_last
         self._gw = int(spec.gateway)
         self._starts = [lo for lo, _ in spec.exclude]
         self._ends = [hi for _, hi in spec.exclude]
@@ -100,7 +117,7 @@ class SubnetAllocator:
         """The host range minus the gateway and the exclusions, as sorted runs (no scan)."""
         runs = []
         start = self._lo
-        for a, b in self.spec.exclude:
+        for a, b in self.family_spec.exclude:
             if b < start:
                 continue
             if a > self._hi:
@@ -125,8 +142,8 @@ class SubnetAllocator:
     def _to_int(self, ip: IPLike) -> int | None:
         """The address as an int, or None if it is of another IP version / not an address."""
         if isinstance(ip, str):
-            parsed = parse_ipv4(ip.strip())
-            return int(parsed) if parsed is not None else None
+            parsed = parse_ip(ip.strip())
+            return int(parsed) if parsed is not None and parsed.version == self._version else None
         if isinstance(ip, bool):
             return None
         if isinstance(ip, int):
@@ -149,7 +166,7 @@ class SubnetAllocator:
         value = self._to_int(ip)
         if value is None or not (self._net_first <= value <= self._net_last):
             raise AllocationError(f"ip_address {ip} is outside {self._label()}")
-        if value == self._net_first or value == self._net_last or value == self._gw:
+        if value == self._net_first or value > self._hi or value == self._gw:
             pass
         elif (not self._starts or not self._excluded(value)):
             holder = self._held.get(value)
@@ -157,8 +174,12 @@ class SubnetAllocator:
                 return value   # the common case: no message to build
         shown = self._addr(value)
         if value == self._net_first:
+            if self._version == 6:
+                raise AllocationError(
+                    f"ip_address {shown} is the subnet-router anycast address of {self.network}"
+                )
             raise AllocationError(f"ip_address {shown} is the network address of {self.network}")
-        if value == self._net_last:
+        if value == self._net_last and self._version == 4:
             raise AllocationError(
                 f"ip_address {shown} is the broadcast address of {self.network}"
             )
@@ -256,6 +277,19 @@ class SubnetAllocator:
         if other is not None:
             raise AddressHeld(f"mac_address {holder.mac} on {self.network} is held by {other.pod}")
         self._store(value, holder)
+
+    def reserve_derived(self, ip: IPLike, holder: Holder) -> None:
+        """:meth:`reserve` of a static address with a MAC derived from it (``holder.mac`` empty):
+        the message says the derived MAC is what collides, and how to avoid it."""
+        value = self._check(ip, holder.key)
+        mac = mac_from_int(value)
+        other = self._mac_conflict(mac, holder.key)
+        if other is not None:
+            raise AddressHeld(
+                f"mac_address {mac} (derived from ip_address {self._addr(value)}) on {self.network} "
+                f"is held by {other.pod}; set mac_address to use another"
+            )
+        self.reserve(value, holder)
 
     def allocate(self, holder: Holder) -> netaddr.IPAddress:
         """Hand out the next free address after the cursor.
@@ -360,7 +394,7 @@ class SubnetAllocator:
     def holders(self) -> dict[str, Holder]:
         return {str(self._addr(ip)): h for ip, h in self._held.items()}
 
-    def with_spec(self, spec: NetworkSpec) -> SubnetAllocator:
+    def with_spec(self, spec: SubnetSpec | NetworkSpec) -> SubnetAllocator:
         """A new allocator for ``spec`` keeping every holder (check spec_conflicts first)."""
         new = SubnetAllocator(self.network, spec, cursor=self._cursor)
         for value, holder in self._held.items():
@@ -372,3 +406,166 @@ class SubnetAllocator:
             f"SubnetAllocator({self.network!r}, {self.spec.subnet}, used={self.used}, "
             f"available={self.available})"
         )
+
+
+class NetworkAllocator:
+    """One network's addresses: a :class:`SubnetAllocator` per family (IPv4 first).
+
+    Address-keyed calls (:meth:`reserve`, :meth:`release`, :meth:`holder_of`, ...) go to the
+    allocator of the address's family (an int means the primary family). An interface holds one
+    address per family, all with the same holder (pod, interface, MAC); :meth:`attach` gives it
+    every family at once or nothing.
+    """
+
+    def __init__(self, network: str, spec: NetworkSpec,
+                 cursors: Mapping[int, int | None] | None = None) -> None:
+        self.network = network
+        self.spec = spec
+        cursors = cursors or {}
+        self.families: dict[int, SubnetAllocator] = {
+            f.version: SubnetAllocator(network, f, cursor=cursors.get(f.version)) for f in spec.families
+        }
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    @property
+    def primary(self) -> SubnetAllocator:
+        return self.families[self.spec.version]
+
+    def family(self, version: int) -> SubnetAllocator | None:
+        return self.families.get(version)
+
+    def _version_of(self, ip: IPLike) -> int | None:
+        if isinstance(ip, netaddr.IPAddress):
+            return int(ip.version)
+        if isinstance(ip, str):
+            parsed = parse_ip(ip.strip())
+            return None if parsed is None else int(parsed.version)
+        return self.spec.version   # an int: the primary family
+
+    def _for(self, ip: IPLike) -> SubnetAllocator:
+        version = self._version_of(ip)
+        if version is None:
+            raise AllocationError(f"ip_address {ip} is not an IPv4 or IPv6 address")
+        alloc = self.families.get(version)
+        if alloc is None:
+            raise AllocationError(
+                f"ip_address {ip} is an {family_name(version)} address, but network {self.network} "
+                f"has no {family_name(version)} subnet ({self.spec.subnets_text()})"
+            )
+        return alloc
+
+    # -- address-keyed -----------------------------------------------------------------------
+
+    def check_static(self, ip: IPLike, pod_uid: str, interface: str) -> None:
+        self._for(ip).check_static(ip, pod_uid, interface)
+
+    def check_mac(self, mac: str, pod_uid: str, interface: str) -> None:
+        for alloc in self.families.values():
+            alloc.check_mac(mac, pod_uid, interface)
+
+    def reserve(self, ip: IPLike, holder: Holder) -> None:
+        self._for(ip).reserve(ip, holder)
+
+    def release(self, ip: IPLike) -> Holder | None:
+        version = self._version_of(ip)
+        alloc = self.families.get(version) if version is not None else None
+        return alloc.release(ip) if alloc is not None else None
+
+    def holder_of(self, ip: IPLike) -> Holder | None:
+        version = self._version_of(ip)
+        alloc = self.families.get(version) if version is not None else None
+        return alloc.holder_of(ip) if alloc is not None else None
+
+    def held_by(self, ip: IPLike) -> Holder:
+        return self._for(ip).held_by(ip)
+
+    # -- interface-keyed ---------------------------------------------------------------------
+
+    def find(self, pod_uid: str, interface: str) -> netaddr.IPAddress | None:
+        """The interface's primary-family address, if held."""
+        return self.primary.find(pod_uid, interface)
+
+    def find_all(self, pod_uid: str, interface: str) -> tuple[netaddr.IPAddress, ...]:
+        """Every address the interface holds, in family order (IPv4 first)."""
+        found = (a.find(pod_uid, interface) for a in self.families.values())
+        return tuple(ip for ip in found if ip is not None)
+
+    def attach(self, holder: Holder, statics: Sequence[netaddr.IPAddress] = ()) -> tuple[netaddr.IPAddress, ...]:
+        """One address per family for ``holder``'s interface: the static one of a family when
+        ``statics`` has it, else the next dynamic one. The MAC is ``holder.mac``, or derived from
+        the first family's address (IPv4 when there is one) and shared by all. Atomic: when a
+        later family fails, the addresses taken for the earlier ones are released, and the error
+        is raised. An interface that already holds a family's address keeps it (idempotent)."""
+        wanted = {ip.version: ip for ip in statics}
+        for version, ip in wanted.items():
+            if version not in self.families:
+                self._for(ip)   # raises: no subnet of that family
+        taken: list[tuple[SubnetAllocator, int]] = []
+        out: list[netaddr.IPAddress] = []
+        try:
+            for version, alloc in self.families.items():
+                existing = alloc.find(holder.pod_uid, holder.interface)
+                if existing is not None:
+                    ip = existing
+                elif version in wanted:
+                    if holder.mac:
+                        alloc.reserve(wanted[version], holder)
+                    else:
+                        alloc.reserve_derived(wanted[version], holder)
+                    ip = wanted[version]
+                    taken.append((alloc, int(ip)))
+                else:
+                    ip = alloc.allocate(holder)
+                    taken.append((alloc, int(ip)))
+                out.append(ip)
+                if not holder.mac:   # the first family fixed the MAC for the others
+                    holder = replace(holder, mac=alloc.held_by(ip).mac)
+        except AllocationError:
+            for alloc, value in reversed(taken):
+                alloc.release(value)
+            raise
+        return tuple(out)
+
+    def release_interface(self, pod_uid: str, interface: str) -> tuple[netaddr.IPAddress, ...]:
+        out = []
+        for alloc in self.families.values():
+            ip = alloc.release_interface(pod_uid, interface)
+            if ip is not None:
+                out.append(ip)
+        return tuple(out)
+
+    def holders(self) -> dict[str, Holder]:
+        out: dict[str, Holder] = {}
+        for alloc in self.families.values():
+            out.update(alloc.holders())
+        return out
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        """Held addresses of the primary family (= interfaces holding an address)."""
+        return self.primary.used
+
+    @property
+    def available(self) -> int:
+        """Free addresses of the primary family (exact; may exceed 2**64 for an IPv6 /64)."""
+        return self.primary.available
+
+    @property
+    def cursor(self) -> int:
+        return self.primary.cursor
+
+    def with_spec(self, spec: NetworkSpec) -> NetworkAllocator:
+        """A new allocator for ``spec`` keeping every holder of the families it keeps (check
+        spec_conflicts first: it refuses removing a family that holds addresses)."""
+        new = NetworkAllocator(self.network, spec)
+        for version, alloc in self.families.items():
+            fam = spec.family(version)
+            if fam is not None:
+                new.families[version] = alloc.with_spec(fam)
+        return new
+
+    def __repr__(self) -> str:
+        return f"NetworkAllocator({self.network!r}, {list(self.families.values())})"

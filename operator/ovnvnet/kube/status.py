@@ -1,6 +1,6 @@
 """Coalesced writes of the operator's records: VirtualNetwork status, and the allocation record
-sharded into IPBlock objects (one per /24 block, see model/blocks.py; the objects' shapes are in
-model/records.py, this module is only how and when they are written).
+sharded into IPBlock objects (one per /24 block, IPv6: per /120, see model/blocks.py; the objects'
+shapes are in model/records.py, this module is only how and when they are written).
 
 Pods attach and detach one at a time, but each record is written as one JSON merge patch per
 flush window carrying only the changed `allocations` keys (null deletes a key); a network's

@@ -24,6 +24,7 @@ __all__ = [
     "MIN_MTU",
     "NetworkSpec",
     "Route",
+    "SubnetSpec",
     "SpecError",
     "display",
     "parse_cidr",
@@ -33,6 +34,7 @@ __all__ = [
     "parse_ipv6",
     "parse_network_spec",
     "spec_conflicts",
+    "subnets_overlap",
 ]
 
 MIN_MTU = 576
@@ -160,15 +162,17 @@ class Route:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
+class SubnetSpec:
+    """One address family of a network: its subnet, gateway, exclusions and routes.
+
+    The usable host range is ``first + 1 .. last - 1`` for IPv4 (network and broadcast
+    addresses) and ``first + 1 .. last`` for IPv6 (the network address is the subnet-router
+    anycast address, RFC 4291 2.6.1; IPv6 has no broadcast)."""
+
     subnet: netaddr.IPNetwork
     gateway: netaddr.IPAddress
     exclude: tuple[tuple[int, int], ...] = ()
-    mtu: int | None = None
     routes: tuple[Route, ...] = ()
-    routed: bool = True
-    """Joined to the shared router ovnvnet-router (the gateway answers, networks route to each
-    other). False: an isolated L2 network, no router port."""
     # Range starts, for bisect in is_excluded(); derived, so not part of equality.
     _starts: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -190,8 +194,16 @@ class NetworkSpec:
 
     @property
     def last(self) -> int:
-        """The broadcast address as an int."""
+        """The last address as an int (the broadcast address for IPv4)."""
         return int(self.subnet.last)
+
+    @property
+    def host_first(self) -> int:
+        return self.first + 1
+
+    @property
+    def host_last(self) -> int:
+        return self.last - 1 if self.version == 4 else self.last
 
     def contains(self, ip: int) -> bool:
         return self.first <= ip <= self.last
@@ -219,16 +231,103 @@ class NetworkSpec:
     def address(self, ip: int) -> netaddr.IPAddress:
         return netaddr.IPAddress(ip, self.version)
 
-    def to_dict(self) -> dict[str, Any]:
-        excludes = []
+    def exclude_texts(self) -> list[str]:
+        out = []
         for lo, hi in self.exclude:
             a = str(self.address(lo))
-            excludes.append(a if lo == hi else f"{a}..{self.address(hi)}")
-        out: dict[str, Any] = {
-            "subnet": str(self.subnet),
-            "gateway": str(self.gateway),
-            "excludeIPs": excludes,
-        }
+            out.append(a if lo == hi else f"{a}..{self.address(hi)}")
+        return out
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network of one or two address families (``families``: at most one per family, IPv4
+    first). ``subnet``, ``gateway``, ``exclude``, ``version`` and the address helpers are those
+    of the primary family (IPv4 when there is one), so code written for IPv4-only networks reads
+    what it always read; ``routes`` are every family's (a pod gets all of them)."""
+
+    families: tuple[SubnetSpec, ...]
+    mtu: int | None = None
+    routed: bool = True
+    """Joined to the shared router ovnvnet-router (the gateway answers, networks route to each
+    other). False: an isolated L2 network, no router port."""
+
+    @property
+    def primary(self) -> SubnetSpec:
+        return self.families[0]
+
+    def family(self, version: int) -> SubnetSpec | None:
+        """The family ``version`` (4 or 6), if the network has it."""
+        return next((f for f in self.families if f.version == version), None)
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        return tuple(f.version for f in self.families)
+
+    @property
+    def dual_stack(self) -> bool:
+        return len(self.families) > 1
+
+    @property
+    def subnet(self) -> netaddr.IPNetwork:
+        return self.primary.subnet
+
+    @property
+    def gateway(self) -> netaddr.IPAddress:
+        return self.primary.gateway
+
+    @property
+    def exclude(self) -> tuple[tuple[int, int], ...]:
+        return self.primary.exclude
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(r for f in self.families for r in f.routes)
+
+    @property
+    def prefix_length(self) -> int:
+        return self.primary.prefix_length
+
+    @property
+    def version(self) -> int:
+        return self.primary.version
+
+    @property
+    def first(self) -> int:
+        return self.primary.first
+
+    @property
+    def last(self) -> int:
+        return self.primary.last
+
+    def contains(self, ip: int) -> bool:
+        return self.primary.contains(ip)
+
+    def is_excluded(self, ip: int) -> bool:
+        return self.primary.is_excluded(ip)
+
+    def exclusion_at(self, ip: int) -> tuple[int, int] | None:
+        return self.primary.exclusion_at(ip)
+
+    def excluded_count(self, lo: int, hi: int) -> int:
+        return self.primary.excluded_count(lo, hi)
+
+    def address(self, ip: int) -> netaddr.IPAddress:
+        return self.primary.address(ip)
+
+    def subnets_text(self) -> str:
+        return ", ".join(str(f.subnet) for f in self.families)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec in the CRD's form: a single-family network as ``subnet``/``gateway`` (exactly
+        what an IPv4 network always wrote), a dual-stack one as ``subnets``/``gateways``."""
+        out: dict[str, Any]
+        if self.dual_stack:
+            out = {"subnets": [str(f.subnet) for f in self.families],
+                   "gateways": [str(f.gateway) for f in self.families]}
+        else:
+            out = {"subnet": str(self.subnet), "gateway": str(self.gateway)}
+        out["excludeIPs"] = [t for f in self.families for t in f.exclude_texts()]
         if self.mtu is not None:
             out["mtu"] = self.mtu
         if self.routes:
@@ -249,31 +348,89 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(merged)
 
 
-def _parse_subnet(raw: Any) -> netaddr.IPNetwork:
-    if raw is None:
-        raise SpecError('spec.subnet is required, e.g. "172.16.25.0/24"')
+MIN_PREFIX_V6 = 48
+"""The shortest IPv6 subnet: a /48 is a whole site's allocation (RFC 6177), never one L2 segment;
+a shorter prefix on a logical switch is almost surely a typo that would swallow other networks'
+ranges (and be refused as overlapping). Nothing in the allocator grows with the prefix (free runs,
+exact int counters), so the bound is about meaning, not cost."""
+MAX_PREFIX_V6 = 126
+"""The longest IPv6 subnet: a /126 has 4 addresses: the subnet-router anycast address (the network
+address, never handed out), the gateway, and 2 hosts (like IPv4's /30). A /127 would leave no host
+after the anycast address and the gateway, a /128 not even the gateway."""
+
+
+def _family_of_text(text: str) -> str:
+    """The family a malformed address was meant to be, for its message (":" means IPv6)."""
+    return "IPv6" if ":" in text else "IPv4"
+
+
+def _parse_one_subnet(raw: Any, name: str) -> netaddr.IPNetwork:
     if not isinstance(raw, str):
         raise SpecError(
-            f'spec.subnet must be a string like "172.16.25.0/24", got {json_type(raw)}'
+            f'{name} must be a string like "172.16.25.0/24", got {json_type(raw)}'
         )
-    parsed = parse_ipv4_cidr(raw.strip())
+    text = raw.strip()
+    parsed = parse_cidr(text)
     if parsed is None:
-        if parse_ipv4(raw.strip()) is not None:
+        bare = parse_ip(text)
+        if bare is not None:
+            example = "172.16.25.0/24" if bare.version == 4 else "fd00:1::/64"
             raise SpecError(
-                f"spec.subnet {display(raw)} has no prefix length; write it as a CIDR "
-                f'like "172.16.25.0/24"'
+                f'{name} {display(raw)} has no prefix length; write it as a CIDR like "{example}"'
             )
-        raise SpecError(f"spec.subnet {display(raw)} is not a valid IPv4 CIDR")
+        raise SpecError(f"{name} {display(raw)} is not a valid {_family_of_text(text)} CIDR")
     addr, prefix = parsed
     net = _network(addr, prefix)
     if int(addr) != net.first:
-        raise SpecError(f"spec.subnet {display(raw)} has host bits set; did you mean {net}?")
-    if prefix > 30:
+        raise SpecError(f"{name} {display(raw)} has host bits set; did you mean {net}?")
+    if addr.version == 4 and prefix > 30:
         raise SpecError(
-            f"spec.subnet {net} is too small: a /{prefix} leaves fewer than 2 usable "
+            f"{name} {net} is too small: a /{prefix} leaves fewer than 2 usable "
             f"addresses; use /30 or shorter"
         )
+    if addr.version == 6 and prefix > MAX_PREFIX_V6:
+        raise SpecError(
+            f"{name} {net} is too small: a /{prefix} leaves no host after the subnet-router "
+            f"anycast address and the gateway; use /{MAX_PREFIX_V6} or shorter"
+        )
+    if addr.version == 6 and prefix < MIN_PREFIX_V6:
+        raise SpecError(
+            f"{name} {net} is too large: an IPv6 network is one L2 segment, at most a "
+            f"/{MIN_PREFIX_V6} (use /64 for a typical one)"
+        )
     return net
+
+
+def _parse_subnets(spec: Mapping[str, Any]) -> list[netaddr.IPNetwork]:
+    """``subnet`` (one family) or ``subnets`` (one per family), IPv4 first."""
+    one, many = spec.get("subnet"), spec.get("subnets")
+    if one is not None and many is not None:
+        raise SpecError(
+            "spec.subnet and spec.subnets are exclusive; list every family's subnet in spec.subnets"
+        )
+    if many is None:
+        if one is None:
+            raise SpecError('spec.subnet is required, e.g. "172.16.25.0/24"')
+        return [_parse_one_subnet(one, "spec.subnet")]
+    if not isinstance(many, (list, tuple)):
+        raise SpecError(
+            f'spec.subnets must be a list like ["10.1.0.0/24", "fd00:1::/64"], got {json_type(many)}'
+        )
+    if not 1 <= len(many) <= 2:
+        raise SpecError(
+            f"spec.subnets has {len(many)} entries; list one subnet per family (1 or 2)"
+        )
+    nets: list[netaddr.IPNetwork] = []
+    for i, raw in enumerate(many):
+        net = _parse_one_subnet(raw, f"spec.subnets[{i}]")
+        same = next((n for n in nets if n.version == net.version), None)
+        if same is not None:
+            raise SpecError(
+                f"spec.subnets lists two {family_name(net.version)} subnets ({same}, {net}); "
+                f"at most one per family is allowed"
+            )
+        nets.append(net)
+    return sorted(nets, key=lambda n: n.version)
 
 
 def _parse_address_in(
@@ -283,22 +440,92 @@ def _parse_address_in(
         raise SpecError(
             f'{field_name} must be a string like "172.16.25.1", got {json_type(raw)}'
         )
-    ip = parse_ipv4(raw.strip())
+    ip = parse_ip(raw.strip())
     if ip is None:
-        raise SpecError(f"{field_name} {display(raw)} is not a valid IPv4 address")
+        raise SpecError(f"{field_name} {display(raw)} is not a valid {_family_of_text(raw)} address")
+    if ip.version != subnet.version:
+        raise SpecError(
+            f"{field_name} {ip} is an {family_name(ip.version)} address, but subnet {subnet} is "
+            f"{family_name(subnet.version)}"
+        )
     if not (subnet.first <= int(ip) <= subnet.last):
         raise SpecError(f"{field_name} {ip} is outside subnet {subnet}")
     if not allow_edges:
         if int(ip) == subnet.first:
+            if subnet.version == 6:
+                raise SpecError(
+                    f"{field_name} {ip} is the subnet-router anycast address of subnet {subnet}"
+                )
             raise SpecError(f"{field_name} {ip} is the network address of subnet {subnet}")
-        if int(ip) == subnet.last:
+        if int(ip) == subnet.last and subnet.version == 4:
             raise SpecError(f"{field_name} {ip} is the broadcast address of subnet {subnet}")
     return ip
 
 
-def _parse_excludes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[tuple[int, int], ...]:
+def _subnet_for(
+    nets: Sequence[netaddr.IPNetwork], ip: netaddr.IPAddress, name: str
+) -> netaddr.IPNetwork:
+    """The network's subnet of ``ip``'s family, or a message saying there is none."""
+    for net in nets:
+        if net.version == ip.version:
+            return net
+    subnets = ", ".join(str(n) for n in nets)
+    raise SpecError(
+        f"{name} {ip} is an {family_name(ip.version)} address, but the network has no "
+        f"{family_name(ip.version)} subnet ({subnets})"
+    )
+
+
+def _parse_gateways(spec: Mapping[str, Any], nets: list[netaddr.IPNetwork]) -> dict[int, netaddr.IPAddress]:
+    """``gateway`` (applies to the subnet of its family) or ``gateways`` (one per family); a
+    family not given one gets its first host address."""
+    one, many = spec.get("gateway"), spec.get("gateways")
+    if one == "":
+        one = None
+    if one is not None and many is not None:
+        raise SpecError(
+            "spec.gateway and spec.gateways are exclusive; list every family's gateway in "
+            "spec.gateways"
+        )
+    given: list[tuple[str, Any]] = []
+    if one is not None:
+        given.append(("spec.gateway", one))
+    elif many is not None:
+        if not isinstance(many, (list, tuple)):
+            raise SpecError(
+                f'spec.gateways must be a list like ["10.1.0.1", "fd00:1::1"], got {json_type(many)}'
+            )
+        if len(many) > 2:
+            raise SpecError(f"spec.gateways has {len(many)} entries; at most one per family (2)")
+        given += [(f"spec.gateways[{i}]", raw) for i, raw in enumerate(many)]
+    out: dict[int, netaddr.IPAddress] = {}
+    for name, raw in given:
+        if not isinstance(raw, str):
+            raise SpecError(f'{name} must be a string like "172.16.25.1", got {json_type(raw)}')
+        ip = parse_ip(raw.strip())
+        if ip is None:
+            raise SpecError(f"{name} {display(raw)} is not a valid {_family_of_text(raw)} address")
+        if len(nets) == 1 and ip.version != nets[0].version:
+            raise SpecError(
+                f"{name} {ip} is an {family_name(ip.version)} address, but subnet {nets[0]} is "
+                f"{family_name(nets[0].version)}"
+            )
+        subnet = _subnet_for(nets, ip, name)
+        if ip.version in out:
+            raise SpecError(
+                f"spec.gateways lists two {family_name(ip.version)} gateways ({out[ip.version]}, "
+                f"{ip}); at most one per family is allowed"
+            )
+        out[ip.version] = _parse_address_in(raw, name, subnet)
+    for net in nets:
+        out.setdefault(net.version, netaddr.IPAddress(net.first + 1, net.version))
+    return out
+
+
+def _parse_excludes(raw: Any, nets: list[netaddr.IPNetwork]) -> dict[int, tuple[tuple[int, int], ...]]:
+    """Per family: merged ranges. Each entry applies to the subnet of its family."""
     if raw is None:
-        return ()
+        return {}
     if not isinstance(raw, (list, tuple)):
         raise SpecError(f"spec.excludeIPs must be a list of addresses, got {json_type(raw)}")
     if len(raw) > MAX_EXCLUDE_ENTRIES:
@@ -306,7 +533,7 @@ def _parse_excludes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[tuple[int, int
             f"spec.excludeIPs has {len(raw)} entries; at most {MAX_EXCLUDE_ENTRIES} are "
             f'allowed (use "a..b" ranges)'
         )
-    ranges: list[tuple[int, int]] = []
+    ranges: dict[int, list[tuple[int, int]]] = {}
     for i, item in enumerate(raw):
         name = f"spec.excludeIPs[{i}]"
         if not isinstance(item, str):
@@ -319,22 +546,25 @@ def _parse_excludes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[tuple[int, int
             parts = text.split("..")
             if len(parts) != 2:
                 raise SpecError(f'{name} {display(item)} is not an address or an "a..b" range')
-            lo_ip, hi_ip = parse_ipv4(parts[0].strip()), parse_ipv4(parts[1].strip())
+            lo_ip, hi_ip = parse_ip(parts[0].strip()), parse_ip(parts[1].strip())
             if lo_ip is None or hi_ip is None:
                 raise SpecError(f'{name} {display(item)} is not an address or an "a..b" range')
+            if lo_ip.version != hi_ip.version:
+                raise SpecError(f"{name} {display(item)}: start and end are of different families")
         else:
-            lo_ip = parse_ipv4(text)
+            lo_ip = parse_ip(text)
             if lo_ip is None:
                 raise SpecError(f'{name} {display(item)} is not an address or an "a..b" range')
             hi_ip = lo_ip
         lo, hi = int(lo_ip), int(hi_ip)
         if lo > hi:
             raise SpecError(f"{name} {display(item)}: start {lo_ip} is after end {hi_ip}")
+        subnet = _subnet_for(nets, lo_ip, name)
         for ip in (lo_ip, hi_ip):
             if not (subnet.first <= int(ip) <= subnet.last):
                 raise SpecError(f"{name} {ip} is outside subnet {subnet}")
-        ranges.append((lo, hi))
-    return _merge(ranges)
+        ranges.setdefault(lo_ip.version, []).append((lo, hi))
+    return {v: _merge(r) for v, r in ranges.items()}
 
 
 def _parse_mtu(raw: Any) -> int | None:
@@ -348,16 +578,17 @@ def _parse_mtu(raw: Any) -> int | None:
     return raw
 
 
-def _parse_routes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[Route, ...]:
+def _parse_routes(raw: Any, nets: list[netaddr.IPNetwork]) -> dict[int, tuple[Route, ...]]:
+    """Per family: each route's ``dst`` and ``gw`` are of one family, ``gw`` inside its subnet."""
     if raw is None:
-        return ()
+        return {}
     if not isinstance(raw, (list, tuple)):
         raise SpecError(
             f'spec.routes must be a list of {{"dst": CIDR, "gw": address}}, got {json_type(raw)}'
         )
     if len(raw) > MAX_ROUTES:
         raise SpecError(f"spec.routes has {len(raw)} entries; at most {MAX_ROUTES} are allowed")
-    routes: list[Route] = []
+    routes: dict[int, list[Route]] = {}
     seen: set[str] = set()
     for i, item in enumerate(raw):
         name = f"spec.routes[{i}]"
@@ -372,22 +603,25 @@ def _parse_routes(raw: Any, subnet: netaddr.IPNetwork) -> tuple[Route, ...]:
             raise SpecError(
                 f'{name}.dst must be a string like "10.10.0.0/16", got {json_type(dst_raw)}'
             )
-        parsed = parse_ipv4_cidr(dst_raw.strip())
+        parsed = parse_cidr(dst_raw.strip())
         if parsed is None:
-            raise SpecError(f"{name}.dst {display(dst_raw)} is not a valid IPv4 CIDR")
+            raise SpecError(
+                f"{name}.dst {display(dst_raw)} is not a valid {_family_of_text(dst_raw)} CIDR"
+            )
         dst = _network(*parsed)
         if int(parsed[0]) != dst.first:
             raise SpecError(
                 f"{name}.dst {display(dst_raw)} has host bits set; did you mean {dst}?"
             )
+        subnet = _subnet_for(nets, parsed[0], f"{name}.dst")
         if gw_raw is None:
             raise SpecError(f"{name}.gw is required (an address inside {subnet})")
         gw = _parse_address_in(gw_raw, f"{name}.gw", subnet)
         if str(dst) in seen:
             raise SpecError(f"{name}.dst {dst} is listed more than once")
         seen.add(str(dst))
-        routes.append(Route(dst=str(dst), gw=str(gw)))
-    return tuple(routes)
+        routes.setdefault(dst.version, []).append(Route(dst=str(dst), gw=str(gw)))
+    return {v: tuple(r) for v, r in routes.items()}
 
 
 def parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
@@ -405,21 +639,31 @@ def parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
 def _parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
     if not isinstance(spec, Mapping):
         raise SpecError(f"spec must be an object, got {json_type(spec)}")
-    subnet = _parse_subnet(spec.get("subnet"))
-    gw_raw = spec.get("gateway")
-    if gw_raw is None or gw_raw == "":
-        gateway = netaddr.IPAddress(subnet.first + 1, subnet.version)
-    else:
-        gateway = _parse_address_in(gw_raw, "spec.gateway", subnet)
-    exclude = _parse_excludes(spec.get("excludeIPs"), subnet)
+    nets = _parse_subnets(spec)
+    gateways = _parse_gateways(spec, nets)
+    exclude = _parse_excludes(spec.get("excludeIPs"), nets)
     mtu = _parse_mtu(spec.get("mtu"))
-    routes = _parse_routes(spec.get("routes"), subnet)
+    routes = _parse_routes(spec.get("routes"), nets)
     routed = spec.get("routed", True)
     if routed is None:
         routed = True
     if not isinstance(routed, bool):
         raise SpecError(f"spec.routed must be true or false, got {json_type(routed)}")
-    return NetworkSpec(subnet=subnet, gateway=gateway, exclude=exclude, mtu=mtu, routes=routes, routed=routed)
+    families = tuple(
+        SubnetSpec(subnet=net, gateway=gateways[net.version], exclude=exclude.get(net.version, ()),
+                   routes=routes.get(net.version, ()))
+        for net in nets
+    )
+    return NetworkSpec(families=families, mtu=mtu, routed=routed)
+
+
+def subnets_overlap(a: NetworkSpec, b: NetworkSpec) -> tuple[netaddr.IPNetwork, netaddr.IPNetwork] | None:
+    """The first pair of same-family subnets of ``a`` and ``b`` that overlap, if any."""
+    for fa in a.families:
+        fb = b.family(fa.version)
+        if fb is not None and fa.first <= fb.last and fb.first <= fa.last:
+            return fa.subnet, fb.subnet
+    return None
 
 
 def _holder_list(holders: Sequence[str], limit: int = 5) -> str:
@@ -433,19 +677,48 @@ def spec_conflicts(
 ) -> list[str]:
     """Every way applying ``new`` would strand a live allocation; empty means safe.
 
-    ``held`` maps address string -> holder ("ns/pod"). Per-address messages are capped at a
-    handful per kind, followed by an "... and N more" line.
+    ``held`` maps address string (either family) -> holder ("ns/pod"). Each family is checked
+    against the new spec's subnet of that family; adding a family while interfaces hold
+    addresses is refused too (they would have no address of it). Per-address messages are capped
+    at a handful per kind, followed by an "... and N more" line.
     """
     messages: list[str] = []
-    parsed: list[tuple[int, str, str]] = []
+    by_family: dict[int, list[tuple[int, str, str]]] = {}
     for addr, holder in held.items():
-        ip = parse_ipv4(addr)
+        ip = parse_ip(addr)
         if ip is not None:
-            parsed.append((int(ip), str(ip), holder))
-    parsed.sort()
-    if not parsed:
+            by_family.setdefault(ip.version, []).append((int(ip), str(ip), holder))
+    if not by_family:
         return messages
+    for parsed in by_family.values():
+        parsed.sort()
 
+    if old is not None:
+        for fam in new.families:
+            if old.family(fam.version) is None:
+                holders = [h for p in by_family.values() for _, _, h in p]
+                count = len(set(holders))
+                messages.append(
+                    f"adding {family_name(fam.version)} subnet {fam.subnet} while {count} "
+                    f"pod{'s hold' if count != 1 else ' holds'} addresses would leave their interfaces "
+                    f"without {family_name(fam.version)} ({_holder_list(holders)}); delete them first"
+                )
+    for version, parsed in sorted(by_family.items()):
+        kept = new.family(version)
+        if kept is None:
+            messages.append(
+                f"removing the {family_name(version)} subnet would strand {len(parsed)} "
+                f"allocation{'s' if len(parsed) != 1 else ''} "
+                f"({_holder_list([h for _, _, h in parsed])})"
+            )
+            continue
+        _family_conflicts(messages, kept, parsed, old.family(version) if old is not None else None)
+    return messages
+
+
+def _family_conflicts(
+    messages: list[str], new: SubnetSpec, parsed: list[tuple[int, str, str]], old: SubnetSpec | None
+) -> None:
     subnet_changed = old is not None and old.subnet != new.subnet
     if subnet_changed:
         assert old is not None
@@ -478,4 +751,3 @@ def spec_conflicts(
             if new.is_excluded(ip)
         ]
     )
-    return messages

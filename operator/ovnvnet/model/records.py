@@ -1,5 +1,5 @@
 """The operator's records as API objects: the allocation record sharded into IPBlock objects (one
-per /24 block, see blocks.py) and the VirtualNetwork status. These are shapes only; kube/status.py
+per /24 block, IPv6: per /120, see blocks.py) and the VirtualNetwork status. These are shapes only; kube/status.py
 writes them (coalesced merge patches) and reconcile/ reads them back at start."""
 from __future__ import annotations
 

@@ -50,11 +50,19 @@ class RouterPortSpec:
     lrp_name: str
     lsp_name: str
     mac: str
-    cidr: str  # gateway/prefix
+    cidrs: tuple[str, ...]  # gateway/prefix of each family of the network, IPv4 first
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """``cidrs`` as the NB reads them back (a set column: sorted)."""
+        return tuple(sorted(self.cidrs))
 
 
 @dataclass(frozen=True)
 class PortSpec:
+    """A pod interface's port. ``ip`` is its address, or its addresses (one per family, IPv4
+    first) separated by a space: ``addresses`` and ``port_security`` are "MAC ipv4 ipv6"."""
+
     name: str
     switch: str
     mac: str
@@ -64,6 +72,10 @@ class PortSpec:
     @property
     def address(self) -> str:
         return f"{self.mac} {self.ip}"
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return tuple(self.ip.split())
 
 
 @dataclass
@@ -151,7 +163,7 @@ class EnsureRouterWithPort(_Cmd):
         lrp = self._owned_child(txn, "Logical_Router_Port", s.lrp_name, lr, "logical router port")
         ids = _owner_ids(**{NETWORK_KEY: s.network})
         _set(lrp, 'mac', s.mac)
-        _set(lrp, 'networks', [s.cidr])
+        _set(lrp, 'networks', list(s.networks))
         _set(lrp, 'external_ids', ids)
         sw = self._row("Logical_Switch", s.network)
         if sw is None:
@@ -261,13 +273,13 @@ class ReadOwned(_Cmd):
                 addr = (list(lsp.addresses) or [""])[0].split()
                 if len(addr) < 2:
                     addr = ["", ""]
-                st.ports[name] = PortSpec(name, sw_name, addr[0], addr[1], tuple(sorted(ids.items())))
+                st.ports[name] = PortSpec(name, sw_name, addr[0], " ".join(addr[1:]), tuple(sorted(ids.items())))
         for lr in self.api.tables["Logical_Router"].rows.values():
             if lr.name == n.ROUTER_NAME and _owned(lr):
                 st.router = True
                 for lrp in lr.ports:
                     if _owned(lrp):
-                        st.router_ports[lrp.name] = (lrp.mac, tuple(lrp.networks))
+                        st.router_ports[lrp.name] = (lrp.mac, tuple(sorted(lrp.networks)))
         self.result = st
 
 

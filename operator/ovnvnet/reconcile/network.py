@@ -18,9 +18,16 @@ from typing import Any
 import kopf
 import netaddr
 
-from ovnvnet.ipam.allocator import SubnetAllocator
+from ovnvnet.ipam.allocator import NetworkAllocator
 from ovnvnet.model import names
-from ovnvnet.model.network import NetworkSpec, SpecError, parse_network_spec, spec_conflicts
+from ovnvnet.model.network import (
+    NetworkSpec,
+    SpecError,
+    family_name,
+    parse_network_spec,
+    spec_conflicts,
+    subnets_overlap,
+)
 from ovnvnet.model.selector import SelectorError, closed_selector, parse_selector
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RetryLater
@@ -51,26 +58,41 @@ def applied_spec_of(body: dict) -> NetworkSpec | None:
         return None
 
 
-def cursor_of(body: dict, spec: NetworkSpec) -> int | None:
-    raw = (body.get("status") or {}).get("cursor")
-    if not raw:
-        return None
-    try:
-        value = int(netaddr.IPAddress(raw))
-    except Exception:  # noqa: BLE001 - a bad cursor only changes the reuse order
-        return None
-    return value if spec.contains(value) else None
+def cursor_of(body: dict, spec: NetworkSpec) -> dict[int, int | None]:
+    """Each family's cursor from the status: ``status.cursor`` (the primary family, as always
+    written) and ``status.families[].cursor``; a missing or bad one only changes the reuse order."""
+    status = body.get("status") or {}
+    raws = [status.get("cursor")] + [f.get("cursor") for f in status.get("families") or []
+                                     if isinstance(f, dict)]
+    out: dict[int, int | None] = {}
+    for raw in raws:
+        if not raw or not isinstance(raw, str):
+            continue
+        try:
+            ip = netaddr.IPAddress(raw)
+        except Exception:  # noqa: BLE001 - a bad cursor only changes the reuse order
+            continue
+        fam = spec.family(ip.version)
+        if fam is not None and fam.contains(int(ip)) and ip.version not in out:
+            out[ip.version] = int(ip)
+    return out
 
 
 def overlapping(state: State, name: str, spec: NetworkSpec) -> str | None:
-    """Routed networks share one router, so their subnets must not overlap (isolated ones may)."""
+    """Routed networks share one router, so their subnets must not overlap, family by family
+    (isolated ones may). The message names both subnets and the other network."""
     if not spec.routed:
         return None
     for other in state.networks.values():
-        if (other.name != name and other.spec.routed
-                and other.spec.subnet.first <= spec.subnet.last and spec.subnet.first <= other.spec.subnet.last):
-            return other.name
+        if other.name != name and other.spec.routed:
+            pair = subnets_overlap(spec, other.spec)
+            if pair is not None:
+                return f"subnet {pair[0]} overlaps network {other.name} ({pair[1]})"
     return None
+
+
+def gateways_text(spec: NetworkSpec) -> str:
+    return " and ".join(str(f.gateway) for f in spec.families)
 
 
 def restore_network(state: State, body: dict) -> None:
@@ -84,7 +106,7 @@ def restore_network(state: State, body: dict) -> None:
     if selector is not None and selector.unreadable is not None:
         log.warning("network %s: namespaceSelector cannot be parsed, it admits no namespace: %s",
                     name, selector.unreadable)
-    state.networks[name] = Network(name, spec, SubnetAllocator(name, spec, cursor=cursor_of(body, spec)), body,
+    state.networks[name] = Network(name, spec, NetworkAllocator(name, spec, cursor_of(body, spec)), body,
                                    selector)
 
 
@@ -111,9 +133,9 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
             message = "update refused, the configuration in force is kept: " + "; ".join(conflicts)
             await _not_ready(state, body, "Conflict", message, generation, keep_applied=True)
             return
-    other = overlapping(state, name, spec)
-    if other is not None:
-        message = f"subnet {spec.subnet} overlaps network {other} ({state.networks[other].spec.subnet})"
+    overlap = overlapping(state, name, spec)
+    if overlap is not None:
+        message = overlap
         if current is not None:
             message = "update refused, the configuration in force is kept: " + message
         await _not_ready(state, body, "Overlap", message, generation, keep_applied=current is not None)
@@ -130,7 +152,7 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
         raise RetryLater(f"OVN NB transaction failed: {exc}", delay=2) from exc
 
     if current is None:
-        allocator = SubnetAllocator(name, spec, cursor=cursor_of(body, spec))
+        allocator = NetworkAllocator(name, spec, cursor_of(body, spec))
     elif current.spec != spec:
         allocator = current.allocator.with_spec(spec)
     else:
@@ -141,11 +163,13 @@ async def ensure_network(state: State, body: dict, logger: logging.Logger | Any 
         name, appliedSpec=spec.to_dict(), gateway=str(spec.gateway), observedGeneration=generation,
         conditions=ready_condition(
             "True", "Applied",
-            f"logical switch {name} and gateway {spec.gateway} are in OVN" if spec.routed
+            f"logical switch {name} and gateway{'s' if spec.dual_stack else ''} {gateways_text(spec)} "
+            f"are in OVN" if spec.routed
             else f"logical switch {name} is in OVN (isolated: not routed)", generation),
     )
     state.wake.set()
-    logger.info(f"network {name} applied: {spec.subnet} gateway {spec.gateway}")
+    logger.info(f"network {name} applied: {spec.subnets_text()} gateway {gateways_text(spec)} "
+                f"({'/'.join(family_name(v) for v in spec.versions)})")
 
 
 async def _selector_unreadable(state: State, body: dict, exc: SelectorError, generation: int | None) -> None:

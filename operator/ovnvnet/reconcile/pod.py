@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
+from dataclasses import replace
 from typing import Any
 
 import netaddr
@@ -39,6 +40,7 @@ from ovnvnet.model.annotation import (
     REQUEST_ANNOTATION,
     RESULT_ANNOTATION,
     AnnotationError,
+    IfaceAddress,
     InterfaceRequest,
     InterfaceResult,
     SealError,
@@ -54,7 +56,7 @@ from ovnvnet.model.annotation import (
 )
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
-from ovnvnet.reconcile.state import PodRecord, State, port_spec, status_entry
+from ovnvnet.reconcile.state import PodRecord, State, port_specs, status_entry
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ def request_matches(raw: str, results: list[InterfaceResult]) -> bool:
     for req, res in zip(reqs, results, strict=True):
         if (req.network, req.interface) != (res.network, res.interface):
             return False
-        if req.ip is not None and str(req.ip) != res.ip:
+        if req.ips and any((a := res.address(ip.version)) is None or a.ip != str(ip) for ip in req.ips):
             return False
         if req.mac is not None and req.mac != res.mac:
             return False
@@ -181,13 +183,13 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
                                  f"(its namespaceSelector requires: {net.selector})",
                                  retry=True, reason="NamespaceNotAllowed")
         try:
-            if req.ip is not None:
-                key = (req.network, str(req.ip))
+            for ip in req.ips:   # one static address per family at most (the parser checked)
+                key = (req.network, str(ip))
                 if key in static_seen:
-                    raise AllocationError(f"ip_address {req.ip} on {req.network} is requested twice "
+                    raise AllocationError(f"ip_address {ip} on {req.network} is requested twice "
                                           f"({static_seen[key]} and {req.interface})")
                 static_seen[key] = req.interface
-                net.allocator.check_static(req.ip, uid, req.interface)
+                net.allocator.check_static(ip, uid, req.interface)
             if req.mac is not None:
                 key = (req.network, req.mac)
                 if key in static_seen:
@@ -209,14 +211,17 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
     with ExitStack() as undo:
         try:
             for req in reqs:
-                ip, stored = _allocate_one(state, pod_key, uid, req)
-                undo.callback(state.unhold, req.network, str(ip))
-                taken.append((req.network, str(ip), stored))
+                ips, stored = _allocate_one(state, pod_key, uid, req)
+                for ip in ips:
+                    undo.callback(state.unhold, req.network, str(ip))
+                    taken.append((req.network, str(ip), stored))
                 spec = state.networks[req.network].spec
+                addresses = tuple(IfaceAddress(str(ip), fam.prefix_length, str(fam.gateway))
+                                  for ip, fam in zip(ips, spec.families, strict=True))
                 results.append(InterfaceResult(
-                    interface=req.interface, network=req.network, ip=str(ip), prefix_length=spec.prefix_length,
-                    mac=stored.mac, gateway=str(spec.gateway), default_gateway=req.default_gateway,
-                    mtu=spec.mtu, routes=spec.routes,
+                    interface=req.interface, network=req.network, ip=addresses[0].ip,
+                    prefix_length=addresses[0].prefix_length, mac=stored.mac, gateway=addresses[0].gateway,
+                    default_gateway=req.default_gateway, mtu=spec.mtu, routes=spec.routes, addresses=addresses,
                 ))
         except NetworkExhausted as exc:
             raise RequestRefused(str(exc), retry=True, reason="NetworkExhausted") from None
@@ -230,23 +235,26 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
     return results, taken
 
 
-def _allocate_one(state: State, pod_key: str, uid: str, req: InterfaceRequest) -> tuple[netaddr.IPAddress, Holder]:
-    """One interface: reuse what this pod already holds for it (the records), else reserve/allocate."""
+def _allocate_one(state: State, pod_key: str, uid: str,
+                  req: InterfaceRequest) -> tuple[tuple[netaddr.IPAddress, ...], Holder]:
+    """One interface, one address per family of its network: reuse what this pod already holds
+    for it (the records) when it is what the request asks, else reserve/allocate every family at
+    once (``NetworkAllocator.attach``: all or nothing)."""
     alloc = state.networks[req.network].allocator
-    held = alloc.find(uid, req.interface)
-    if held is not None:
-        prior = alloc.holder_of(held)
-        if (req.ip is not None and held != req.ip) or (req.mac is not None and (prior is None or prior.mac != req.mac)):
-            state.unhold(req.network, str(held))  # a leftover from an earlier request
-            held = None
-    if held is None:
-        holder = Holder(pod_key, uid, req.interface, req.mac or "")
-        if req.ip is not None:
-            alloc.reserve(req.ip, holder)
-            held = req.ip
-        else:
-            held = alloc.allocate(holder)
-    return held, alloc.held_by(held)
+    held = alloc.find_all(uid, req.interface)
+    if held:
+        prior = alloc.holder_of(held[0])
+        stale = (any(alloc.holder_of(ip) != prior for ip in held)
+                 or any(ip not in held for ip in req.ips)
+                 or (req.mac is not None and (prior is None or prior.mac != req.mac)))
+        if stale:
+            for ip in held:
+                state.unhold(req.network, str(ip))  # a leftover from an earlier request
+        elif len(held) < len(alloc.families) and prior is not None:
+            req = replace(req, mac=prior.mac)      # complete the missing family with the same MAC
+    holder = Holder(pod_key, uid, req.interface, req.mac or "")
+    ips = alloc.attach(holder, req.ips)
+    return ips, alloc.held_by(ips[0])
 
 
 async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
@@ -285,7 +293,7 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         for network, ip, _ in taken:
             undo.callback(state.unhold, network, ip)
 
-        ports = [port_spec(network, ip, holder) for network, ip, holder in taken]
+        ports = port_specs(taken)
         names_ = {p.name for p in ports}
         state.inflight_ports |= names_
         try:
@@ -368,13 +376,13 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
     held = sorted(state.holdings.get(uid, ()))
     if not held:
         return
-    port_names = []
+    port_names: dict[str, None] = {}   # one port per interface, whatever its number of families
     for network, ip in held:
         holder = state.unhold(network, ip)
         if holder is not None:
             ns, _, pod = holder.pod.partition("/")
-            port_names.append(names.port_name(ns, pod, holder.interface))
-    await _delete_ports(state, port_names)
+            port_names[names.port_name(ns, pod, holder.interface)] = None
+    await _delete_ports(state, list(port_names))
     metrics.RELEASED.inc()
     log.info("released %s (%s): %s", record.key if record else uid, why, ", ".join(f"{n}/{ip}" for n, ip in held))
 
@@ -405,9 +413,9 @@ def restore_record(state: State, body: dict, admits: Callable[[str, str], bool])
     return restore_claims(state, body, sealed.interfaces, is_legacy=sealed.legacy, admits=admits)
 
 
-def _not_owned(key: str, res: InterfaceResult, holder: Holder) -> RequestRefused:
+def _not_owned(key: str, res: InterfaceResult, holder: Holder, ip: str | None = None) -> RequestRefused:
     return RequestRefused(
-        f"{key} claims {res.ip} on network {res.network}, which the operator's records give to pod "
+        f"{key} claims {ip or res.ip} on network {res.network}, which the operator's records give to pod "
         f"{holder.pod} (interface {holder.interface}): this result was not written by ovnvnet for this "
         f"pod (copied from another pod?) and is not used; recreate the pod without {key}",
         retry=False, reason="ResultNotOwned")
@@ -428,10 +436,11 @@ def _refuse_forged_claim(state: State, body: dict, annotations: dict) -> None:
     uid = pod_ident(body)[2]
     for res in claimed:
         net = state.networks.get(res.network)
-        holder = net.allocator.holder_of(res.ip) if net is not None else None
-        if holder is not None and holder.pod_uid != uid:
-            refuse_for_life(state, body, _not_owned(key, res, holder))
-            return
+        for addr in res.addresses:
+            holder = net.allocator.holder_of(addr.ip) if net is not None else None
+            if holder is not None and holder.pod_uid != uid:
+                refuse_for_life(state, body, _not_owned(key, res, holder, addr.ip))
+                return
 
 
 def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, is_legacy: bool,
@@ -447,49 +456,53 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     pod_key = f"{ns}/{name}"
     annotations = body.get("metadata", {}).get("annotations") or {}
     key = LEGACY_ANNOTATION if is_legacy else RESULT_ANNOTATION
-    gaps: list[InterfaceResult] = []
+    gaps: list[tuple[InterfaceResult, str]] = []   # (interface, one of its addresses) no record holds
     for res in results:
         net = state.networks.get(res.network)
         if net is None:
             log.warning("pod %s holds %s on unknown network %s", pod_key, res.ip, res.network)
             continue
-        holder = net.allocator.holder_of(res.ip)
-        if holder is not None and holder.pod_uid != uid:
-            refuse_for_life(state, body, _not_owned(key, res, holder))
-            return False
-        if holder is not None:
-            if (holder.interface, holder.mac) != (res.interface, res.mac.lower()):
-                log.warning("rebuild: pod %s: %s says %s %s/%s, the records %s %s: records kept, pod attached anew",
-                            pod_key, key, res.interface, res.ip, res.mac, holder.interface, holder.mac)
+        for addr in res.addresses:
+            holder = net.allocator.holder_of(addr.ip)
+            if holder is not None and holder.pod_uid != uid:
+                refuse_for_life(state, body, _not_owned(key, res, holder, addr.ip))
                 return False
-            continue
-        if net.allocator.find(uid, res.interface) is not None:
-            log.warning("rebuild: pod %s: %s says %s on %s, the records give it %s: records kept, "
-                        "pod attached anew", pod_key, key, res.ip, res.network, net.allocator.find(uid, res.interface))
-            return False
-        gaps.append(res)
+            if holder is not None:
+                if (holder.interface, holder.mac) != (res.interface, res.mac.lower()):
+                    log.warning("rebuild: pod %s: %s says %s %s/%s, the records %s %s: records kept, pod attached "
+                                "anew", pod_key, key, res.interface, addr.ip, res.mac, holder.interface, holder.mac)
+                    return False
+                continue
+            fam = net.allocator.family(addr.family)
+            recorded = fam.find(uid, res.interface) if fam is not None else None
+            if fam is None or recorded is not None:
+                log.warning("rebuild: pod %s: %s says %s on %s, the records give it %s: records kept, "
+                            "pod attached anew", pod_key, key, addr.ip, res.network,
+                            recorded if fam is not None else "no address of that family")
+                return False
+            gaps.append((res, addr.ip))
     if gaps and ERROR_ANNOTATION in annotations:
         log.warning("rebuild: pod %s carries both %s and %s: its result is not trusted, it will be attached anew",
                     pod_key, key, ERROR_ANNOTATION)
         return False
-    for res in gaps:
+    for res, _ in gaps:
         net = state.networks[res.network]
         if net.selector is not None and not admits(res.network, ns):
             log.warning("rebuild: pod %s: network %s does not admit namespace %s: %s not restored",
                         pod_key, res.network, ns, key)
             return False
     with ExitStack() as undo:
-        for res in gaps:
+        for res, ip in gaps:
             net = state.networks[res.network]
             try:
-                net.allocator.reserve(netaddr.IPAddress(res.ip), Holder(pod_key, uid, res.interface, res.mac))
+                net.allocator.reserve(netaddr.IPAddress(ip), Holder(pod_key, uid, res.interface, res.mac))
             except AllocationError as exc:
                 log.warning("rebuild: pod %s: %s not restored: %s", pod_key, key, exc)
                 return False
-            undo.callback(net.allocator.release, res.ip)
+            undo.callback(net.allocator.release, ip)
         undo.pop_all()
-    for res in gaps:
-        state.hold(res.network, res.ip, state.networks[res.network].allocator.held_by(res.ip), record_status=False)
+    for res, ip in gaps:
+        state.hold(res.network, ip, state.networks[res.network].allocator.held_by(ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
     return True
 

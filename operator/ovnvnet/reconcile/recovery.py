@@ -41,7 +41,7 @@ from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.podwatch import needs_handling
-from ovnvnet.reconcile.state import State, network_rows, port_spec, status_entry
+from ovnvnet.reconcile.state import State, network_rows, port_name_of, port_spec, status_entry
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def plan_repair(desired_networks: dict[str, tuple[SwitchSpec, RouterPortSpec | N
             unrouted_ports.add(names.router_port_name(name))
         else:
             ok = (name in actual.switches and actual.router
-                  and actual.router_ports.get(rp.lrp_name) == (rp.mac, (rp.cidr,))
+                  and actual.router_ports.get(rp.lrp_name) == (rp.mac, rp.networks)
                   and actual.switch_router_ports.get(rp.lsp_name) == name)
         if not ok:
             plan.ensure_networks.append((sw, rp))
@@ -116,8 +116,11 @@ def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortS
     ports: dict[str, PortSpec] = {}
     for name, net in state.networks.items():
         nets[name] = network_rows(name, net.spec)
+        by_port: dict[str, tuple[list[str], Any]] = {}   # port -> (its addresses, IPv4 first; holder)
         for ip, holder in net.allocator.holders().items():
-            p = port_spec(name, ip, holder)
+            by_port.setdefault(port_name_of(holder), ([], holder))[0].append(ip)
+        for ips, holder in by_port.values():
+            p = port_spec(name, ips, holder)
             ports[p.name] = p
     return nets, ports
 
@@ -132,7 +135,8 @@ def drift_lines(plan: RepairPlan, actual: NbState) -> list[str]:
             lines.append(f"router {names.ROUTER_NAME} missing in NB (network {sw.name} is routed)")
         elif rp is not None:
             lines.append(f"router port {rp.lrp_name} of network {sw.name} missing or different in NB "
-                         f"(NB has {actual.router_ports.get(rp.lrp_name)}, the records {rp.mac} {rp.cidr})")
+                         f"(NB has {actual.router_ports.get(rp.lrp_name)}, the records {rp.mac} "
+                         f"{' '.join(rp.cidrs)})")
         else:
             lines.append(f"switch {sw.name} differs in NB")
     for want in plan.ensure_ports:
@@ -300,11 +304,15 @@ def _reserve_port(state: State, port: PortSpec) -> bool:
     ids = dict(port.external_ids)
     network, uid = ids.get(names.NETWORK_KEY, ""), ids.get(names.POD_UID_KEY)
     net = state.networks.get(network)
-    if net is None or not uid or not port.ip or net.allocator.holder_of(port.ip) is not None:
+    if net is None or not uid or not port.ips:
         return False
     holder = Holder(f"{ids.get(names.POD_NAMESPACE_KEY)}/{ids.get(names.POD_NAME_KEY)}", uid,
                     ids.get(names.INTERFACE_KEY, ""), port.mac)
-    return _reserve(state, network, port.ip, holder)
+    reserved = False
+    for ip in port.ips:   # one address per family
+        if net.allocator.holder_of(ip) is None:
+            reserved = _reserve(state, network, ip, holder) or reserved
+    return reserved
 
 
 def _reserve_entry(state: State, network: str, ip: str, entry: dict) -> bool:

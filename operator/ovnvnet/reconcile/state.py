@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovnvnet.config import Settings
-from ovnvnet.ipam.allocator import Holder, SubnetAllocator
+from ovnvnet.ipam.allocator import Holder, NetworkAllocator
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.status import StatusWriter
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
 from ovnvnet.model.blocks import block_cidr, block_name
-from ovnvnet.model.network import NetworkSpec
+from ovnvnet.model.network import NetworkSpec, family_name, parse_ip
 from ovnvnet.model.records import BlockRef, owner_reference
 from ovnvnet.model.selector import LabelSelector
 from ovnvnet.ovn.batch import NbBatcher
@@ -28,6 +28,9 @@ from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile.errors import RequestRefused
 
 log = logging.getLogger(__name__)
+
+MAX_JSON_INT = 2**53 - 1
+"""The largest count a JSON reader holding numbers as doubles reads exactly."""
 
 
 @dataclass
@@ -48,7 +51,7 @@ class PodRecord:
 class Network:
     name: str
     spec: NetworkSpec  # the configuration in force in OVN
-    allocator: SubnetAllocator
+    allocator: NetworkAllocator
     body: dict[str, Any] = field(default_factory=dict)  # last seen object, for events
     selector: LabelSelector | None = None               # namespaces allowed to attach (None: all)
 
@@ -99,17 +102,31 @@ class State:
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
     def counters(self, network: str) -> dict[str, Any]:
+        """The status counters. ``usedIPs``/``availableIPs``/``cursor`` are the primary family's
+        (IPv4 when the network has it: what they always meant), integers; ``availableIPs`` is left
+        out (null) when the count does not fit a JSON number exactly (above 2**53 - 1: an IPv6
+        /64). ``families`` has every family's exact counts as decimal strings."""
         net = self.networks.get(network)
         if net is None:
             return {}
         a = net.allocator
-        return {"usedIPs": a.used, "availableIPs": a.available, "cursor": str(net.spec.address(a.cursor))}
+        families = []
+        for fam in net.spec.families:
+            fa = a.families[fam.version]
+            families.append({"family": family_name(fam.version), "subnet": str(fam.subnet),
+                             "gateway": str(fam.gateway), "usedIPs": str(fa.used),
+                             "availableIPs": str(fa.available), "cursor": str(fam.address(fa.cursor))})
+        available = a.available
+        return {"usedIPs": a.used, "availableIPs": available if available <= MAX_JSON_INT else None,
+                "cursor": str(net.spec.address(a.cursor)), "families": families}
 
     def block_of(self, network: str, ip: str) -> BlockRef | None:
         net = self.networks.get(network)
-        if net is None:
+        parsed = parse_ip(ip)
+        fam = net.spec.family(parsed.version) if net is not None and parsed is not None else None
+        if net is None or fam is None:
             return None
-        cidr = block_cidr(net.spec.subnet, ip)
+        cidr = block_cidr(fam.subnet, ip)
         meta = net.body.get("metadata") or {}
         owner = owner_reference({"name": network, "uid": meta["uid"]}) if meta.get("uid") else None
         return BlockRef(block_name(network, cidr), network, str(cidr), owner)
@@ -143,23 +160,40 @@ def status_entry(holder: Holder) -> dict[str, str]:
     return {"pod": holder.pod, "podUID": holder.pod_uid, "interface": holder.interface, "mac": holder.mac}
 
 
-def port_spec(network: str, ip: str, holder: Holder) -> PortSpec:
+def port_name_of(holder: Holder) -> str:
+    ns, _, pod = holder.pod.partition("/")
+    return names.port_name(ns, pod, holder.interface)
+
+
+def port_spec(network: str, ips: str | list[str] | tuple[str, ...], holder: Holder) -> PortSpec:
+    """The port of one pod interface holding ``ips`` (one address per family, IPv4 first)."""
     ns, _, pod = holder.pod.partition("/")
     ids = {
         names.OWNER_KEY: names.OWNER_VALUE, names.NETWORK_KEY: network,
         names.POD_NAMESPACE_KEY: ns, names.POD_NAME_KEY: pod,
         names.POD_UID_KEY: holder.pod_uid, names.INTERFACE_KEY: holder.interface,
     }
-    return PortSpec(names.port_name(ns, pod, holder.interface), network, holder.mac, ip, tuple(sorted(ids.items())))
+    text = ips if isinstance(ips, str) else " ".join(ips)
+    return PortSpec(names.port_name(ns, pod, holder.interface), network, holder.mac, text, tuple(sorted(ids.items())))
+
+
+def port_specs(taken: list[tuple[str, str, Holder]]) -> list[PortSpec]:
+    """One port per interface from per-address (network, ip, holder) entries (in family order)."""
+    grouped: dict[tuple[str, str], tuple[list[str], Holder]] = {}
+    for network, ip, holder in taken:
+        grouped.setdefault((network, port_name_of(holder)), ([], holder))[0].append(ip)
+    return [port_spec(network, ips, holder) for (network, _), (ips, holder) in grouped.items()]
 
 
 def network_rows(name: str, spec: NetworkSpec) -> tuple[SwitchSpec, RouterPortSpec | None]:
-    """The NB rows of a network: its switch and, when routed, its port on the shared router."""
+    """The NB rows of a network: its switch and, when routed, its port on the shared router
+    holding the gateway of every family (networks route to each other over each family)."""
     other = {"mtu": str(spec.mtu)} if spec.mtu else {}
     if not spec.routed:
         return SwitchSpec(name, other), None
     rp = RouterPortSpec(
         network=name, lrp_name=names.router_port_name(name), lsp_name=names.switch_router_port_name(name),
-        mac=names.mac_from_ip(spec.gateway), cidr=f"{spec.gateway}/{spec.prefix_length}",
+        mac=names.mac_from_ip(spec.gateway),
+        cidrs=tuple(f"{f.gateway}/{f.prefix_length}" for f in spec.families),
     )
     return SwitchSpec(name, other), rp
