@@ -11,6 +11,7 @@ carry both families in ``addresses`` and ``port_security`` as the operator write
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -25,7 +26,7 @@ from ovnvnet.model.annotation import (
 from ovnvnet.model.names import LEGACY_INTERFACE, port_name
 from ovnvnet.model.network import Route
 
-from .conftest import Netns, sealed
+from .conftest import Netns, run_shim, sealed
 from .test_dataplane_cni import NS, Pod
 
 pytestmark = pytest.mark.timeout(300)
@@ -419,3 +420,64 @@ def test_libcni_parses_and_chains_the_dual_stack_result(ds_topology, agent, bina
     r = runtime("del")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "net0" not in pod.netns.run("ip", "link").stdout
+
+
+def test_agent_with_read_only_proc_sys(ds_topology, dataplane, binaries, make_netns, workdir,
+                                       seal_key_file):
+    """The shipped DaemonSet is not privileged, so the runtime mounts /proc/sys read-only in the
+    agent's container. The agent then cannot set accept_dad/accept_ra: IPv6 still works at once
+    (IFA_F_NODAD), and IPv6 disabled in the pod's netns is refused by name, leaving nothing."""
+    import signal
+    import sys
+    import time
+
+    ok = Pod("ds-ro", [entry("net0", "ds-a", 90)], make_netns())
+    off_ns = make_netns()
+    off_ns.run("sysctl", "-w", "net.ipv6.conf.default.disable_ipv6=1", check=True)
+    off = Pod("ds-ro-off", [entry("net0", "ds-a", 91)], off_ns)
+    for pod in (ok, off):
+        create_lsps(ds_topology, pod)
+    pods_file = workdir / "ro-pods.json"
+    pods_file.write_text(json.dumps([{"namespace": NS, "name": p.name, "uid": p.uid,
+                                      "annotations": p.annotations} for p in (ok, off)]))
+    sock, logfile = workdir / "ro-agent.sock", workdir / "ro-agent.log"
+    agent_cmd = [sys.executable, "-m", "ovnvnet.cni.agent", "--node", "node1", "--socket",
+                 str(sock), "--static-pods", str(pods_file), "--ovs-db", dataplane.ovs_remote,
+                 "--host-netns", dataplane.netns]
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "slave", "sh", "-ec",
+         'mount -o bind,ro /proc/sys /proc/sys && exec "$@"', "sh", *agent_cmd],
+        stdout=logfile.open("w"), stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OVNVNET_SEAL_KEY_FILE": str(seal_key_file)})
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def shim(pod: Pod, command: str):
+            return run_shim(binaries["shim"], sock, command, container_id=pod.container_id,
+                            netns=pod.netns.path, args=pod.args)
+
+        r = shim(ok, "ADD")
+        assert r.code == 0, r.out + logfile.read_text()
+        addrs = global_v6(ok.netns, "net0")
+        assert addrs[0]["local"] == v6("ds-a", 90) and addrs[0].get("nodad") is True
+        assert not addrs[0].get("tentative")
+        assert ok.netns.run("sysctl", "-n", "net.ipv6.conf.net0.accept_dad").stdout.strip() == "1"
+        assert ping6(ok.netns, v6("ds-a", 1))
+        assert shim(ok, "CHECK").code == 0
+        assert "cannot write /proc/sys/net/ipv6/conf/net0/accept_dad" in logfile.read_text()
+
+        r = shim(off, "ADD")
+        assert r.code == 1, r.out
+        assert r.json["msg"].startswith(
+            "cannot plumb interface net0: IPv6 is disabled on net0 in "
+            f"{off_ns.path} (net.ipv6.conf.net0.disable_ipv6=1, from the namespace's default) "
+            "and the agent cannot enable it: Read-only file system"), r.out
+        assert host_veth_name(off.container_id, "net0") not in _host_links(dataplane)
+        assert "net0" not in off_ns.run("ip", "link").stdout
+        for pod in (ok, off):
+            assert shim(pod, "DEL").code == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -37,6 +37,7 @@ import ctypes
 import errno
 import hashlib
 import ipaddress
+import logging
 import os
 import secrets
 import socket
@@ -72,6 +73,9 @@ RT_SCOPE_UNIVERSE = 0
 IPV6_MIN_MTU = 1280
 _CLONE_NEWNET = 0x40000000
 _IPV6_SYSCTLS = (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))
+
+log = logging.getLogger("ovnvnet.cni.netlink")
+_warned_read_only = False  # the read-only /proc/sys is said once per process
 
 
 class PlumbingError(Exception):
@@ -204,7 +208,12 @@ def ensure_interface(
             settings["mtu"] = iface.mtu
         pod.link("set", index=pod_idx, **settings)
         if _has_ipv6(iface):  # before up: the link-local address must not probe either
-            _ipv6_sysctls(pod_netns, iface)
+            try:
+                _ipv6_sysctls(pod_netns, iface)
+            except PlumbingError:
+                if recreated:  # nothing half-done: the pair we just made goes again
+                    host.link("del", index=host_idx)
+                raise
         pod.link("set", index=pod_idx, state="up")
         _converge_addresses(pod, pod_idx, iface)
         for dst, gw in _wanted_routes(iface):
@@ -341,7 +350,14 @@ def _check_ipv6_mtu(iface: InterfaceResult) -> None:
 
 
 def _ipv6_sysctls(pod_netns: str, iface: InterfaceResult) -> None:
-    """IPv6 on, no duplicate address detection, no router advertisements on the pod interface."""
+    """IPv6 on, no duplicate address detection, no router advertisements on the pod interface.
+
+    Only values that differ are written. An agent whose /proc/sys is read-only (a container that
+    is not privileged: the runtime mounts it so) cannot write any: then ``accept_dad`` and
+    ``accept_ra`` keep the netns defaults (only the kernel's link-local address probes; ours
+    carry IFA_F_NODAD and are usable at once), and IPv6 disabled on the interface is an error
+    naming the setting, since no IPv6 address can be added then."""
+    global _warned_read_only
     with _in_netns(pod_netns):
         conf = f"/proc/sys/net/ipv6/conf/{iface.interface}"
         if not os.path.isdir(conf):
@@ -350,8 +366,30 @@ def _ipv6_sysctls(pod_netns: str, iface: InterfaceResult) -> None:
                 f"IPv6?), so interface {iface.interface} cannot get its IPv6 address"
             )
         for key, value in _IPV6_SYSCTLS:
-            with open(f"{conf}/{key}", "w") as f:
-                f.write(value)
+            path = f"{conf}/{key}"
+            with open(path) as f:
+                if f.read().strip() == value:
+                    continue
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as e:
+                if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                if key == "disable_ipv6":
+                    raise PlumbingError(
+                        f"IPv6 is disabled on {iface.interface} in {pod_netns} "
+                        f"(net.ipv6.conf.{iface.interface}.disable_ipv6=1, from the namespace's "
+                        f"default) and the agent cannot enable it: {e.strerror} ({path}); let the "
+                        f"runtime leave IPv6 enabled in pod namespaces"
+                    ) from None
+                if not _warned_read_only:
+                    _warned_read_only = True
+                    log.warning(
+                        "cannot write %s (%s): pod interfaces keep the namespace's accept_dad and "
+                        "accept_ra; ovnvnet's IPv6 addresses skip DAD anyway (IFA_F_NODAD)",
+                        path, e.strerror,
+                    )
 
 
 def _current_addresses(ipr: IPRoute, index: int) -> dict[tuple[str, int], int]:
