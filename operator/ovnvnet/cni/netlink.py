@@ -24,8 +24,9 @@ never waits for duplicate address detection: OVN already guarantees the address 
 logical switch (the operator allocates it, port security pins it), so before any IPv6 address is
 added the pod interface gets ``disable_ipv6=0`` (a runtime may disable IPv6 in the netns),
 ``accept_dad=0`` (not even the link-local address probes) and ``accept_ra=0`` (only the annotation
-routes the pod), and each address is added with ``IFA_F_NODAD``, so it is usable at once instead of
-tentative for a second or more. Routes: the network's ``routes`` of either family, plus, on the
+routes the pod; an agent whose /proc/sys is read-only keeps the defaults of these two, see
+:func:`_ipv6_sysctls`), and each address is added with ``IFA_F_NODAD``, so it is usable at once
+instead of tentative for a second or more. Routes: the network's ``routes`` of either family, plus, on the
 interface marked ``defaultGateway``, the default route of each family (``0.0.0.0/0``, ``::/0``) via
 that family's gateway.
 """
