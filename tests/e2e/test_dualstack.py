@@ -101,7 +101,7 @@ def test_across_the_router_over_both_families(ds):
     assert "ttl=63" in r.stdout, r.stdout
 
 
-def test_check_passes_and_port_security_holds(ds):
+def test_check_and_port_security_over_ipv6(ds):
     one, two, ips = ds["sb"]["one"], ds["sb"]["two"], ds["ips"]
     assert ds["pods"].kubelet.cni("check", one).ok
     spoof = "fd00:81::99"
@@ -112,6 +112,14 @@ def test_check_passes_and_port_security_holds(ds):
     finally:
         one.run("ip", "-6", "addr", "del", f"{spoof}/64", "dev", "net0")
     assert ping6(two, ips["one"]["net0"]["6"])
+    # CHECK names a removed IPv6 address; ADD again converges
+    kubelet, gone = ds["pods"].kubelet, f"{ips['one']['net1']['6']}/64"
+    one.run("ip", "-6", "addr", "del", gone, "dev", "net1", check=True)
+    r = kubelet.cni("check", one)
+    assert not r.ok and f"net1 lacks address {gone}" in r.message, r.message
+    assert kubelet.cni("add", one).ok
+    assert kubelet.cni("check", one).ok
+    assert ping6(two, ips["one"]["net1"]["6"])
 
 
 def test_legacy_pod_on_a_dual_stack_default_network(pods: Pods, e2e_stack, ds):
