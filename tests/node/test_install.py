@@ -22,7 +22,7 @@ from harness.kit import wait_until
 from harness.realnode import LOCAL_NODE_ROOT, RealNode
 from harness.stack import KUBE_BIN, Stack
 
-from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, ping
+from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, invalid_pod_stays_creating, ping
 from .test_realnode import seed as seed  # a fixture, shared with test_realnode (explicit re-export)
 
 pytestmark = pytest.mark.timeout(900)
@@ -160,6 +160,18 @@ def test_webhook_pod_refuses_an_invalid_ovnnetwork_at_apply(node, seed):
     assert got.returncode != 0 and "NotFound" in got.stderr
 
 
+def test_invalid_pod_failed_sandbox_with_the_operator_pods_message(node, seed):
+    """Where the webhook does not look (a namespace labelled `ovnvnet.io/admission: skip`), the
+    invalid pod is admitted; the operator pod refuses it (ovnNetworkError) and the real kubelet
+    reports FailedCreatePodSandBox with that message; the pod stays ContainerCreating."""
+    node.stack.kubectl("create", "namespace", "seed-unchecked")
+    node.stack.kubectl("label", "namespace", "seed-unchecked", "ovnvnet.io/admission=skip")
+    msg = invalid_pod_stays_creating(node, "pod-bad", ns="seed-unchecked")
+    err = seed["cluster"].annotations("seed-unchecked", "pod-bad").get("ovnNetworkError", "")
+    assert "172.16.2526.3" in err, err
+    print(f"FailedCreatePodSandBox: {msg[:300]}")
+
+
 def veths(node: RealNode) -> set[str]:
     out = subprocess.run(["ip", "-n", node.netns, "-o", "link", "show", "type", "veth"],
                          capture_output=True, text=True, check=True).stdout
@@ -183,6 +195,7 @@ def test_delete_leaves_no_port_veth_or_address(node, seed):
         wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
 
 
+@pytest.mark.e2e_node
 def test_kill_the_leader_pod_standby_takes_over(node, seed):
     """SIGKILL the leader's container (no Lease release) and force-delete its pod (so the kubelet
     does not restart it under the same identity): the standby replica takes the Lease once it
@@ -206,6 +219,7 @@ def test_kill_the_leader_pod_standby_takes_over(node, seed):
     s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after", "--timeout=120s")
 
 
+@pytest.mark.e2e_node
 def test_delete_agent_pod_daemonset_restarts_it_pings_continue(node, seed):
     s, cluster = node.stack, seed["cluster"]
     old = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]["metadata"]["name"]
