@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.kit import wait_until
-from harness.realnode import LOCAL_NODE_ROOT, RealNode
+from harness.realnode import RealNode
 from harness.stack import KUBE_BIN, Stack
 
 from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, invalid_pod_stays_creating, ping
@@ -94,7 +94,7 @@ def test_install_runs_as_pods_under_service_accounts(node):
     shim = node.cni_bin / "ovn-k8s-cni-overlay"
     assert shim.is_file() and not shim.is_symlink() and os.access(shim, os.X_OK)
     conf = json.loads((node.cni_conf / "20-ovnvnet.conflist").read_text())
-    assert conf["plugins"][0]["agentSocket"] == f"{LOCAL_NODE_ROOT}/agent/cni.sock"
+    assert conf["plugins"][0]["agentSocket"] == f"{node.local_root}/agent/cni.sock"
     # nothing of ovnvnet runs as a local process of this stack: its 3 processes (2 operators, the
     # agent) descend from this node's containerd shims; none is this stack's own process
     assert not s.running("operator") and not s.running(s.worker.AGENT), s.status()
