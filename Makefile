@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status lint test unit demo bench soak node-bootstrap node-up node-install e2e-node
+.PHONY: bootstrap up down status lint test unit demo demo-node bench soak node-bootstrap node-up node-install e2e-node
 
 bootstrap:
 	@bash hack/bootstrap.sh
@@ -47,6 +47,12 @@ status:
 # Leaves the stack up (source .stack/env); `make down` stops it. Idempotent.
 demo: bootstrap
 	@$(PY) -m harness.demo --dir $(STACK)
+
+# The same scenario with REAL containers: the real node-1 (kubelet, containerd), ovnvnet installed
+# as pods (kubectl apply -k manifests/overlays/local-node), busybox pods; the interface table and
+# ping matrix from inside the containers (kubectl exec). Leaves it up; `make down` stops it.
+demo-node: bootstrap node-bootstrap
+	@$(PY) -m harness.demo_node --dir $(STACK)
 
 # Static checks (config in pyproject.toml): ruff over the whole checkout, mypy over the package
 # (strict for model/, ipam/, ovn/). Run first by `make test`, hence by .ci/run.
