@@ -86,6 +86,7 @@ class Demo:
                   "kubelet, containerd), then kubectl apply -k manifests/overlays/local-node")
         self.node.up(operator=False)
         print(f"    up in {time.monotonic() - t0:.1f}s")
+        self.node.wait_service_account(NAMESPACE)  # else the first pods may be refused
         seed, more = docs(EXAMPLES[0]), docs(EXAMPLES[1])
         step(f"kubectl apply -f {EXAMPLES[0].relative_to(REPO)} (busybox -> {images.BUSYBOX_IMAGE}; "
              "the networks first, then the pod)")
@@ -125,6 +126,7 @@ class Demo:
         print("    " + out.stderr.strip().replace("\n", "\n    "))
         self.kubectl("create", "namespace", UNCHECKED, check=False)
         self.kubectl("label", "--overwrite", "namespace", UNCHECKED, "ovnvnet.io/admission=skip")
+        self.node.wait_service_account(UNCHECKED)
         self.apply([bad], ns=UNCHECKED)
 
         def failed() -> str:

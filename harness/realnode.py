@@ -584,6 +584,20 @@ oom_score = 0
                     out.append(ns["path"])
         return sorted(set(out))
 
+    def wait_service_account(self, namespace: str, timeout: float = 60) -> None:
+        """Install mode (ServiceAccount admission): a pod is refused until its namespace's `default`
+        ServiceAccount and its token exist (the controllers make them just after the namespace);
+        wait for both. Without install mode: nothing to wait for."""
+        if not self.install:
+            return
+
+        def has_token() -> bool:
+            out = self.stack.kubectl("get", "serviceaccount", "-n", namespace, "default", "-o", "json", check=False)
+            return out.returncode == 0 and bool(json.loads(out.stdout).get("secrets"))
+
+        wait_for(has_token, timeout, f"the default ServiceAccount (and its token) in namespace {namespace}",
+                 interval=0.3)
+
     def node_pods(self) -> list[dict]:
         out = self.stack.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={self.name}",
                                  "-o", "json", check=False)

@@ -166,6 +166,7 @@ def test_invalid_pod_failed_sandbox_with_the_operator_pods_message(node, seed):
     reports FailedCreatePodSandBox with that message; the pod stays ContainerCreating."""
     node.stack.kubectl("create", "namespace", "seed-unchecked")
     node.stack.kubectl("label", "namespace", "seed-unchecked", "ovnvnet.io/admission=skip")
+    node.wait_service_account("seed-unchecked")
     msg = invalid_pod_stays_creating(node, "pod-bad", ns="seed-unchecked")
     err = seed["cluster"].annotations("seed-unchecked", "pod-bad").get("ovnNetworkError", "")
     assert "172.16.2526.3" in err, err

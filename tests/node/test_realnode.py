@@ -104,6 +104,7 @@ def seed(node: RealNode):
     s = node.stack
     cluster = Cluster(s)
     s.kubectl("create", "namespace", NS)
+    node.wait_service_account(NS)
     docs = _yaml_docs(REPO / "examples" / "seed.yaml")
     s.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                    "items": [d for d in docs if d["kind"] == "VirtualNetwork"]}))
