@@ -384,9 +384,16 @@ oom_score = 0
             if name in have:
                 continue
             t0 = time.monotonic()
-            self.ctr("images", "import", "--index-name", name, str(archive), timeout=600)
+            for attempt in range(3):
+                # once a fresh containerd answered the import of an archive that imports fine
+                # everywhere else with "content digest ...: not found" (not reproduced); retry
+                out = self.ctr("images", "import", "--index-name", name, str(archive), timeout=600, check=False)
+                if out.returncode == 0:
+                    break
+                log(f"ctr images import {archive.name} (attempt {attempt + 1}): {out.stderr.strip()}")
+                time.sleep(1)
             if name not in set(self.ctr("images", "ls", "-q").stdout.split()):
-                raise RuntimeError(f"ctr images import {archive} did not create image {name}")
+                raise RuntimeError(f"ctr images import {archive} did not create image {name}: {out.stderr.strip()}")
             log(f"imported {name} in {time.monotonic() - t0:.1f}s")
 
     def _start_kubelet(self) -> None:
