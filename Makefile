@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status lint test unit demo bench soak node-bootstrap node-up node-install e2e-node
+.PHONY: bootstrap up down status lint test unit demo demo-node bench soak node-bootstrap node-up node-install e2e-node
 
 bootstrap:
 	@bash hack/bootstrap.sh
 
 # The real node's extras (issue 12): containerd, runc, buildah, debootstrap, busybox-static,
-# kubelet + kube-scheduler built once and cached. Not part of `bootstrap` yet.
+# kubelet + kube-scheduler built once and cached (hack/kube-build.sh, shared with `bootstrap`).
+# Idempotent; a second run only checks. `make test` runs it (its real-node subset needs it).
 node-bootstrap:
 	@bash hack/bootstrap-node.sh
 
@@ -26,9 +27,10 @@ node-up: bootstrap node-bootstrap
 node-install: bootstrap node-bootstrap
 	@$(PY) -m harness.realnode up --install --dir $(STACK)
 
-# The seed's scenario with real busybox containers on the real node, with the operator and agent
-# as local processes (tests/node/test_realnode.py), then as installed pods (test_install.py).
-# Not in `make test`.
+# Every real-node scenario (tests/node, see its conftest.py): the install as pods
+# (test_install.py), the operator and agent as local processes (test_realnode.py), the node's
+# lifecycle (test_lifecycle.py: scale 20 -> 0 -> 20, kubelet and containerd restarts, a node
+# reboot, port-forward) and the real-container demo (test_demo.py). `make test` runs a subset.
 e2e-node: bootstrap node-bootstrap
 	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
 
@@ -46,6 +48,12 @@ status:
 demo: bootstrap
 	@$(PY) -m harness.demo --dir $(STACK)
 
+# The same scenario with REAL containers: the real node-1 (kubelet, containerd), ovnvnet installed
+# as pods (kubectl apply -k manifests/overlays/local-node), busybox pods; the interface table and
+# ping matrix from inside the containers (kubectl exec). Leaves it up; `make down` stops it.
+demo-node: bootstrap node-bootstrap
+	@$(PY) -m harness.demo_node --dir $(STACK)
+
 # Static checks (config in pyproject.toml): ruff over the whole checkout, mypy over the package
 # (strict for model/, ipam/, ovn/). Run first by `make test`, hence by .ci/run.
 lint: bootstrap
@@ -53,9 +61,11 @@ lint: bootstrap
 	@$(VENV)/bin/mypy
 
 # The whole test suite: the command the README gives and .ci/run calls. A missing prerequisite
-# (root for the data plane, a binary, the kube build) is an error naming it, never a skip.
-test: bootstrap lint
-	@OVNVNET_ALLOW_SKIP= $(PY) -m pytest -q -rs
+# (root for the data plane, a binary, the kube build) is an error naming it, never a skip. It
+# includes a representative subset of the real-node scenarios (tests/node/conftest.py; about
+# 5 min with the builds cached), hence `node-bootstrap`; `make e2e-node` runs them all.
+test: bootstrap node-bootstrap lint
+	@OVNVNET_ALLOW_SKIP= OVNVNET_E2E_NODE= $(PY) -m pytest -q -rs
 
 # The pure unit tests only: an explicitly narrower run (OVNVNET_ALLOW_SKIP=1: see tests/prerequisites.py).
 unit: bootstrap

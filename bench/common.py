@@ -225,9 +225,11 @@ class Kube:
             if exc.status != 409:
                 raise
 
-    def create_vnet(self, name: str, subnet: str) -> None:
+    def create_vnet(self, name: str, subnet: str, *more: str) -> None:
+        """A network on ``subnet``; with ``more`` (the other family's subnet) a dual-stack one."""
+        spec = {"subnets": [subnet, *more]} if more else {"subnet": subnet}
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VirtualNetwork", "metadata": {"name": name},
-                "spec": {"subnet": subnet}}
+                "spec": spec}
         self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
 
     def vnet_raw(self, name: str) -> bytes:

@@ -16,6 +16,10 @@ ports exist (made by the operator for the ADD, by `ovn-nbctl` for the bare), and
 `ovn-nbctl --wait=hv sync` has returned, so OVN's propagation of those ports to the node is
 finished on both sides and falls in neither timer. ADD and bare alternate pod by pod (which goes
 first alternates too), so both see the same load.
+
+``--dual-stack`` (result ``s4_cni_dualstack``, not one of the committed tables): both networks
+dual-stack (IPv4 + IPv6 /64), so each ADD also sets the IPv6 sysctls and adds an IPv6 address
+(IFA_F_NODAD) per interface; the bare side adds the same IPv6 address with ``nodad`` too.
 """
 from __future__ import annotations
 
@@ -35,7 +39,10 @@ def settle(stack) -> None:
     stack.nbctl("--timeout=30", "--wait=hv", "sync")
 
 
-def _bare_add(stack, index: int, nets: list[tuple[str, str]]) -> float:
+V6 = {"10.81.0": "fd00:81::", "10.82.0": "fd00:82::"}  # the dual-stack variant's IPv6 subnets
+
+
+def _bare_add(stack, index: int, nets: list[tuple[str, str]], dual_stack: bool = False) -> float:
     """Two veths + OVS ports + wait for ovn-installed, by hand; returns seconds (the same steps
     the ADD timer covers: netns, ports and their propagation are done before the timer)."""
     node = stack.node_netns
@@ -46,25 +53,29 @@ def _bare_add(stack, index: int, nets: list[tuple[str, str]]) -> float:
         lsp = f"bare_{index}_{k}"
         mac = f"0a:00:00:{index // 256:02x}:{index % 256:02x}:{k:02x}"
         ip = f"{prefix}.{200 + index % 50}"
-        stack.nbctl("lsp-add", net, lsp, "--", "lsp-set-addresses", lsp, f"{mac} {ip}")
-        names.append((lsp, mac, ip))
+        ip6 = f"{V6[prefix]}{200 + index % 50:x}" if dual_stack else ""
+        stack.nbctl("lsp-add", net, lsp, "--", "lsp-set-addresses", lsp, f"{mac} {ip} {ip6}".strip())
+        names.append((lsp, mac, ip, ip6))
     subprocess.run(["ip", "netns", "add", pod_ns], check=True)
     subprocess.run(["ip", "-n", pod_ns, "link", "set", "lo", "up"], check=True)
     settle(stack)
     t0 = time.monotonic()
-    for k, (lsp, mac, ip) in enumerate(names):
+    for k, (lsp, mac, ip, ip6) in enumerate(names):
         host, peer = f"bh{index}x{k}"[:15], f"bp{index}x{k}"[:15]
         subprocess.run(["ip", "-n", node, "link", "add", host, "type", "veth", "peer", "name", peer,
                         "netns", pod_ns], check=True)
         subprocess.run(["ip", "-n", pod_ns, "link", "set", peer, "address", mac, "name", f"net{k}", "up"], check=True)
         subprocess.run(["ip", "-n", pod_ns, "addr", "add", f"{ip}/24", "dev", f"net{k}"], check=True)
+        if ip6:
+            subprocess.run(["ip", "-n", pod_ns, "addr", "add", f"{ip6}/64", "dev", f"net{k}", "nodad"],
+                           check=True)
         subprocess.run(["ip", "-n", node, "link", "set", host, "up"], check=True)
         dp.vsctl("add-port", "br-int", host, "--", "set", "Interface", host, f"external_ids:iface-id={lsp}")
-    for k, (_lsp, _, _) in enumerate(names):
+    for k in range(len(names)):
         host = f"bh{index}x{k}"[:15]
         dp.vsctl("--timeout=30", "wait-until", "Interface", host, "external_ids:ovn-installed=true")
     took = time.monotonic() - t0
-    for k, (lsp, _, _) in enumerate(names):
+    for k, (lsp, *_) in enumerate(names):
         host = f"bh{index}x{k}"[:15]
         dp.vsctl("--if-exists", "del-port", "br-int", host)
         subprocess.run(["ip", "-n", node, "link", "del", host], capture_output=True)
@@ -90,15 +101,18 @@ def _add(stack, kube: Kube, kubelet, ns: str, name: str, nets: list[tuple[str, s
     return outcome.seconds
 
 
-def run(pods: int = 100, *, keep: bool = False) -> Result:
+def run(pods: int = 100, *, keep: bool = False, dual_stack: bool = False) -> Result:
     import tempfile
     from pathlib import Path
 
     from harness.kubelet import Kubelet
     from harness.stack import Stack
 
-    res = Result("s4_cni", f"CNI ADD latency: {pods} pods x 2 interfaces, runtime -> shim -> agent -> ovn-installed",
-                 params={"pods": pods, "interfaces": 2}, full={"pods": 100})
+    family = "dual-stack " if dual_stack else ""
+    res = Result("s4_cni_dualstack" if dual_stack else "s4_cni",
+                 f"CNI ADD latency: {pods} pods x 2 {family}interfaces, runtime -> shim -> agent -> ovn-installed",
+                 params={"pods": pods, "interfaces": 2, **({"dual_stack": True} if dual_stack else {})},
+                 full={"pods": 100, **({"dual_stack": True} if dual_stack else {})})
     root = Path(tempfile.mkdtemp(prefix="ovnvnet-bench-"))
     stack = Stack(root)
     try:
@@ -109,7 +123,10 @@ def run(pods: int = 100, *, keep: bool = False) -> Result:
         kube = Kube(stack)
         nets = [("bench-cni-a", "10.81.0"), ("bench-cni-b", "10.82.0")]
         for name, prefix in nets:
-            kube.create_vnet(name, f"{prefix}.0/24")
+            if dual_stack:
+                kube.create_vnet(name, f"{prefix}.0/24", f"{V6[prefix]}/64")
+            else:
+                kube.create_vnet(name, f"{prefix}.0/24")
         kube.wait_vnets_ready([n for n, _ in nets])
         ns = unique("cni")
         kube.ensure_namespace(ns)
@@ -119,9 +136,9 @@ def run(pods: int = 100, *, keep: bool = False) -> Result:
         for i in range(pods):
             if i % 2 == 0:
                 adds.append(_add(stack, kube, kubelet, ns, f"c-{i:04d}", nets))
-                bare.append(_bare_add(stack, i, nets))
+                bare.append(_bare_add(stack, i, nets, dual_stack))
             else:
-                bare.append(_bare_add(stack, i, nets))
+                bare.append(_bare_add(stack, i, nets, dual_stack))
                 adds.append(_add(stack, kube, kubelet, ns, f"c-{i:04d}", nets))
         p50, p99 = percentile(adds, 50), percentile(adds, 99)
         b50, b99 = percentile(bare, 50), percentile(bare, 99)
@@ -145,8 +162,10 @@ def main(argv: list[str] | None = None) -> Result:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--dual-stack", action="store_true",
+                    help="both networks dual-stack (result s4_cni_dualstack)")
     args = ap.parse_args(argv)
-    res = run(args.pods, keep=args.keep)
+    res = run(args.pods, keep=args.keep, dual_stack=args.dual_stack)
     print(res.table())
     log(f"wrote {res.write()}")
     return res

@@ -2,8 +2,9 @@
 # Idempotent bootstrap for ovnvnet development, tests and CI.
 #  - Debian packages: OVN/OVS, etcd, Go toolchain for the one-time kube-apiserver build,
 #    kubectl 1.20 (kubernetes-client), CNI reference plugins and libcni sources.
-#  - kube-apiserver + kube-controller-manager built once from Debian's `kubernetes` source
-#    package and cached OUTSIDE the checkout (default /var/cache/ovnvnet/kube-1.20.2).
+#  - kube-apiserver + kube-controller-manager built once from Debian's `kubernetes` source package
+#    (hack/kube-build.sh, shared with hack/bootstrap-node.sh) and cached OUTSIDE the checkout
+#    (default /var/cache/ovnvnet/kube-1.20.2).
 #  - A Python venv in .venv with the package installed in editable mode.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,45 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
-if [ ! -x "$kube_bin/kube-apiserver" ] || [ ! -x "$kube_bin/kube-controller-manager" ]; then
-  log "building kube-apiserver 1.20 from Debian's source package (one time, ~6 min on 2 cores)"
-  $SUDO mkdir -p "$cache"
-  if [ ! -f /etc/apt/sources.list.d/ovnvnet-src.sources ]; then
-    sed -e 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
-      | $SUDO tee /etc/apt/sources.list.d/ovnvnet-src.sources >/dev/null
-    $SUDO apt-get update -qq
-  fi
-  work=$cache/src
-  $SUDO rm -rf "$work"; $SUDO mkdir -p "$work"
-  (cd "$work" && $SUDO apt-get source -qq kubernetes >/dev/null 2>&1) || (cd "$work" && $SUDO apt-get source kubernetes)
-  tree=$(ls -d "$work"/kubernetes-*/ | head -n1); tree=${tree%/}
-  # vendored reflect2 1.0.1 faults at runtime with Go >= 1.18: take Debian's 1.0.2
-  r2=$(dirname "$(find /usr/share/gocode/src -path '*modern-go/reflect2/reflect2.go' | head -n1)")
-  vend=$tree/vendor/github.com/modern-go/reflect2
-  $SUDO find "$vend" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) -delete
-  for f in "$r2"/*.go "$r2"/*.s; do
-    [ -e "$f" ] || continue
-    case "$f" in *_test.go) continue;; esac
-    $SUDO cp "$f" "$vend/"
-  done
-  $SUDO mkdir -p "$tree/.go/src/k8s.io"
-  $SUDO ln -sfn "$tree" "$tree/.go/src/k8s.io/kubernetes"
-  (
-    cd "$tree"
-    GOPATH=$tree/.go CGO_ENABLED=0 GOPROXY=off GO111MODULE=off GOFLAGS=-mod=vendor \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1 &
-    pid=$!
-    start=$(date +%s)
-    while kill -0 $pid 2>/dev/null; do
-      sleep 20; log "  still building kube-apiserver... $(( $(date +%s) - start ))s"
-    done
-    wait $pid || { tail -n 40 "$work/build.log" >&2; exit 1; }
-  )
-  $SUDO mkdir -p "$kube_bin"
-  $SUDO cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$kube_bin/"
-  $SUDO rm -rf "$work"
-  log "kube binaries cached in $kube_bin"
-fi
+# kube-apiserver + kube-controller-manager: hack/kube-build.sh (shared with bootstrap-node.sh)
+# shellcheck source=hack/kube-build.sh
+. "$here/hack/kube-build.sh"
+kube_build "$kube_bin" kube-apiserver kube-controller-manager
 
 # kubectl 1.20 (Debian's kubernetes-client), unpacked into the cache rather than installed:
 # some images carry another package owning /usr/bin/kubectl. The stack env puts it first on PATH.

@@ -2,7 +2,8 @@
 
 Brings up (or reuses) the local stack in ``--dir`` with the data plane of node-1 (OVS netdev +
 ovn-controller in the node's netns), the operator and the CNI node agent; applies
-``examples/seed.yaml`` and ``examples/demo-pods.yaml``; attaches the pods as a kubelet would
+``examples/seed.yaml``, ``examples/demo-pods.yaml`` and ``examples/demo-dualstack.yaml`` (a
+dual-stack network: IPv4 and IPv6 on one switch); attaches the pods as a kubelet would
 (bind to node-1, a netns per pod, CNI ADD through libcni with the node's conflist:
 ``ovn-k8s-cni-overlay`` then Debian's ``tuning``, status patched); then prints pods, interfaces,
 networks, addresses, gateways, the ping matrix and the invalid pod's error. Leaves everything
@@ -20,9 +21,10 @@ from .kubelet import CniFailed, Kubelet, Sandbox, ping_matrix
 from .stack import REPO, Stack, wait_for
 
 NAMESPACE = "default"
-EXAMPLES = [REPO / "examples" / "seed.yaml", REPO / "examples" / "demo-pods.yaml"]
-NETWORKS = ["ovn-ls-25", "ovn-ls-26"]
-PODS = ["pod-ovn", "pod-two", "pod-core", "pod-edge", "pod-bad"]
+EXAMPLES = [REPO / "examples" / "seed.yaml", REPO / "examples" / "demo-pods.yaml",
+            REPO / "examples" / "demo-dualstack.yaml"]
+NETWORKS = ["ovn-ls-25", "ovn-ls-26", "ovn-ds-27"]
+PODS = ["pod-ovn", "pod-two", "pod-core", "pod-edge", "pod-ds-one", "pod-ds-two", "pod-bad"]
 
 UTF8 = (sys.stdout.encoding or "").lower().replace("-", "") == "utf8"
 YES, NO, SELF, ODD = ("✓", "✗", "·", "!") if UTF8 else ("ok", "X", ".", "!")
@@ -52,7 +54,7 @@ def run(root: str) -> int:
 
     # the seed first: pod-ovn's static 172.16.26.3 must not be taken by a dynamic request of a
     # pod the operator happens to handle before it
-    for path, first_pod in zip(EXAMPLES, ("pod-ovn", None), strict=True):
+    for path, first_pod in zip(EXAMPLES, ("pod-ovn", None, None), strict=True):
         step(f"kubectl apply -f {path.relative_to(REPO)}")
         out = stack.kubectl("apply", "-n", NAMESPACE, "-f", str(path))
         print("\n".join("    " + line for line in out.stdout.splitlines()))
@@ -88,6 +90,15 @@ def run(root: str) -> int:
     return 0 if set(sandboxes) == set(PODS) - {"pod-bad"} and "pod-bad" in failures else 1
 
 
+def _family(ip: str) -> int:
+    return 6 if ":" in ip else 4
+
+
+def _ips(iface: dict) -> list[str]:
+    """The addresses of an ovnIfaceList entry, every family (IPv4 first)."""
+    return [c.split("/")[0] for c in iface.get("ip_addresses") or [iface["ip_address"]]]
+
+
 def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
            failures: dict[str, CniFailed], timings: dict[str, float]) -> None:
     print()
@@ -99,10 +110,15 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         obj = json.loads(stack.kubectl("get", "vnet", net, "-o", "json").stdout)
         spec, status = obj["spec"], obj.get("status") or {}
         cond = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-        gateways[net] = status.get("gateway") or spec.get("gateway", "?")
+        families = status.get("families") or []   # one entry per family, exact counts as text
+        gateways[net] = ",".join([f["gateway"] for f in families]
+                                 or [status.get("gateway") or spec.get("gateway", "?")])
         routed[net] = spec.get("routed", True) is not False
-        rows.append([net, spec["subnet"], gateways[net], "yes" if routed[net] else "no",
-                     str(status.get("usedIPs", "?")), str(status.get("availableIPs", "?")),
+        subnets = ",".join(spec.get("subnets") or [spec.get("subnet", "?")])
+        used = ",".join([f["usedIPs"] for f in families] or [str(status.get("usedIPs", "?"))])
+        free = ",".join([f["availableIPs"] for f in families]
+                        or [str(status.get("availableIPs", "?"))])
+        rows.append([net, subnets, gateways[net], "yes" if routed[net] else "no", used, free,
                      cond.get("status", "?"), str(spec.get("mtu", "-"))])
     print(table(rows))
 
@@ -117,7 +133,7 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         ifaces = json.loads(ann.get("ovnIfaceList", "[]"))
         ifaces_of[pod] = ifaces
         have = sb.addresses()
-        default = next((r for r in sb.routes() if r.startswith("default")), "")
+        defaults = [r for fam in (4, 6) for r in sb.routes(fam) if r.startswith("default")]
         for i in ifaces:
             name = i["interface"]
             link = have.get(name, {})
@@ -130,42 +146,50 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
                 ids = dict(raw["data"][0][0][1])
             except Exception:  # noqa: BLE001 - shown as missing
                 pass
-            rows.append([pod, sb.netns, name, i["name"], ",".join(link.get("ipv4", [])) or "MISSING",
-                         link.get("mac", "?"), i["gateway_ip"],
-                         default.split(" proto")[0] if f"dev {name}" in default else "-",
+            addrs = link.get("ipv4", []) + link.get("ipv6", [])
+            default = ",".join(d.split(" via ")[1].split(" dev")[0] for d in defaults
+                               if f"dev {name} " in f"{d} ")
+            rows.append([pod, sb.netns, name, i["name"], ",".join(addrs) or "MISSING",
+                         link.get("mac", "?"), ",".join(i.get("gateway_ips") or [i["gateway_ip"]]),
+                         f"via {default}" if default else "-",
                          host if ids else "MISSING", ids.get("iface-id", "-"), ids.get("ovn-installed", "no")])
     print(table(rows))
 
     print()
     targets: list[tuple[str, str]] = []
-    where: dict[str, tuple[str, str]] = {}   # label -> (pod or "", network)
+    where: dict[str, tuple[str, str, int]] = {}   # label -> (pod or "", network, family)
     for pod, ifaces in ifaces_of.items():
         for i in ifaces:
-            label = f"{pod}/{i['interface']}"
-            targets.append((label, i["ip_address"]))
-            where[label] = (pod, i["name"])
+            for ip in _ips(i):   # every family: IPv6 targets are labelled with "v6"
+                label = f"{pod}/{i['interface']}" + (" v6" if ":" in ip else "")
+                targets.append((label, ip))
+                where[label] = (pod, i["name"], _family(ip))
     for net in NETWORKS:
-        targets.append((f"gw {net}", gateways[net]))
-        where[f"gw {net}"] = ("", net)
+        for gw in gateways[net].split(","):
+            label = f"gw {net}" + (" v6" if ":" in gw else "")
+            targets.append((label, gw))
+            where[label] = ("", net, _family(gw))
     started = time.monotonic()
     result = ping_matrix(list(sandboxes.values()), targets)
     print(f"Ping matrix (ICMP echo from the row's pod to the column's address, through OVN; "
           f"{time.monotonic() - started:.1f}s)")
     nets_of = {pod: {i["name"] for i in ifaces} for pod, ifaces in ifaces_of.items()}
-    default_of = {pod: any(i.get("defaultGateway") for i in ifaces) for pod, ifaces in ifaces_of.items()}
+    # the families each pod has a default route of (those of its defaultGateway interface)
+    default_of = {pod: {_family(ip) for i in ifaces if i.get("defaultGateway") for ip in _ips(i)}
+                  for pod, ifaces in ifaces_of.items()}
 
     def expected(src: str, label: str) -> bool:
-        pod, net = where[label]
+        pod, net, family = where[label]
         if net in nets_of[src]:
-            return True                      # same logical switch
-        if not (default_of[src] and routed[net]):
-            return False                     # no route towards that network
+            return True                      # same logical switch (so the same families)
+        if not (family in default_of[src] and routed[net]):
+            return False                     # no route of that family towards that network
         if not pod:
             return True                      # the router's port on the other network
         # the reply must come back through the router: the target pod has no interface on the
         # source's network (else the reply leaves by that interface with an address port
         # security does not allow there) and has a route via its gateway
-        return not (nets_of[pod] & nets_of[src]) and default_of[pod]
+        return not (nets_of[pod] & nets_of[src]) and family in default_of[pod]
 
     rows = [[""] + [label for label, _ in targets]]
     odd = notes = 0
@@ -189,7 +213,9 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
     if notes:
         print(f"  {NO} is expected for a pod on one network pinging a two-network pod's address on the other network:\n"
               "    the request crosses ovnvnet-router, but the reply would leave the target by its interface on\n"
-              "    the source's network with the other network's address, and OVN port security drops it.")
+              "    the source's network with the other network's address, and OVN port security drops it;\n"
+              "    and for a pod pinging another network's address of a family it has no default route of\n"
+              "    (an IPv4-only pod and an IPv6 target, or a pod without defaultGateway): no route.")
     if odd:
         print(f"  {ODD} = not what the topology predicts: look at .stack/logs/ and the node's ovn-controller log.")
 

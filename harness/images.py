@@ -56,6 +56,7 @@ OVNVNET_IMAGE = "localhost/ovnvnet:dev"
 STANDIN_SUITE = "bookworm"
 STANDIN_PACKAGES = ("python3", "python3-pip", "python3-venv", "gcc", "libc6-dev", "ca-certificates")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+KEEP_OVNVNET_ARCHIVES = 4  # the newest project images kept in the cache
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 __all__ = ["build_all", "busybox_image", "pause_image", "ovnvnet_image", "oci_archive",
@@ -418,7 +419,17 @@ def ovnvnet_image(context: Path = REPO) -> Path:
         tmp_archive.unlink(missing_ok=True)
         _buildah("push", OVNVNET_IMAGE, f"oci-archive:{tmp_archive}:{OVNVNET_IMAGE}")
         tmp_archive.replace(archive)
+        _prune("ovnvnet-dev-*.tar", keep=KEEP_OVNVNET_ARCHIVES)
     return archive
+
+
+def _prune(pattern: str, keep: int) -> None:
+    """Remove all but the `keep` newest archives matching `pattern` (each source change of the
+    image's context makes a new ~200 MB archive; worktrees building at once keep theirs)."""
+    old = sorted(CACHE.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
+    for path in old:
+        path.unlink(missing_ok=True)
+        log(f"removed the old archive {path.name}")
 
 
 def build_all(*, ovnvnet: bool = True) -> dict[str, Path]:

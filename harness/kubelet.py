@@ -89,19 +89,28 @@ class Sandbox:
         return r.returncode == 0
 
     def addresses(self) -> dict[str, dict]:
-        """Interfaces in the netns (not lo): name -> {mac, mtu, state, ipv4: [a/p]}."""
+        """Interfaces in the netns (not lo): name -> {mac, mtu, state, ipv4: [a/p]}, plus
+        ``ipv6: [a/p]`` (global addresses) on an interface that has any."""
         links = json.loads(self.run("ip", "-j", "addr", "show", check=True).stdout)
-        return {
-            link["ifname"]: {
+        out = {}
+        for link in links:
+            if link["ifname"] == "lo":
+                continue
+            info = link.get("addr_info", [])
+            out[link["ifname"]] = {
                 "mac": link.get("address"), "mtu": link.get("mtu"), "state": link.get("operstate"),
-                "ipv4": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                         if a.get("family") == "inet"],
+                "ipv4": [f"{a['local']}/{a['prefixlen']}" for a in info if a.get("family") == "inet"],
             }
-            for link in links if link["ifname"] != "lo"
-        }
+            v6 = [f"{a['local']}/{a['prefixlen']}" for a in info
+                  if a.get("family") == "inet6" and a.get("scope") == "global"]
+            if v6:
+                out[link["ifname"]]["ipv6"] = v6
+        return out
 
-    def routes(self) -> list[str]:
-        return [line.strip() for line in self.run("ip", "-4", "route", "show", check=True).stdout.splitlines()]
+    def routes(self, family: int = 4) -> list[str]:
+        """``ip -4 route`` (or ``-6`` for ``family=6``), one route a line."""
+        out = self.run("ip", f"-{family}", "route", "show", check=True).stdout
+        return [line.strip() for line in out.splitlines()]
 
 
 class Kubelet:
@@ -223,8 +232,10 @@ class Kubelet:
                  "restartCount": 0, "state": {"running": {"startedAt": now}}}
                 for c in pod.spec.containers],
         }
-        if ips:
-            status.update({"podIP": ips[0], "podIPs": [{"ip": ips[0]}]})
+        if ips:  # as kubelet: podIP first, then the first address of the other family
+            other = next((ip for ip in ips if (":" in ip) != (":" in ips[0])), None)
+            pod_ips = [ips[0]] + ([other] if other else [])
+            status.update({"podIP": ips[0], "podIPs": [{"ip": ip} for ip in pod_ips]})
         self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
         return sandbox, outcome
 

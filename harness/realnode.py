@@ -51,6 +51,7 @@ mount under the node's directory (rootfs, volumes, netns files).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -246,9 +247,16 @@ class RealNode:
             (self.cni_conf_default / "10-default.conflist").write_text(default)
             self._host_links()
 
+    @property
+    def local_root(self) -> Path:
+        """Where this node's paths appear for the installed pods: the overlay's
+        ``/run/ovnvnet-local-node`` unless another live node held it when this one was prepared
+        (then ``/run/ovnvnet-local-node-<hash of the stack dir>``, see :meth:`apply_install`)."""
+        return Path(self.stack.state.get("realnode", {}).get("local_root") or LOCAL_NODE_ROOT)
+
     def _host_links(self) -> None:
-        """/run/ovnvnet-local-node -> <stack>/rn/host: the node paths the overlay names (CNI bin and
-        conf dirs, the OVS run dir with db.sock, the agent's socket dir). One node per machine."""
+        """local_root -> <stack>/rn/host: the node paths the overlay names (CNI bin and conf dirs,
+        the OVS run dir with db.sock, the agent's socket dir)."""
         self.host_root.mkdir(parents=True, exist_ok=True)
         for name, target in (("cni-bin", self.cni_bin), ("cni-conf", self.cni_conf),
                              ("openvswitch", self.stack.node_dir)):
@@ -256,14 +264,25 @@ class RealNode:
             if not link.is_symlink():
                 link.symlink_to(target)
         (self.host_root / "agent").mkdir(exist_ok=True)
-        if LOCAL_NODE_ROOT.is_symlink():
-            other = Path(os.readlink(LOCAL_NODE_ROOT))
+        root = self.local_root
+        if root.is_symlink():
+            other = Path(os.readlink(root))
             if other != self.host_root and other.exists():
-                raise RuntimeError(f"{LOCAL_NODE_ROOT} belongs to another real node ({other}): stop it first")
-            LOCAL_NODE_ROOT.unlink()
-        elif LOCAL_NODE_ROOT.exists():
-            raise RuntimeError(f"{LOCAL_NODE_ROOT} exists and is not a link: remove it")
-        LOCAL_NODE_ROOT.symlink_to(self.host_root)
+                if root != LOCAL_NODE_ROOT:
+                    raise RuntimeError(f"{root} belongs to another real node ({other}): stop it first")
+                # another install-mode node runs on this machine: take a path of our own
+                digest = hashlib.sha256(str(self.stack.root).encode()).hexdigest()[:8]
+                root = Path(f"{LOCAL_NODE_ROOT}-{digest}")
+                log(f"{LOCAL_NODE_ROOT} belongs to another real node ({other}): this one uses {root}")
+                self.stack.state["realnode"]["local_root"] = str(root)
+                self.stack._save()
+                if root.is_symlink() or root.exists():
+                    root.unlink()
+            else:
+                root.unlink()
+        elif root.exists():
+            raise RuntimeError(f"{root} exists and is not a link: remove it")
+        root.symlink_to(self.host_root)
 
     def _containerd_config(self) -> Path:
         cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -365,9 +384,16 @@ oom_score = 0
             if name in have:
                 continue
             t0 = time.monotonic()
-            self.ctr("images", "import", "--index-name", name, str(archive), timeout=600)
+            for attempt in range(3):
+                # once a fresh containerd answered the import of an archive that imports fine
+                # everywhere else with "content digest ...: not found" (not reproduced); retry
+                out = self.ctr("images", "import", "--index-name", name, str(archive), timeout=600, check=False)
+                if out.returncode == 0:
+                    break
+                log(f"ctr images import {archive.name} (attempt {attempt + 1}): {out.stderr.strip()}")
+                time.sleep(1)
             if name not in set(self.ctr("images", "ls", "-q").stdout.split()):
-                raise RuntimeError(f"ctr images import {archive} did not create image {name}")
+                raise RuntimeError(f"ctr images import {archive} did not create image {name}: {out.stderr.strip()}")
             log(f"imported {name} in {time.monotonic() - t0:.1f}s")
 
     def _start_kubelet(self) -> None:
@@ -459,11 +485,16 @@ oom_score = 0
         t0 = time.monotonic()
         self.stack.kubectl("apply", "-f", str(NAD_CRD))
         self.stack.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(NAD_CRD))
-        self.stack.kubectl("apply", "-k", str(OVERLAY))
+        if self.local_root == LOCAL_NODE_ROOT:
+            self.stack.kubectl("apply", "-k", str(OVERLAY))
+        else:  # the overlay as written, its node root moved to this node's own (see local_root)
+            rendered = self.stack.kubectl("kustomize", str(OVERLAY)).stdout
+            self.stack.kubectl("apply", "-f", "-", input=rendered.replace(f"{LOCAL_NODE_ROOT}/", f"{self.local_root}/"))
         for what in ("deployment/ovnvnet-operator", "daemonset/ovnvnet-agent"):
             self.stack.kubectl("rollout", "status", "-n", "ovnvnet-system", what, f"--timeout={int(timeout)}s")
         took = time.monotonic() - t0
-        log(f"install rolled out {took:.1f}s after kubectl apply -k {OVERLAY.relative_to(REPO)}")
+        how = "kubectl apply -k" if self.local_root == LOCAL_NODE_ROOT else f"kustomize, root {self.local_root},"
+        log(f"install rolled out {took:.1f}s after {how} {OVERLAY.relative_to(REPO)}")
         return took
 
     def _set_address(self) -> None:
@@ -482,6 +513,97 @@ oom_score = 0
         with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"PATCH node {self.name} status: HTTP {resp.status}")
+
+    # ------------------------------------------------------------------ restarts (issue 12, 5 and 6)
+    def lease_renewed(self) -> str:
+        """The node Lease's renewTime (kube-node-lease/<node>), "" when none."""
+        out = self.stack.kubectl("get", "lease", "-n", "kube-node-lease", self.name, "-o", "json", check=False)
+        return json.loads(out.stdout)["spec"].get("renewTime", "") if out.returncode == 0 else ""
+
+    def _wait_kubelet_back(self, before: str, timeout: float = 120) -> None:
+        """The restarted kubelet renewed the node Lease (a renewTime other than `before`) and the
+        node is Ready: a stale Ready condition from before the restart proves nothing."""
+        wait_for(lambda: self.lease_renewed() not in ("", before), timeout,
+                 f"the restarted kubelet of {self.name} to renew its Lease", interval=0.5)
+        self.wait_ready(timeout)
+
+    def restart_kubelet(self) -> float:
+        """SIGTERM the kubelet, start it again (same flags, same root dir); seconds until it is back."""
+        t0, before = time.monotonic(), self.lease_renewed()
+        self.stack.kill("kubelet")
+        self._start_kubelet()
+        self._wait_kubelet_back(before)
+        return time.monotonic() - t0
+
+    def restart_containerd(self) -> float:
+        """SIGTERM containerd and start it again: the shims (and so the containers) keep running,
+        containerd reconnects to them; seconds until it answers again."""
+        t0 = time.monotonic()
+        self.stack.kill("containerd")
+        self._start_containerd()
+        return time.monotonic() - t0
+
+    def reboot(self) -> float:
+        """Stop the whole node as a power cut would, then boot it: every container and shim
+        SIGKILLed, the kubelet, containerd, the node's OVS and ovn-controller (and the agent when
+        it is a local process) killed; what lives in tmpfs on a real machine is gone (the pods'
+        netns files and so their veths, containerd's state dir, the volume mounts); what lives on
+        disk stays (containerd's root, the kubelet's dir, OVS's conf.db, the CNI dirs). Then the
+        boot: OVS + ovn-controller, containerd, the kubelet (and the local agent). The kubelet
+        finds every sandbox dead and recreates it; seconds until the node is Ready again."""
+        t0, lease = time.monotonic(), self.lease_renewed()
+        netns = self._sandbox_netns()
+        self.stack.kill("kubelet", signal.SIGKILL)
+        for task in self._tasks():
+            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False, timeout=30)
+        self.stack.kill("containerd", signal.SIGKILL)
+        self._kill_shims()
+        if not self.install:
+            self.stack.stop_agent(signal.SIGKILL)
+        self.stack.dataplane().stop(timeout=0)
+        self._unmount_all()
+        for path in netns:
+            subprocess.run(["umount", path], capture_output=True)
+            Path(path).unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(self.dir / "containerd" / "state")], check=True)
+        log(f"node {self.name} down (power cut) in {time.monotonic() - t0:.1f}s; booting")
+        w = self.stack.worker
+        start_dataplane(w.dir, self.stack.central.sb_unix, w.name, netns=w.netns)
+        self._start_containerd()
+        self._start_kubelet()
+        if not self.install:
+            self.stack.start_agent()
+        self._wait_kubelet_back(lease)
+        took = time.monotonic() - t0
+        log(f"node {self.name} rebooted: Ready {took:.1f}s after the power cut")
+        return took
+
+    def _sandbox_netns(self) -> list[str]:
+        """The network namespace files of this node's pod sandboxes (from their OCI specs)."""
+        out = []
+        for cid in self.ctr("containers", "ls", "-q", check=False).stdout.split():
+            info = self.ctr("containers", "info", cid, check=False)
+            if info.returncode != 0:
+                continue
+            spec = json.loads(info.stdout).get("Spec") or {}
+            for ns in spec.get("linux", {}).get("namespaces", []):
+                if ns.get("type") == "network" and ns.get("path"):
+                    out.append(ns["path"])
+        return sorted(set(out))
+
+    def wait_service_account(self, namespace: str, timeout: float = 60) -> None:
+        """Install mode (ServiceAccount admission): a pod is refused until its namespace's `default`
+        ServiceAccount and its token exist (the controllers make them just after the namespace);
+        wait for both. Without install mode: nothing to wait for."""
+        if not self.install:
+            return
+
+        def has_token() -> bool:
+            out = self.stack.kubectl("get", "serviceaccount", "-n", namespace, "default", "-o", "json", check=False)
+            return out.returncode == 0 and bool(json.loads(out.stdout).get("secrets"))
+
+        wait_for(has_token, timeout, f"the default ServiceAccount (and its token) in namespace {namespace}",
+                 interval=0.3)
 
     def node_pods(self) -> list[dict]:
         out = self.stack.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={self.name}",
@@ -538,8 +660,9 @@ oom_score = 0
         self.stack.kill("nsrelay")
         self.stack.kill("egress")
         self._unmount_all()
-        if LOCAL_NODE_ROOT.is_symlink() and Path(os.readlink(LOCAL_NODE_ROOT)) == self.host_root:
-            LOCAL_NODE_ROOT.unlink()
+        root = self.local_root
+        if root.is_symlink() and Path(os.readlink(root)) == self.host_root:
+            root.unlink()
 
     def _tasks(self) -> list[str]:
         out = self.ctr("tasks", "ls", "-q", check=False, timeout=30)

@@ -68,3 +68,9 @@ def test_churn(tmp_path):
 
 def test_cni(tmp_path):
     _check(s4_cni.run(3), tmp_path)
+
+
+def test_cni_dual_stack(tmp_path):
+    res = s4_cni.run(2, dual_stack=True)
+    assert res.scenario == "s4_cni_dualstack" and res.params["dual_stack"] is True
+    _check(res, tmp_path)

@@ -48,7 +48,7 @@ def test_del_needs_no_netns():
 
 def test_result_versions():
     plumbed = [p.PlumbedInterface("net0", "0a:58:ac:10:19:02", "ovX", "aa:bb:cc:dd:ee:ff",
-                                  "172.16.25.2/24", "172.16.25.1", 1400,
+                                  (("172.16.25.2/24", "172.16.25.1"),), 1400,
                                   (("0.0.0.0/0", "172.16.25.1"),))]
     r1 = p.build_result("1.0.0", "/ns", plumbed)
     assert r1["ips"] == [{"address": "172.16.25.2/24", "gateway": "172.16.25.1", "interface": 1}]
@@ -56,6 +56,27 @@ def test_result_versions():
     assert r1["routes"] == [{"dst": "0.0.0.0/0", "gw": "172.16.25.1"}]
     r04 = p.build_result("0.4.0", "/ns", plumbed)
     assert r04["ips"][0]["version"] == "4" and r04["cniVersion"] == "0.4.0"
+
+
+def test_dual_stack_result_lists_both_families():
+    plumbed = [
+        p.PlumbedInterface("net0", "0a:58:0a:01:00:05", "ovX", "aa:bb:cc:dd:ee:ff",
+                           (("10.1.0.5/24", "10.1.0.1"), ("fd00:1::5/64", "fd00:1::1")), None,
+                           (("0.0.0.0/0", "10.1.0.1"), ("::/0", "fd00:1::1"))),
+        p.PlumbedInterface("net1", "0a:58:00:00:00:07", "ovY", "aa:bb:cc:dd:ee:fe",
+                           (("fd00:2::7/64", "fd00:2::1"),)),
+    ]
+    r1 = p.build_result("1.0.0", "/ns", plumbed)
+    assert r1["ips"] == [
+        {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1},
+        {"address": "fd00:1::5/64", "gateway": "fd00:1::1", "interface": 1},
+        {"address": "fd00:2::7/64", "gateway": "fd00:2::1", "interface": 3},
+    ]
+    assert r1["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}, {"dst": "::/0", "gw": "fd00:1::1"}]
+    r04 = p.build_result("0.4.0", "/ns", plumbed)
+    assert [(ip["version"], ip["address"]) for ip in r04["ips"]] == [
+        ("4", "10.1.0.5/24"), ("6", "fd00:1::5/64"), ("6", "fd00:2::7/64")]
+    assert list(r04["ips"][0]) == ["version", "address", "gateway", "interface"]
 
 
 def test_host_veth_names_fit_and_record_the_full_container_id():
@@ -93,3 +114,21 @@ def test_error_json():
                                   "details": "because"}
     # details is always there, as in the shim's own errors
     assert p.CniError(7, "bad").to_json("1.0.0")["details"] == ""
+
+
+def test_default_routes_one_per_family_only_with_default_gateway():
+    from ovnvnet.cni.netlink import wanted_routes
+    from ovnvnet.model.annotation import IfaceAddress, InterfaceResult
+    from ovnvnet.model.network import Route
+
+    v4, v6 = IfaceAddress("10.1.0.5", 24, "10.1.0.1"), IfaceAddress("fd00:1::5", 64, "fd00:1::1")
+    dual = InterfaceResult("net0", "n", v4.ip, 24, "0a:58:0a:01:00:05", v4.gateway, True, None,
+                           (Route("fd00:9::/64", "fd00:1::1"),), (v4, v6))
+    assert wanted_routes(dual) == [("fd00:9::/64", "fd00:1::1"), ("0.0.0.0/0", "10.1.0.1"),
+                                   ("::/0", "fd00:1::1")]
+    only6 = InterfaceResult("net0", "n", v6.ip, 64, "0a:58:00:00:00:05", v6.gateway, True, None,
+                            (), (v6,))
+    assert wanted_routes(only6) == [("::/0", "fd00:1::1")]
+    no_default = InterfaceResult("net0", "n", v4.ip, 24, "0a:58:0a:01:00:05", v4.gateway, False,
+                                 None, (), (v4, v6))
+    assert wanted_routes(no_default) == []

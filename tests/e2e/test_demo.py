@@ -1,5 +1,6 @@
-"""`make demo`'s program on its own stack: it attaches the seed's pods, reports the ping matrix
-and the invalid pod's error, and a second run reuses everything."""
+"""`make demo`'s program on its own stack: it attaches the seed's pods and the dual-stack ones,
+reports the ping matrix (IPv6 included) and the invalid pod's error, and a second run reuses
+everything."""
 from __future__ import annotations
 
 import subprocess
@@ -22,6 +23,11 @@ def test_demo_runs_twice_and_reports(tmp_path_factory):
             out = r.stdout
             assert "pod-ovn   attached" in out and "pod-bad   ADD failed" in out
             assert "0a:00:00:00:00:15" in out and "172.16.26.3/24" in out
+            # the dual-stack network: both families configured and pinged
+            assert "pod-ds-one attached" in out and "pod-ds-two attached" in out
+            assert "172.16.27.0/24,fd00:27::/64" in out
+            assert "172.16.27.10/24,fd00:27::10/64" in out
+            assert "pod-ds-one/net0 v6" in out and "gw ovn-ds-27 v6" in out
             assert 'ip_address "172.16.2526.3" is not a valid IPv4 address' in out
             assert "!" not in out.split("Ping matrix")[1].split("The invalid pod")[0]   # all as predicted
             assert f"source {root}/env" in out

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from harness.kit import wait_until
-from harness.realnode import LOCAL_NODE_ROOT, RealNode
+from harness.realnode import RealNode
 from harness.stack import KUBE_BIN, Stack
 
-from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, ping
+from .test_realnode import GW25, GW26, NS, _pod, addresses, exec_, invalid_pod_stays_creating, ping
 from .test_realnode import seed as seed  # a fixture, shared with test_realnode (explicit re-export)
 
 pytestmark = pytest.mark.timeout(900)
@@ -94,7 +94,7 @@ def test_install_runs_as_pods_under_service_accounts(node):
     shim = node.cni_bin / "ovn-k8s-cni-overlay"
     assert shim.is_file() and not shim.is_symlink() and os.access(shim, os.X_OK)
     conf = json.loads((node.cni_conf / "20-ovnvnet.conflist").read_text())
-    assert conf["plugins"][0]["agentSocket"] == f"{LOCAL_NODE_ROOT}/agent/cni.sock"
+    assert conf["plugins"][0]["agentSocket"] == f"{node.local_root}/agent/cni.sock"
     # nothing of ovnvnet runs as a local process of this stack: its 3 processes (2 operators, the
     # agent) descend from this node's containerd shims; none is this stack's own process
     assert not s.running("operator") and not s.running(s.worker.AGENT), s.status()
@@ -160,6 +160,19 @@ def test_webhook_pod_refuses_an_invalid_ovnnetwork_at_apply(node, seed):
     assert got.returncode != 0 and "NotFound" in got.stderr
 
 
+def test_invalid_pod_failed_sandbox_with_the_operator_pods_message(node, seed):
+    """Where the webhook does not look (a namespace labelled `ovnvnet.io/admission: skip`), the
+    invalid pod is admitted; the operator pod refuses it (ovnNetworkError) and the real kubelet
+    reports FailedCreatePodSandBox with that message; the pod stays ContainerCreating."""
+    node.stack.kubectl("create", "namespace", "seed-unchecked")
+    node.stack.kubectl("label", "namespace", "seed-unchecked", "ovnvnet.io/admission=skip")
+    node.wait_service_account("seed-unchecked")
+    msg = invalid_pod_stays_creating(node, "pod-bad", ns="seed-unchecked")
+    err = seed["cluster"].annotations("seed-unchecked", "pod-bad").get("ovnNetworkError", "")
+    assert "172.16.2526.3" in err, err
+    print(f"FailedCreatePodSandBox: {msg[:300]}")
+
+
 def veths(node: RealNode) -> set[str]:
     out = subprocess.run(["ip", "-n", node.netns, "-o", "link", "show", "type", "veth"],
                          capture_output=True, text=True, check=True).stdout
@@ -183,6 +196,7 @@ def test_delete_leaves_no_port_veth_or_address(node, seed):
         wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
 
 
+@pytest.mark.e2e_node
 def test_kill_the_leader_pod_standby_takes_over(node, seed):
     """SIGKILL the leader's container (no Lease release) and force-delete its pod (so the kubelet
     does not restart it under the same identity): the standby replica takes the Lease once it
@@ -206,6 +220,7 @@ def test_kill_the_leader_pod_standby_takes_over(node, seed):
     s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after", "--timeout=120s")
 
 
+@pytest.mark.e2e_node
 def test_delete_agent_pod_daemonset_restarts_it_pings_continue(node, seed):
     s, cluster = node.stack, seed["cluster"]
     old = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]["metadata"]["name"]

@@ -45,8 +45,8 @@ def node(tmp_path_factory) -> RealNode:
             stack.down(remove=not os.environ.get("OVNVNET_KEEP_STACK"))
 
 
-def _pod(name: str, request: list[dict] | None, command: list[str] | None = None) -> dict:
-    md: dict = {"name": name, "namespace": NS}
+def _pod(name: str, request: list[dict] | None, command: list[str] | None = None, ns: str = NS) -> dict:
+    md: dict = {"name": name, "namespace": ns}
     if request is not None:
         md["annotations"] = {"ovnNetwork": json.dumps(request)}
     return {
@@ -104,6 +104,7 @@ def seed(node: RealNode):
     s = node.stack
     cluster = Cluster(s)
     s.kubectl("create", "namespace", NS)
+    node.wait_service_account(NS)
     docs = _yaml_docs(REPO / "examples" / "seed.yaml")
     s.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                    "items": [d for d in docs if d["kind"] == "VirtualNetwork"]}))
@@ -165,21 +166,29 @@ def test_logs_and_status_from_the_real_kubelet(node, seed):
                20, what="kubectl logs shows the container's own address")
 
 
-def test_invalid_pod_stays_creating_with_the_operators_message(node, seed):
+def invalid_pod_stays_creating(node: RealNode, name: str = "pod-bad", ns: str = NS) -> str:
+    """A pod whose ovnNetwork names an impossible address: the real kubelet reports
+    FailedCreatePodSandBox carrying the operator's message, the pod stays Pending. Returns it."""
     s = node.stack
-    s.kubectl("apply", "-f", "-", input=json.dumps(_pod("pod-bad", [
+    s.kubectl("apply", "-f", "-", input=json.dumps(_pod(name, [
         {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.2526.3",
-         "mac_address": "0a:00:00:00:00:16"}])))
+         "mac_address": "0a:00:00:00:00:16"}], ns=ns)))
 
     def failed_sandbox() -> str:
-        ev = json.loads(s.kubectl("get", "events", "-n", NS, "--field-selector",
-                                  "involvedObject.name=pod-bad", "-o", "json").stdout)["items"]
+        ev = json.loads(s.kubectl("get", "events", "-n", ns, "--field-selector",
+                                  f"involvedObject.name={name}", "-o", "json").stdout)["items"]
         return next((e["message"] for e in ev if e["reason"] == "FailedCreatePodSandBox"), "")
 
-    msg = wait_until(failed_sandbox, 90, interval=1, what="FailedCreatePodSandBox on pod-bad")
+    msg = wait_until(failed_sandbox, 90, interval=1, what=f"FailedCreatePodSandBox on {name}")
     assert "172.16.2526.3" in msg, msg
-    pod = json.loads(s.kubectl("get", "pod", "-n", NS, "pod-bad", "-o", "json").stdout)
+    pod = json.loads(s.kubectl("get", "pod", "-n", ns, name, "-o", "json").stdout)
     assert pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating", pod["status"]
+    return msg
+
+
+def test_invalid_pod_stays_creating_with_the_operators_message(node, seed):
+    invalid_pod_stays_creating(node)
 
 
 def test_delete_makes_the_runtime_call_del(node, seed):

@@ -293,8 +293,7 @@ class Agent:
                     mac=link.pod_mac,
                     host_name=link.host_name,
                     host_mac=link.host_mac,
-                    address=f"{iface.ip}/{iface.prefix_length}",
-                    gateway=iface.gateway,
+                    addresses=tuple((a.cidr, a.gateway) for a in iface.addresses),
                     mtu=iface.mtu,
                     routes=tuple(wanted_routes(iface)),
                 )

@@ -17,15 +17,31 @@ bits, or anyone else's) is never touched: ADD takes the next of :data:`NAME_ATTE
 names (the hash over the same pair and the attempt number), and ADD and CHECK find our link by
 probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names,
 gets its alias, and only then takes its real names: any link with a real name has its owner on it.
+
+Addresses (every family of the interface, ``InterfaceResult.addresses``): IPv4 and IPv6 alike are
+converged to exactly the annotation's (the kernel's IPv6 link-local address is left alone). IPv6
+never waits for duplicate address detection: OVN already guarantees the address is unique on the
+logical switch (the operator allocates it, port security pins it), so before any IPv6 address is
+added the pod interface gets ``disable_ipv6=0`` (a runtime may disable IPv6 in the netns),
+``accept_dad=0`` (not even the link-local address probes) and ``accept_ra=0`` (only the annotation
+routes the pod; an agent whose /proc/sys is read-only keeps the defaults of these two, see
+:func:`_ipv6_sysctls`), and each address is added with ``IFA_F_NODAD``, so it is usable at once
+instead of tentative for a second or more. Routes: the network's ``routes`` of either family, plus, on the
+interface marked ``defaultGateway``, the default route of each family (``0.0.0.0/0``, ``::/0``) via
+that family's gateway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
+import ipaddress
+import logging
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,12 +59,24 @@ __all__ = [
     "host_veth_name",
     "link_alias",
     "remove_container_links",
+    "wanted_routes",
 ]
 
 NAME_ATTEMPTS = 4
 _ALIAS_PREFIX = "ovnvnet container="
 _ALIAS_IFACE = " interface="
 _ALIAS_MAX_ID = 200  # IFALIASZ is 256 with the NUL; prefix, separator and IFNAMSIZ fit in the rest
+
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+RT_SCOPE_UNIVERSE = 0
+IPV6_MIN_MTU = 1280
+_CLONE_NEWNET = 0x40000000
+_IPV6_SYSCTLS = (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))
+
+log = logging.getLogger("ovnvnet.cni.netlink")
+_warned_read_only = False  # the read-only /proc/sys is said once per process
 
 
 class PlumbingError(Exception):
@@ -149,6 +177,7 @@ def ensure_interface(
 ) -> LinkState:
     """Converge one interface: veth pair, pod end named/addressed as the annotation says."""
     recreated = False
+    _check_ipv6_mtu(iface)  # before anything is created
     with _ns(host_netns) as host, _ns(pod_netns) as pod:
         host_idx = _find_own(host, container_id, iface.interface)
         pod_idx = _lookup(pod, iface.interface)
@@ -174,21 +203,22 @@ def ensure_interface(
                 raise PlumbingError(f"{iface.interface} vanished from {pod_netns} after creation")
         assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
 
-        # pod end: MAC, MTU, address, up, routes (all idempotent)
+        # pod end: MAC, MTU, IPv6 settings, up, addresses, routes (all idempotent)
         settings: dict = {"address": iface.mac}
         if iface.mtu is not None:
             settings["mtu"] = iface.mtu
         pod.link("set", index=pod_idx, **settings)
+        if _has_ipv6(iface):  # before up: the link-local address must not probe either
+            try:
+                _ipv6_sysctls(pod_netns, iface)
+            except PlumbingError:
+                if recreated:  # nothing half-done: the pair we just made goes again
+                    host.link("del", index=host_idx)
+                raise
         pod.link("set", index=pod_idx, state="up")
-        want = (iface.ip, iface.prefix_length)
-        for addr in pod.get_addr(index=pod_idx, family=2):
-            have = (addr.get("IFA_ADDRESS"), addr["prefixlen"])
-            if have != want:
-                pod.addr("del", index=pod_idx, address=have[0], prefixlen=have[1])
-        if want not in _addresses(pod, pod_idx):
-            pod.addr("add", index=pod_idx, address=iface.ip, prefixlen=iface.prefix_length)
+        _converge_addresses(pod, pod_idx, iface)
         for dst, gw in _wanted_routes(iface):
-            pod.route("replace", dst=dst, gateway=gw, oif=pod_idx)
+            pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
 
         # host end: MTU and up (its MAC does not matter to OVN)
         if iface.mtu is not None:
@@ -255,30 +285,174 @@ def _take_candidate_name(host: IPRoute, index: int, container_id: str, interface
     )
 
 
+def _has_ipv6(iface: InterfaceResult) -> bool:
+    return any(a.family == 6 for a in iface.addresses)
+
+
+def _family_of(text: str) -> int:
+    """The address family (AF_INET or AF_INET6) of an address or CIDR."""
+    return socket.AF_INET6 if ":" in text else socket.AF_INET
+
+
+def _canonical(ip: str, prefix: int) -> tuple[str, int]:
+    return (ipaddress.ip_address(ip).compressed, prefix)
+
+
+def _canonical_net(cidr: str) -> str:
+    return ipaddress.ip_network(cidr, strict=False).compressed
+
+
 def _wanted_routes(iface: InterfaceResult) -> list[tuple[str, str]]:
     routes = [(r.dst, r.gw) for r in iface.routes]
     if iface.default_gateway:
-        # only the interface marked defaultGateway touches the pod's default route
-        routes.append(("0.0.0.0/0", iface.gateway))
+        # only the interface marked defaultGateway touches the pod's default routes: one per family
+        for a in iface.addresses:
+            routes.append(("0.0.0.0/0" if a.family == 4 else "::/0", a.gateway))
     return routes
 
 
 def wanted_routes(iface: InterfaceResult) -> list[tuple[str, str]]:
+    """The (dst, gateway) routes the interface gets: the network's, then the default routes."""
     return _wanted_routes(iface)
 
 
-def _addresses(ipr: IPRoute, index: int) -> set[tuple[str, int]]:
-    return {(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
+@contextlib.contextmanager
+def _in_netns(netns: str) -> Iterator[None]:
+    """Run this thread (only) inside ``netns``, for what netlink cannot set (IPv6 sysctls).
+
+    setns(2) with CLONE_NEWNET changes the calling thread's namespace alone; the thread's own
+    namespace is restored before it returns, and a thread that cannot get back is not left
+    running in the pod's namespace (the agent stops instead of serving from the wrong one)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(netns if "/" in netns else f"/var/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns into {netns}: {os.strerror(err)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(own, _CLONE_NEWNET) != 0:  # pragma: no cover - the kernel never refuses
+                os._exit(70)  # a thread stuck in a pod's netns must not serve anything else
+    finally:
+        os.close(own)
+
+
+def _check_ipv6_mtu(iface: InterfaceResult) -> None:
+    if _has_ipv6(iface) and iface.mtu is not None and iface.mtu < IPV6_MIN_MTU:
+        raise PlumbingError(
+            f"interface {iface.interface} has MTU {iface.mtu}, below IPv6's minimum "
+            f"{IPV6_MIN_MTU}: the kernel disables IPv6 on it, so its IPv6 address cannot be set"
+        )
+
+
+def _ipv6_sysctls(pod_netns: str, iface: InterfaceResult) -> None:
+    """IPv6 on, no duplicate address detection, no router advertisements on the pod interface.
+
+    Only values that differ are written. An agent whose /proc/sys is read-only (a container that
+    is not privileged: the runtime mounts it so) cannot write any: then ``accept_dad`` and
+    ``accept_ra`` keep the netns defaults (only the kernel's link-local address probes; ours
+    carry IFA_F_NODAD and are usable at once), and IPv6 disabled on the interface is an error
+    naming the setting, since no IPv6 address can be added then."""
+    global _warned_read_only
+    with _in_netns(pod_netns):
+        conf = f"/proc/sys/net/ipv6/conf/{iface.interface}"
+        if not os.path.isdir(conf):
+            raise PlumbingError(
+                f"IPv6 is not available in {pod_netns} (no {conf}: the kernel runs without "
+                f"IPv6?), so interface {iface.interface} cannot get its IPv6 address"
+            )
+        for key, value in _IPV6_SYSCTLS:
+            path = f"{conf}/{key}"
+            with open(path) as f:
+                if f.read().strip() == value:
+                    continue
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as e:
+                if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                if key == "disable_ipv6":
+                    raise PlumbingError(
+                        f"IPv6 is disabled on {iface.interface} in {pod_netns} "
+                        f"(net.ipv6.conf.{iface.interface}.disable_ipv6=1, from the namespace's "
+                        f"default) and the agent cannot enable it: {e.strerror} ({path}); let the "
+                        f"runtime leave IPv6 enabled in pod namespaces"
+                    ) from None
+                if not _warned_read_only:
+                    _warned_read_only = True
+                    log.warning(
+                        "cannot write %s (%s): pod interfaces keep the namespace's accept_dad and "
+                        "accept_ra; ovnvnet's IPv6 addresses skip DAD anyway (IFA_F_NODAD)",
+                        path, e.strerror,
+                    )
+
+
+def _current_addresses(ipr: IPRoute, index: int) -> dict[tuple[str, int], int]:
+    """The interface's addresses we manage, with their IFA flags: every IPv4 address and the
+    global IPv6 ones (the kernel's link-local address is not ours)."""
+    out: dict[tuple[str, int], int] = {}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for a in ipr.get_addr(index=index, family=family):
+            if family == socket.AF_INET6 and a["scope"] != RT_SCOPE_UNIVERSE:
+                continue
+            flags = a.get("IFA_FLAGS")
+            out[_canonical(a.get("IFA_ADDRESS"), a["prefixlen"])] = (
+                a["flags"] if flags is None else flags
+            )
+    return out
+
+
+def _converge_addresses(ipr: IPRoute, index: int, iface: InterfaceResult) -> None:
+    """Exactly the annotation's addresses: others removed, missing ones added (IPv6 without
+    DAD). A wanted IPv6 address stuck tentative or failed is re-added without DAD."""
+    want = {_canonical(a.ip, a.prefix_length): a for a in iface.addresses}
+    have = _current_addresses(ipr, index)
+    for (ip, prefix), flags in have.items():
+        stuck = ":" in ip and flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+        if (ip, prefix) not in want or stuck:
+            ipr.addr("del", index=index, address=ip, prefixlen=prefix)
+    have = _current_addresses(ipr, index)
+    for key, a in want.items():
+        if key in have:
+            continue
+        if a.family == 6:
+            ipr.addr("add", index=index, address=key[0], prefixlen=key[1], flags=IFA_F_NODAD)
+        else:
+            ipr.addr("add", index=index, address=key[0], prefixlen=key[1])
 
 
 def _routes(ipr: IPRoute, index: int) -> set[tuple[str, str]]:
+    """The interface's gateway routes in the main table, both families, canonical text."""
     out = set()
-    for r in ipr.get_routes(family=2, oif=index, table=254):
-        gw = r.get("RTA_GATEWAY")
-        if gw is None:
-            continue
-        out.add((f"{r.get('RTA_DST') or '0.0.0.0'}/{r['dst_len']}", gw))
+    for family, any_addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for r in ipr.get_routes(family=family, oif=index, table=254):
+            gw = r.get("RTA_GATEWAY")
+            if gw is None:
+                continue
+            dst = _canonical_net(f"{r.get('RTA_DST') or any_addr}/{r['dst_len']}")
+            out.add((dst, ipaddress.ip_address(gw).compressed))
     return out
+
+
+def _address_problems(ipr: IPRoute, index: int, iface: InterfaceResult) -> list[str]:
+    """Each wanted address of every family present and usable (not tentative, no DAD failure)."""
+    have = _current_addresses(ipr, index)
+    problems = []
+    for a in iface.addresses:
+        flags = have.get(_canonical(a.ip, a.prefix_length))
+        if flags is None:
+            problems.append(f"{iface.interface} lacks address {a.ip}/{a.prefix_length}")
+        elif flags & IFA_F_DADFAILED:
+            problems.append(f"{iface.interface} address {a.ip}/{a.prefix_length} failed DAD")
+        elif flags & IFA_F_TENTATIVE:
+            problems.append(f"{iface.interface} address {a.ip}/{a.prefix_length} is tentative")
+    return problems
 
 
 def check_interface(
@@ -308,13 +482,10 @@ def check_interface(
                 problems.append(f"{iface.interface} has MTU {link['mtu']}, want {iface.mtu}")
             if not link["up"]:
                 problems.append(f"{iface.interface} is down")
-            if (iface.ip, iface.prefix_length) not in _addresses(pod, pod_idx):
-                problems.append(
-                    f"{iface.interface} lacks address {iface.ip}/{iface.prefix_length}"
-                )
+            problems += _address_problems(pod, pod_idx, iface)
             have_routes = _routes(pod, pod_idx)
             for dst, gw in _wanted_routes(iface):
-                if (dst, gw) not in have_routes:
+                if (_canonical_net(dst), ipaddress.ip_address(gw).compressed) not in have_routes:
                     problems.append(f"{iface.interface} lacks route {dst} via {gw}")
     except FileNotFoundError:
         problems.append(f"network namespace {pod_netns} does not exist")

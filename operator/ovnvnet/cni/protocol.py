@@ -189,30 +189,37 @@ class PlumbedInterface:
     mac: str
     host_name: str
     host_mac: str
-    address: str  # "ip/prefix"
-    gateway: str
+    addresses: Sequence[tuple[str, str]]  # ("ip/prefix", gateway) per family, IPv4 first
     mtu: int | None = None
     routes: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (dst, gw)
+
+
+def _ip_version(address: str) -> str:
+    return "6" if ":" in address else "4"
 
 
 def build_result(
     cni_version: str, netns: str, plumbed: Sequence[PlumbedInterface]
 ) -> dict[str, Any]:
-    """The ADD result: for each interface a host and a sandbox entry; ips point at the latter."""
+    """The ADD result: for each interface a host and a sandbox entry; ``ips`` has one entry per
+    address (both families of a dual-stack interface, IPv4 first), each with its family's
+    gateway and pointing at the sandbox entry. Spec 1.0.0 has no ``ips[].version`` (the address
+    says its family); 0.3.x and 0.4.0 require it: "4" or "6"."""
     interfaces: list[dict[str, Any]] = []
     ips: list[dict[str, Any]] = []
     routes: list[dict[str, str]] = []
     for p in plumbed:
         interfaces.append({"name": p.host_name, "mac": p.host_mac})
         interfaces.append({"name": p.name, "mac": p.mac, "sandbox": netns})
-        ip: dict[str, Any] = {
-            "address": p.address,
-            "gateway": p.gateway,
-            "interface": len(interfaces) - 1,
-        }
-        if cni_version != "1.0.0":
-            ip = {"version": "4", **ip}
-        ips.append(ip)
+        for address, gateway in p.addresses:
+            ip: dict[str, Any] = {
+                "address": address,
+                "gateway": gateway,
+                "interface": len(interfaces) - 1,
+            }
+            if cni_version != "1.0.0":
+                ip = {"version": _ip_version(address), **ip}
+            ips.append(ip)
         routes.extend({"dst": dst, "gw": gw} for dst, gw in p.routes)
     result: dict[str, Any] = {
         "cniVersion": cni_version,
