@@ -38,10 +38,12 @@ from ..model.annotation import (
     SealedResult,
     SealError,
     SealKeyError,
+    normalize_mac,
     read_seal_key,
     sealed_result,
 )
-from ..model.names import LEGACY_INTERFACE, port_name
+from ..model.names import INTERFACE_KEY, LEGACY_INTERFACE, port_name
+from ..model.network import display, parse_cidr
 from . import protocol as p
 from .netlink import (
     PlumbingError,
@@ -52,7 +54,7 @@ from .netlink import (
     remove_container_links,
     wanted_routes,
 )
-from .ovs import IFACE_ID, OVN_INSTALLED, OvsPorts, PortBinding
+from .ovs import ATTACHMENT_KEY, IFACE_ID, OVN_INSTALLED, OvsPorts, PortBinding
 from .pods import KubePodSource, PodInfo, PodSource, StaticPodSource
 
 __all__ = ["Agent", "main", "serve"]
@@ -61,6 +63,58 @@ log = logging.getLogger("ovnvnet.cni.agent")
 
 MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES  # the shim never sends more (protocol.py)
 
+
+
+def attachment_name(req: p.CniRequest, ifaces: list[InterfaceResult]) -> str:
+    """The attachment this call plumbs alone (its configuration's ``name``), or "" when the call
+    plumbs every interface of the pod (the seed's single attachment)."""
+    net = req.config.get("name")
+    if len(ifaces) == 1 and ifaces[0].network == net and ifaces[0].interface == req.ifname:
+        return str(net)
+    return ""
+
+
+def attachment_interface(req: p.CniRequest, interfaces: list[InterfaceResult],
+                         pod: str) -> InterfaceResult | None:
+    """One interface per call (how Multus calls a delegate, once per network-selection element):
+    when the network configuration's ``name`` is a network of the pod's result, the call plumbs
+    only the interface ``CNI_IFNAME`` on it, after checking ``runtimeConfig.ips``/``mac`` (user
+    input passed by Multus) against the operator's sealed result. None: a configuration naming
+    no network of the pod (the seed's ``ovn-network``): the call plumbs every interface."""
+    net = req.config.get("name")
+    on_net = [i for i in interfaces if i.network == net]
+    if not on_net:
+        return None
+    chosen = next((i for i in on_net if i.interface == req.ifname), None)
+    if chosen is None:
+        raise p.CniError(
+            p.ERR_INVALID_CONFIG,
+            f"pod {pod} has no interface {req.ifname} on network {net} in its ovnIfaceList "
+            f"(on {net}: {', '.join(i.interface for i in on_net)})",
+        )
+    runtime = req.config.get("runtimeConfig") or {}
+    if not isinstance(runtime, dict):
+        raise p.CniError(p.ERR_INVALID_CONFIG, "runtimeConfig must be an object")
+    given = runtime.get("ips") or []
+    if not isinstance(given, list):
+        raise p.CniError(p.ERR_INVALID_CONFIG, "runtimeConfig.ips must be a list of \"address/prefix\"")
+    have = {a.cidr for a in chosen.addresses}
+    for text in given:
+        parsed = parse_cidr(text)
+        if parsed is None or f"{parsed[0]}/{parsed[1]}" not in have:
+            raise p.CniError(
+                p.ERR_INVALID_CONFIG,
+                f"runtimeConfig.ips {display(text)} is not an address of {req.ifname} on {net}: the "
+                f"operator allocated {', '.join(sorted(have))}",
+            )
+    mac = runtime.get("mac")
+    if mac not in (None, "") and normalize_mac(mac) != chosen.mac:
+        raise p.CniError(
+            p.ERR_INVALID_CONFIG,
+            f"runtimeConfig.mac {display(mac)} is not the MAC of {req.ifname} on {net}: the operator "
+            f"allocated {chosen.mac}",
+        )
+    return chosen
 
 class Agent:
     """ADD/DEL/CHECK/VERSION for one node.
@@ -186,6 +240,9 @@ class Agent:
             return [(iface, port_name(ns, name, LEGACY_INTERFACE))]
         if not result.interfaces:
             raise p.CniError(p.ERR_INVALID_CONFIG, f"pod {ns}/{name} has an empty ovnIfaceList")
+        one = attachment_interface(req, result.interfaces, f"{ns}/{name}")
+        if one is not None:
+            return [(one, port_name(ns, name, one.interface))]
         return [(i, port_name(ns, name, i.interface)) for i in result.interfaces]
 
     def _not_ready_error(
@@ -278,6 +335,7 @@ class Agent:
                 pod_name=name,
                 pod_uid=pod_uid,
                 interface=iface.interface,
+                attachment=attachment_name(req, [i for i, _ in ifaces]),
             )
             try:
                 await asyncio.to_thread(self.ovs.ensure_port, binding, link.recreated)
@@ -313,15 +371,23 @@ class Agent:
         return p.build_result(req.cni_version, req.netns, plumbed)
 
     async def delete(self, req: p.CniRequest) -> None:
+        """Every interface of the container; or, when its ports were plumbed one attachment per
+        call (they carry ``ATTACHMENT_KEY``), only this attachment's (its configuration name and
+        ``CNI_IFNAME``): the pod's other attachments stay. Idempotent either way."""
+        only: frozenset[str] | None = None
         try:
             owned = await asyncio.to_thread(self.ovs.ports_of_container, req.container_id)
+            if any(ATTACHMENT_KEY in ids for _, ids in owned):
+                owned = [(n, ids) for n, ids in owned if ids.get(ATTACHMENT_KEY) == req.config.get("name")
+                         and ids.get(INTERFACE_KEY) == req.ifname]
+                only = frozenset(n for n, _ in owned)
             await asyncio.to_thread(self.ovs.delete_ports, [name for name, _ in owned])
         except Exception as e:  # noqa: BLE001 - any failure is answered as a CNI error naming it
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot remove OVS ports of {req.container_id}: {e}"
             ) from None
         removed = await asyncio.to_thread(  # by the full container id, never a name prefix
-            remove_container_links, self.host_netns, req.container_id, [n for n, _ in owned]
+            remove_container_links, self.host_netns, req.container_id, [n for n, _ in owned], only
         )
         log.debug("DEL %s: ports %s, links %s", req.container_id[:12], owned, removed)
 

@@ -493,7 +493,8 @@ def check_interface(
 
 
 def remove_container_links(
-    host_netns: str | None, container_id: str, ovs_ports: list[str] | tuple[str, ...] = ()
+    host_netns: str | None, container_id: str, ovs_ports: list[str] | tuple[str, ...] = (),
+    only: frozenset[str] | None = None,
 ) -> list[str]:
     """Delete every host-side link the container's ADDs created; returns the names deleted.
 
@@ -502,6 +503,7 @@ def remove_container_links(
     this container id (links plumbed before aliases existed). Nothing is matched on a name
     alone. Deleting a veth end deletes its peer, so the pod ends go with them, whether or not
     the netns still exists; pod links we did not create are never touched. Idempotent.
+    ``only``: delete just the container's links of these names (one attachment's DEL).
     """
     removed: list[str] = []
     owner = _owner_id(container_id)
@@ -510,6 +512,8 @@ def remove_container_links(
         for msg in host.get_links():
             name = msg.get("IFLA_IFNAME") or ""
             recorded = _alias_owner(msg.get("IFLA_IFALIAS"))
+            if only is not None and name not in only:
+                continue
             if recorded == owner or (recorded is None and name in legacy):
                 with contextlib.suppress(NetlinkError):
                     host.link("del", index=msg["index"])

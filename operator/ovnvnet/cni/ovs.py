@@ -33,6 +33,7 @@ __all__ = ["SANDBOX_KEY", "OvsPorts", "PortBinding"]
 
 SANDBOX_KEY = "ovnvnet.io/sandbox"  # the CNI container id
 NETNS_KEY = "ovnvnet.io/netns"
+ATTACHMENT_KEY = "ovnvnet.io/attachment"  # the network configuration's name, in one-interface-per-call mode
 IFACE_ID = "iface-id"
 log = logging.getLogger("ovnvnet.cni.ovs")
 OVN_INSTALLED = "ovn-installed"
@@ -51,9 +52,13 @@ class PortBinding:
     pod_name: str
     pod_uid: str
     interface: str
+    attachment: str = ""
+    """The attachment (network configuration name) that plumbed only this interface; empty
+    when one call plumbed every interface of the pod."""
 
     def external_ids(self) -> dict[str, str]:
-        return {
+        extra = {ATTACHMENT_KEY: self.attachment} if self.attachment else {}
+        return {**extra,
             IFACE_ID: self.lsp_name,
             "attached-mac": self.mac,
             "iface-status": "active",
