@@ -229,7 +229,8 @@ def test_multus_way_as_its_service_account(operator: Stack):
                                "-o", "json", check=False)
         return json.loads(out.stdout) if out.returncode == 0 else None
     nad = wait_for(published, 30, "the network's NetworkAttachmentDefinition")
-    assert json.loads(nad["spec"]["config"]) == {"cniVersion": "0.4.0", "name": name, "type": "ovn-k8s-cni-overlay"}
+    assert json.loads(nad["spec"]["config"]) == {"cniVersion": "0.4.0", "name": name, "type": "ovn-k8s-cni-overlay",
+                                                 "capabilities": {"ips": True, "mac": True}}
     _namespace(operator, "rbac-multus-pods", {})
     _pod(operator, "multus", "rbac-multus-pods", {"k8s.v1.cni.cncf.io/networks": f"ovnvnet-system/{name}@net3"})
     raw = wait_for(lambda: pod_annotations(operator, "multus", "rbac-multus-pods").get("ovnIfaceList"), 30,

@@ -197,8 +197,8 @@ def test_nad_follows_its_network_and_foreign_nads_are_untouched(mc: Cluster, sub
     mc.create_vnet(a, subnet())
     mc.wait_ready(a)
     published = wait_until(lambda: nad(mc, a), what="NAD created")
-    assert json.loads(published["spec"]["config"]) == {"cniVersion": "0.4.0", "name": a,
-                                                        "type": "ovn-k8s-cni-overlay"}
+    assert json.loads(published["spec"]["config"]) == {"cniVersion": "0.4.0", "name": a, "type": "ovn-k8s-cni-overlay",
+                                                        "capabilities": {"ips": True, "mac": True}}
     assert published["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ovnvnet"
     owner = published["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("VirtualNetwork", a, mc.vnet(a)["metadata"]["uid"])

@@ -15,7 +15,9 @@ Ownership: the operator only ever changes or deletes a NAD carrying its labels
 ownerReference to the VirtualNetwork (the API server's garbage collector removes it if the
 operator is gone when the network is deleted). A NAD of that name it does not own is left as it
 is, and the network says so in a Warning Event. The CNI configuration names the network:
-``{"cniVersion": "0.4.0", "name": <network>, "type": "ovn-k8s-cni-overlay"}``.
+``{"cniVersion": "0.4.0", "name": <network>, "type": "ovn-k8s-cni-overlay", "capabilities":
+{"ips": true, "mac": true}}`` (so Multus passes an element's ``ips``/``mac`` as ``runtimeConfig``, which
+the agent checks against the operator's result).
 
 Converged on every network create/resume/update (a NAD edited by hand is put back), deleted
 with the network, and at start NADs the operator owns whose network is gone are deleted. A
@@ -46,7 +48,8 @@ def nad_path(namespace: str, name: str = "") -> str:
 
 
 def cni_config(network: str) -> str:
-    return json.dumps({"cniVersion": CNI_VERSION, "name": network, "type": CNI_TYPE})
+    return json.dumps({"cniVersion": CNI_VERSION, "name": network, "type": CNI_TYPE,
+                       "capabilities": {"ips": True, "mac": True}})
 
 
 def desired(namespace: str, network: dict) -> dict[str, Any]:
