@@ -28,6 +28,7 @@ from .test_realnode import seed as seed  # a fixture, shared with test_realnode 
 pytestmark = pytest.mark.timeout(900)
 
 SYSTEM = "ovnvnet-system"
+SEL = "app.kubernetes.io/name=ovnvnet-operator"
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +200,11 @@ def test_delete_leaves_no_port_veth_or_address(node, seed):
 @pytest.mark.e2e_node
 def test_kill_the_leader_pod_standby_takes_over(node, seed):
     """SIGKILL the leader's container (no Lease release) and force-delete its pod (so the kubelet
-    does not restart it under the same identity): the standby replica takes the Lease once it
-    expires, and a new pod attaches. The handover is measured from the kill."""
+    does not restart it under the same identity): once the Lease expires a live replica takes it,
+    and a new pod attaches. The handover is measured from the kill. The taker is usually the
+    standby, but the ReplicaSet's replacement pod races it for the expired Lease and may win:
+    either is a correct handover; which one is printed. (A version that waited for the standby
+    alone timed out once after 60 s; the next run printed that the replacement took the Lease.)"""
     s, cluster = node.stack, seed["cluster"]
     holder = leader(node)
     ops = pods(node, "app.kubernetes.io/name=ovnvnet-operator")
@@ -209,12 +213,26 @@ def test_kill_the_leader_pod_standby_takes_over(node, seed):
     t0 = time.monotonic()
     node.ctr("tasks", "kill", "-s", "SIGKILL", container_task(node, pod, "operator"))
     s.kubectl("delete", "pod", "-n", SYSTEM, holder, "--grace-period=0", "--force", "--wait=false", check=False)
-    wait_until(lambda: leader(node) == standby, 60, interval=0.2, what=f"the standby {standby} holds the Lease")
+    last: list[str] = []
+
+    def taken() -> str:
+        last[:] = [leader(node)]
+        return last[0] if last[0] not in ("", holder) else ""
+
+    try:
+        new = wait_until(taken, 60, interval=0.2, what="a live replica holds the Lease")
+    except AssertionError:
+        now = [(p["metadata"]["name"], p["status"].get("phase")) for p in pods(node, SEL)]
+        raise AssertionError(f"the Lease still names {last} 60 s after {holder} was killed; "
+                             f"operator pods now: {now}") from None
     took = time.monotonic() - t0
+    live = {p["metadata"]["name"] for p in pods(node, SEL)}
+    assert new in live, (new, live)
     s.kubectl("apply", "-f", "-", input=json.dumps(_pod("pod-after", [{"name": "ovn-ls-25", "interface": "net0"}])))
     wait_until(lambda: "ovnIfaceList" in cluster.annotations(NS, "pod-after"), 60, what="pod-after attached")
     attached = time.monotonic() - t0
-    print(f"leader {holder} killed: standby {standby} took the Lease after {took:.1f}s; "
+    who = "the standby" if new == standby else "the ReplicaSet's replacement pod"
+    print(f"leader {holder} killed: {who} {new} took the Lease after {took:.1f}s; "
           f"a new pod attached {attached:.1f}s after the kill")
     assert took < 30, took
     s.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pod-after", "--timeout=120s")
