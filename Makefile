@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status lint test unit demo demo-node bench soak node-bootstrap node-up node-install e2e-node
+.PHONY: bootstrap up down status lint test unit demo demo-node demo-dataplane bench soak node-bootstrap node-up node-install e2e-node
 
 bootstrap:
 	@bash hack/bootstrap.sh
@@ -43,16 +43,19 @@ down:
 status:
 	@$(PY) -m harness.stack status --dir $(STACK)
 
-# The seed's scenario on a real data plane (OVS + ovn-controller + CNI agent), with a report.
-# Leaves the stack up (source .stack/env); `make down` stops it. Idempotent.
-demo: bootstrap
-	@$(PY) -m harness.demo --dir $(STACK)
-
-# The same scenario with REAL containers: the real node-1 (kubelet, containerd), ovnvnet installed
+# The seed's scenario with REAL containers: the real node-1 (kubelet, containerd), ovnvnet installed
 # as pods (kubectl apply -k manifests/overlays/local-node), busybox pods; the interface table and
 # ping matrix from inside the containers (kubectl exec). Leaves it up; `make down` stops it.
-demo-node: bootstrap node-bootstrap
+demo: bootstrap node-bootstrap
 	@$(PY) -m harness.demo_node --dir $(STACK)
+
+demo-node: demo
+
+# The same scenario (plus a dual-stack network) in about 15 s, without containers: the operator and
+# agent as local processes, a played kubelet making each pod's network namespace on the real data
+# plane (OVS + ovn-controller). Leaves the stack up; `make down` stops it. Idempotent.
+demo-dataplane: bootstrap
+	@$(PY) -m harness.demo --dir $(STACK)
 
 # Static checks (config in pyproject.toml): ruff over the whole checkout, mypy over the package
 # (strict for model/, ipam/, ovn/). Run first by `make test`, hence by .ci/run.

@@ -1,4 +1,4 @@
-"""`make demo`: the seed's scenario on a real data plane, with a report.
+"""`make demo-dataplane`: the seed's scenario on a real data plane, with a report.
 
 Brings up (or reuses) the local stack in ``--dir`` with the data plane of node-1 (OVS netdev +
 ovn-controller in the node's netns), the operator and the CNI node agent; applies

@@ -1,4 +1,4 @@
-"""`make demo-node`: the seed's scenario with REAL containers on the real node, with a report.
+"""`make demo` (alias `make demo-node`): the seed's scenario with REAL containers on the real node, with a report.
 
 Brings up (or reuses) the local stack in ``--dir`` with the real node ``node-1`` (kubelet 1.20,
 containerd, runc; :mod:`harness.realnode`) and ovnvnet INSTALLED AS PODS (``kubectl apply -k
@@ -79,8 +79,8 @@ class Demo:
     def run(self) -> int:
         mode = self.stack.state.get("realnode", {}).get("install")
         if self.stack.running("kube-apiserver") and mode is not True:
-            print(f"{self.stack.root} runs a stack without the install as pods (`make demo` or `make node-up`): "
-                  "`make down` first", file=sys.stderr)
+            print(f"{self.stack.root} runs a stack without the install as pods "
+                  "(`make demo-dataplane` or `make node-up`): `make down` first", file=sys.stderr)
             return 2
         t0 = step(f"starting the stack and the real node-1 in {self.stack.root} (API server, etcd, OVN, "
                   "kubelet, containerd), then kubectl apply -k manifests/overlays/local-node")
@@ -210,7 +210,7 @@ class Demo:
         default_of = {pod: any(i.get("defaultGateway") for i in ifaces) for pod, ifaces in ifaces_of.items()}
 
         def expected(src: str, pod: str, net: str) -> bool:
-            # the topology's prediction, as in `make demo` (harness/demo.py): same switch, or via
+            # the topology's prediction, as in `make demo-dataplane` (harness/demo.py): same switch, or via
             # ovnvnet-router when the source has its default route there and the reply can come back
             if net in nets_of[src]:
                 return True
@@ -231,8 +231,8 @@ class Demo:
                 odd += ok != want
             rows.append(row)
         print(table(rows))
-        print(f"  {YES} reachable   {NO} not reachable (as `make demo` explains: OVN port security drops the reply)"
-              f"   {SELF} itself")
+        print(f"  {YES} reachable   {NO} not reachable (as `make demo-dataplane` explains: OVN port security "
+              f"drops the reply)   {SELF} itself")
         if odd:
             print(f"  {ODD} = not what the topology predicts: see {self.stack.root}/logs and kubectl logs")
         self.explore()
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     rc = Demo(str(Path(args.dir))).run()
-    print(f"\nmake demo-node took {time.monotonic() - t0:.0f}s")
+    print(f"\nmake demo took {time.monotonic() - t0:.0f}s")
     return rc
 
 

@@ -1,4 +1,4 @@
-"""`make demo`'s program on its own stack: it attaches the seed's pods and the dual-stack ones,
+"""`make demo-dataplane`'s program on its own stack: it attaches the seed's pods and the dual-stack ones,
 reports the ping matrix (IPv6 included) and the invalid pod's error, and a second run reuses
 everything."""
 from __future__ import annotations

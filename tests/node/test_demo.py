@@ -1,4 +1,4 @@
-"""`make demo-node` (harness/demo_node.py) on a private stack: the demo succeeds (exit 0: the
+"""`make demo` (harness/demo_node.py) on a private stack: the demo succeeds (exit 0: the
 interfaces inside the containers are the annotated ones, the ping matrix is what the topology
 predicts, the invalid pod is refused at apply and gets FailedCreatePodSandBox where admitted) and
 its report shows the tables and the kubectl exec commands it tells the reader to try.
