@@ -154,3 +154,19 @@ def test_conflicts_per_family():
         "adding IPv6 subnet fd00:1::/64 while 1 pod holds addresses would leave their interfaces "
         "without IPv6 (ns/a); delete them first"]
     assert spec_conflicts(old, {}, only4) == []
+
+
+@pytest.mark.parametrize("spec, ok", [
+    ({"subnet": "fd00:1::/64", "mtu": 1279}, False),
+    ({"subnets": ["10.1.0.0/24", "fd00:1::/64"], "mtu": 1200}, False),
+    ({"subnet": "fd00:1::/64", "mtu": 1280}, True),
+    ({"subnet": "10.1.0.0/24", "mtu": 1200}, True),     # IPv4 alone keeps its own lower bound
+])
+def test_ipv6_network_mtu_is_at_least_1280(spec, ok):
+    """IPv6 needs links of at least 1280 bytes (RFC 8200): the agent refuses such an interface at
+    ADD, so the network is refused first, where its author looks."""
+    if ok:
+        assert parse_network_spec(spec).mtu == spec["mtu"]
+    else:
+        with pytest.raises(SpecError, match=r"spec.mtu \d+ is below 1280.*IPv6"):
+            parse_network_spec(spec)

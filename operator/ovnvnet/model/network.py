@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 MIN_MTU = 576
+MIN_IPV6_MTU = 1280
 MAX_MTU = 9216
 MAX_EXCLUDE_ENTRIES = 4096
 MAX_ROUTES = 256
@@ -643,6 +644,9 @@ def _parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
     gateways = _parse_gateways(spec, nets)
     exclude = _parse_excludes(spec.get("excludeIPs"), nets)
     mtu = _parse_mtu(spec.get("mtu"))
+    if mtu is not None and mtu < MIN_IPV6_MTU and any(net.version == 6 for net in nets):
+        raise SpecError(f"spec.mtu {mtu} is below {MIN_IPV6_MTU}, the least IPv6 allows (RFC 8200), "
+                        "on a network with an IPv6 subnet")
     routes = _parse_routes(spec.get("routes"), nets)
     routed = spec.get("routed", True)
     if routed is None:
