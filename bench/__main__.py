@@ -26,12 +26,13 @@ SCENARIOS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     "s3": (lambda: s3_allocator.run(), lambda: s3_allocator.run(repeats=3, ops=20_000)),
     "s3v6": (lambda: s3_allocator.run_v6(5, 20_000, 100_000), lambda: s3_allocator.run_v6(3, 5000, 20_000)),
     "s1": (lambda: s1_attach.run(1000, repeats=3), lambda: s1_attach.run(200, repeats=3)),
+    "s1ds": (lambda: s1_attach.run_dualstack(1000, repeats=3), lambda: s1_attach.run_dualstack(200, repeats=3)),
     "s2": (lambda: s2_restart.run(10_000, 10), lambda: s2_restart.run(1000, 10, repeats=2)),
     "s4": (lambda: s4_cni.run(100), lambda: s4_cni.run(10)),
     "s5": (lambda: s5_status.run(10_000), lambda: s5_status.run(1000)),
     "s6": (lambda: s6_churn.run(2000, 50, repeats=3), lambda: s6_churn.run(300, 50, repeats=3)),
 }
-ORDER = ["s3", "s3v6", "s1", "s2", "s4", "s5", "s6"]
+ORDER = ["s3", "s3v6", "s1", "s1ds", "s2", "s4", "s5", "s6"]
 
 
 def main(argv: list[str] | None = None) -> int:

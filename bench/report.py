@@ -28,6 +28,7 @@ RESULTS = REPO / "bench" / "results"
 # (scenario, result file stem, the command that produces it), in the tables' order
 SCENARIOS = [
     ("s1", "s1_attach", "python -m bench s1"),
+    ("s1ds", "s1_attach_dualstack", "python -m bench s1ds"),
     ("s2", "s2_restart", "python -m bench s2"),
     ("s3", "s3_allocator", "python -m bench s3"),
     ("s3v6", "s3_allocator_v6", "python -m bench s3v6"),

@@ -57,6 +57,11 @@ def networks(count: int = 4) -> list[tuple[str, str]]:
     return [(f"bench-n{k}", f"10.{60 + k}.0.0/16") for k in range(count)]
 
 
+def dualstack_networks(count: int = 4) -> list[tuple[str, str, str]]:
+    """The same four networks as :func:`networks`, each with an IPv6 /64 beside its IPv4 /16."""
+    return [(f"bench-ds{k}", f"10.{70 + k}.0.0/16", f"fd00:{70 + k}::/64") for k in range(count)]
+
+
 def pod_specs(n: int, nets: list[str], ifaces: int = 2, prefix: str = "p") -> list[tuple[str, list[dict]]]:
     return [(f"{prefix}-{i:05d}",
              [{"name": nets[(i + j) % len(nets)], "interface": f"net{j}"} for j in range(ifaces)])
@@ -253,6 +258,58 @@ def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: l
     return out
 
 
+TARGET_DS_RATIO = 0.9
+FULL_DS = {"pods": 1000, "repeats": 3}
+
+
+def run_dualstack(n: int = 1000, repeats: int = 3, *, keep: bool = False) -> Result:
+    """Issue 13's figure: the same burst (n pods x 2 interfaces over 4 networks) on dual-stack
+    networks (each interface gets an IPv4 and an IPv6 address, one port with both) beside the
+    IPv4-only networks, in the same run: per repeat both sides back to back, order rotated;
+    the ratio is the median of the per-repeat throughput ratios (dual-stack / IPv4)."""
+    v4 = networks(4)
+    ds = dualstack_networks(4)
+    sides = {"ipv4": [name for name, _ in v4], "dual-stack": [name for name, _, _ in ds]}
+    timeout = max(120.0, n * 0.5)
+    res = Result("s1_attach_dualstack",
+                 f"attach throughput: {n} pods x 2 interfaces over 4 dual-stack networks vs 4 IPv4 ones (same run)",
+                 params={"pods": n, "interfaces": 2, "networks": 4, "repeats": repeats}, full=FULL_DS)
+    runs: dict[str, list[dict]] = {"ipv4": [], "dual-stack": []}
+    with bench_stack(keep=keep) as stack:
+        kube = Kube(stack)
+        for name, subnet in v4:
+            kube.create_vnet(name, subnet)
+        for name, subnet, subnet6 in ds:
+            kube.create_vnet(name, subnet, subnet6)
+        for r in range(repeats):
+            for side in rotation(["ipv4", "dual-stack"], r):
+                ns = unique("v4" if side == "ipv4" else "ds")
+                kube.ensure_namespace(ns)
+                specs = pod_specs(n, sides[side])
+                out = _operator_burst(stack, kube, ns, specs, sides[side], timeout, n, dict(OPERATOR_ENV), None)
+                runs[side].append(out)
+                log(f"[{r + 1}/{repeats}] {side}: {out['pods_per_s']:.0f} pods/s, p50 {out['p50']:.3f}s "
+                    f"p99 {out['p99']:.3f}s, operator CPU {out['operator_cpu_s'] * 1000 / n:.2f} ms/pod")
+
+    def med(side: str, key: str) -> float | None:
+        return median(x[key] for x in runs[side])
+
+    ratio = median(d["pods_per_s"] / v["pods_per_s"]
+                   for d, v in zip(runs["dual-stack"], runs["ipv4"], strict=True) if v["pods_per_s"])
+    res.add("throughput, dual-stack (pods/s)", med("dual-stack", "pods_per_s"), "pods/s",
+            baseline=med("ipv4", "pods_per_s"), baseline_name="the same burst on IPv4 networks", ratio=ratio,
+            target=f">= {TARGET_DS_RATIO} x IPv4", met=ratio is not None and ratio >= TARGET_DS_RATIO)
+    res.add("latency p99, dual-stack", med("dual-stack", "p99"), "s", baseline=med("ipv4", "p99"),
+            baseline_name="IPv4")
+    cpu = {side: (med(side, "operator_cpu_s") or 0) * 1000 / n for side in runs}
+    res.add("operator CPU per pod, dual-stack", cpu["dual-stack"], "ms", baseline=cpu["ipv4"],
+            baseline_name="IPv4", ratio=cpu["dual-stack"] / cpu["ipv4"] if cpu["ipv4"] else None)
+    res.extra["runs"] = runs
+    res.notes.append(f"medians over {repeats} repeats; in each repeat the IPv4 and the dual-stack bursts run back "
+                     "to back on one stack (order rotated); the ratio is the median of the per-repeat ratios")
+    return res
+
+
 def main(argv: list[str] | None = None) -> Result:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", type=int, default=1000)
@@ -261,9 +318,14 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--profile", type=Path, help="py-spy output for the operator during the burst "
                     "(.svg flamegraph, .json speedscope, .txt raw)")
     ap.add_argument("--operator-env", action="append", default=[], metavar="K=V")
+    ap.add_argument("--dual-stack", action="store_true",
+                    help="issue 13's comparison: the burst on dual-stack networks beside IPv4 ones")
     args = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in args.operator_env)
-    res = run(args.pods, args.repeats, keep=args.keep, profile=args.profile, operator_env=env)
+    if args.dual_stack:
+        res = run_dualstack(args.pods, args.repeats, keep=args.keep)
+    else:
+        res = run(args.pods, args.repeats, keep=args.keep, profile=args.profile, operator_env=env)
     print(res.table())
     log(f"wrote {res.write()}")
     return res

@@ -47,6 +47,15 @@ def test_attach(tmp_path):
     _floors_measured(res, res.extra["runs"], 1)
 
 
+def test_attach_dualstack(tmp_path):
+    res = s1_attach.run_dualstack(20, repeats=1)
+    _check(res, tmp_path)
+    runs = res.extra["runs"]
+    assert len(runs["ipv4"]) == len(runs["dual-stack"]) == 1
+    main = res.rows[0]
+    assert main.baseline and main.ratio and main.value, res.table()
+
+
 def test_restart(tmp_path):
     _check(s2_restart.run(allocations=30, nets=3, repeats=1), tmp_path)
 
