@@ -21,7 +21,8 @@ from tests.integration.test_webhook import _refusal, _try_bad, webhook_operator 
 def v6net():
     """A fresh IPv6 /64 prefix per call (routed networks may not overlap)."""
     def make(prefix: int = 64) -> str:
-        return f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}::/{prefix}"
+        # canonical text (no leading zeros in a group), as the operator's messages print it
+        return str(netaddr.IPNetwork(f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}::/{prefix}"))
     return make
 
 
