@@ -34,6 +34,7 @@ import kubernetes  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
 
+from bench.report import fmt as _fmt  # noqa: E402 - one figure format for printed and README tables
 from harness.stack import Stack  # noqa: E402
 
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
@@ -120,17 +121,6 @@ class Result:
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return path
 
-
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 100):
-        return f"{int(v):,}"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.3g}"
 
 
 def _git_rev() -> str:
