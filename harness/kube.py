@@ -70,7 +70,7 @@ class KubeControlPlane:
             self.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(crd))
         # Established comes a moment before API discovery lists the resources; a kubectl that
         # looks in between caches the list without them. Wait, then start with an empty cache.
-        wanted = {"virtualnetworks", "ipblocks"}
+        wanted = {"virtualnetworks", "ipblocks", "ipclaims"}
 
         def discovered() -> bool:
             out = self.kubectl("api-resources", "--api-group=ovnvnet.io", "-o", "name", check=False).stdout

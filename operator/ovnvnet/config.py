@@ -198,6 +198,7 @@ class Settings:
     """OVN Northbound DB: `tcp:H:P`, `ssl:H:P`, `unix:PATH`, or a comma-separated RAFT member list."""
     health_port: int = 8080
     sweep_interval: float = 30.0
+    claim_retention: float = 300.0   # seconds a scaled-down StatefulSet ordinal's claims are kept
     """Seconds between drift sweeps (orphan pods, missing/stale NB rows)."""
     retry_interval: float = 5.0
     """Seconds between retries of pods waiting for a network or a free address."""
@@ -239,6 +240,7 @@ class Settings:
             nb_remote=nb,
             health_port=_port(env, "OVNVNET_HEALTH_PORT", 8080),
             sweep_interval=_float(env, "OVNVNET_SWEEP_INTERVAL", 30.0),
+            claim_retention=_float(env, "OVNVNET_CLAIM_RETENTION", 300.0),
             retry_interval=_float(env, "OVNVNET_RETRY_INTERVAL", 5.0),
             status_flush_delay=_float(env, "OVNVNET_STATUS_FLUSH_DELAY", 0.2),
             nb_timeout=_float(env, "OVNVNET_NB_TIMEOUT", 30.0),

@@ -68,6 +68,8 @@ class Holder:
     pod_uid: str
     interface: str
     mac: str  # lower-case colon form; "" in allocate() means "derive from the address"
+    claim: str = ""      # "namespace/name" of the IPClaim the address is held for (reconcile/claims.py)
+    claim_uid: str = ""  # that IPClaim's UID
 
     @property
     def key(self) -> tuple[str, str]:
@@ -272,7 +274,7 @@ class SubnetAllocator:
         value = self._check(ip, holder.key)
         self._check_key_free(value, holder)
         if not holder.mac:
-            holder = Holder(holder.pod, holder.pod_uid, holder.interface, mac_from_int(value))
+            holder = replace(holder, mac=mac_from_int(value))
         other = self._mac_conflict(holder.mac, holder.key)   # holder.mac is normalised by now
         if other is not None:
             raise AddressHeld(f"mac_address {holder.mac} on {self.network} is held by {other.pod}")
@@ -320,7 +322,7 @@ class SubnetAllocator:
                 free.give(c)
                 c, mac = self._skip_mac_clashes(c)
                 free.take(c)
-            stored = Holder(holder.pod, holder.pod_uid, holder.interface, mac)
+            stored = replace(holder, mac=mac)
         # c is free, in the host range, not the gateway and not excluded: it counts.
         self._cursor = c
         self._held[c] = stored

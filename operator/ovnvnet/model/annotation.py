@@ -172,6 +172,9 @@ class InterfaceRequest:
     default_route: tuple[netaddr.IPAddress, ...] = ()
     """A Multus element's ``default-route`` gateways (each must be the network's gateway of its
     family); ``default_gateway`` is set with them."""
+    claim: str | None = None
+    """``claim``: the name of an IPClaim of the pod's namespace whose addresses the interface uses
+    (reconcile/claims.py); None: the addresses live and die with the pod."""
 
     def __post_init__(self) -> None:
         if not self.ips and self.ip is not None:
@@ -399,7 +402,21 @@ def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     return InterfaceRequest(
         network=network, interface=interface, ip=ip if ip is not None else (ips[0] if ips else None),
         mac=mac, default_gateway=default_gateway, ips=ips or ((ip,) if ip is not None else ()),
+        claim=_requested_claim(where, entry),
     )
+
+
+def _requested_claim(where: str, entry: dict[str, Any]) -> str | None:
+    """``claim``: an IPClaim name of the pod's namespace (a claim is never shared across namespaces)."""
+    if "claim" not in entry:
+        return None
+    value = _required_string(where, entry, "claim", " (an IPClaim name)")
+    if "/" in value:
+        raise AnnotationError(f'{where}: "claim" {display(value)} names another namespace; a pod may only '
+                              f"use IPClaims of its own namespace (give the claim's name alone)")
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise AnnotationError(f'{where}: "claim" {display(value)} is not a valid IPClaim name')
+    return value
 
 
 def _requested_ip(where: str, key: str, raw: Any) -> netaddr.IPAddress | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import netaddr
 
 __all__ = [
+    "CLAIM_KEY",
+    "CLAIM_UID_KEY",
     "INTERFACE_KEY",
     "NETWORK_KEY",
     "OWNER_KEY",
@@ -27,6 +29,8 @@ POD_NAMESPACE_KEY = "ovnvnet.io/pod-namespace"
 POD_NAME_KEY = "ovnvnet.io/pod-name"
 POD_UID_KEY = "ovnvnet.io/pod-uid"
 INTERFACE_KEY = "ovnvnet.io/interface"
+CLAIM_KEY = "ovnvnet.io/claim"          # a port whose addresses are held for an IPClaim: "namespace/name"
+CLAIM_UID_KEY = "ovnvnet.io/claim-uid"  # and that IPClaim's UID
 
 ROUTER_NAME = "ovnvnet-router"
 

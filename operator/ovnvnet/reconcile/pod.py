@@ -57,6 +57,7 @@ from ovnvnet.model.annotation import (
 )
 from ovnvnet.model.network import NetworkSpec, family_name
 from ovnvnet.ovn.nb import NotOwnedError
+from ovnvnet.reconcile import claims
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import PodRecord, State, port_specs, status_entry
 
@@ -328,9 +329,17 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
             ns_labels = await state.namespace_labels(ns)
         except ApiError as exc:
             raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
-    validate_request(state, uid, reqs, ns, ns_labels)
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    bound = None
+    if claims.wants_claims(annotations, reqs):
+        reqs, bound = await claims.resolve(state, body, reqs)
     async with AsyncExitStack() as undo:
+        if bound:   # from here to the allocation: synchronous (a claim's hold is handed over atomically)
+            reqs = claims.take(state, uid, reqs, bound, undo)
+        validate_request(state, uid, reqs, ns, ns_labels)
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
+        if bound:
+            taken = claims.tag(state, taken, bound)
         for network, ip, _ in taken:
             undo.callback(state.unhold, network, ip)
 
@@ -348,7 +357,6 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
             state.inflight_ports -= names_
         undo.push_async_callback(_delete_ports, state, [p.name for p in ports])
 
-        annotations = body.get("metadata", {}).get("annotations") or {}
         record = PodRecord(ns, name, uid, results, legacy=is_legacy)
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
@@ -423,6 +431,7 @@ async def release_pod(state: State, uid: str, *, why: str) -> None:
         if holder is not None:
             ns, _, pod = holder.pod.partition("/")
             port_names[names.port_name(ns, pod, holder.interface)] = None
+            claims.retain(state, network, ip, holder)   # an address held for an IPClaim stays held by it
     await _delete_ports(state, list(port_names))
     metrics.RELEASED.inc()
     log.info("released %s (%s): %s", record.key if record else uid, why, ", ".join(f"{n}/{ip}" for n, ip in held))

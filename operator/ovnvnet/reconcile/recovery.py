@@ -42,6 +42,7 @@ from ovnvnet.model.annotation import (
     RESULT_ANNOTATION,
 )
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
+from ovnvnet.reconcile import claims
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
 from ovnvnet.reconcile.podwatch import needs_handling
@@ -122,6 +123,8 @@ def desired_state(state: State) -> tuple[dict[str, tuple[SwitchSpec, RouterPortS
         nets[name] = network_rows(name, net.spec)
         by_port: dict[str, tuple[list[str], Any]] = {}   # port -> (its addresses, IPv4 first; holder)
         for ip, holder in net.allocator.holders().items():
+            if claims.is_claim_key(holder.pod_uid):
+                continue   # held by an IPClaim no pod uses now: no port
             by_port.setdefault(port_name_of(holder), ([], holder))[0].append(ip)
         for ips, holder in by_port.values():
             p = port_spec(name, ips, holder)
@@ -316,7 +319,8 @@ def _reserve_port(state: State, port: PortSpec) -> bool:
     if net is None or not uid or not port.ips:
         return False
     holder = Holder(f"{ids.get(names.POD_NAMESPACE_KEY)}/{ids.get(names.POD_NAME_KEY)}", uid,
-                    ids.get(names.INTERFACE_KEY, ""), port.mac)
+                    ids.get(names.INTERFACE_KEY, ""), port.mac, ids.get(names.CLAIM_KEY, ""),
+                    ids.get(names.CLAIM_UID_KEY, ""))
     reserved = False
     for ip in port.ips:   # one address per family
         if net.allocator.holder_of(ip) is None:
@@ -329,7 +333,7 @@ def _reserve_entry(state: State, network: str, ip: str, entry: dict) -> bool:
     net = state.networks.get(network)
     if net is None or net.allocator.holder_of(ip) is not None:
         return False
-    fields = [entry.get(k, "") for k in ("pod", "podUID", "interface", "mac")]
+    fields = [entry.get(k, "") for k in ("pod", "podUID", "interface", "mac", "claim", "claimUID")]
     if not all(isinstance(f, str) for f in fields):
         raise ValueError(f"entry {entry!r:.200} has a field that is not a string")
     holder = Holder(*fields)
@@ -408,7 +412,7 @@ async def sweep(state: State) -> None:
     """Release pods gone on two consecutive passes, queue unanswered requests, then repair NB
     drift. Each pod on its own: one pod's failure is logged and counted, the sweep goes on."""
     live = await live_pods(state.kube)
-    orphans = {uid for uid in state.holdings if uid not in live}
+    orphans = {uid for uid in state.holdings if uid not in live and not claims.is_claim_key(uid)}
     confirmed = orphans & state.orphan_suspects
     state.orphan_suspects = orphans - confirmed
     for uid in confirmed:
@@ -429,6 +433,7 @@ async def sweep(state: State) -> None:
                 and uid not in state.pending and needs_handling(state, {"metadata": meta})):
             state.pending[uid] = (meta.get("namespace", ""), meta.get("name", ""))
             state.wake.set()
+    await claims.sweep(state)
     await repair_nb(state)
 
 

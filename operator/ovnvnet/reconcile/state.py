@@ -71,6 +71,7 @@ class State:
         self.errors: dict[str, str] = {}                # pod uid -> last error message written
         self.refused: dict[str, RequestRefused] = {}    # pod uid -> refused for the pod's life (forged result)
         self.orphan_suspects: set[str] = set()          # pod uids seen orphaned by the previous sweep
+        self.claims_scaled_down: dict[str, float] = {}  # IPClaim uid -> when seen beyond its set's replicas
         self.inflight_ports: set[str] = set()           # allocated, NB commit not done yet: not drift
         self.locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()
@@ -157,7 +158,10 @@ class State:
 
 
 def status_entry(holder: Holder) -> dict[str, str]:
-    return {"pod": holder.pod, "podUID": holder.pod_uid, "interface": holder.interface, "mac": holder.mac}
+    entry = {"pod": holder.pod, "podUID": holder.pod_uid, "interface": holder.interface, "mac": holder.mac}
+    if holder.claim:   # held for an IPClaim (reconcile/claims.py): the record says which
+        entry.update(claim=holder.claim, claimUID=holder.claim_uid)
+    return entry
 
 
 def port_name_of(holder: Holder) -> str:
@@ -173,6 +177,8 @@ def port_spec(network: str, ips: str | list[str] | tuple[str, ...], holder: Hold
         names.POD_NAMESPACE_KEY: ns, names.POD_NAME_KEY: pod,
         names.POD_UID_KEY: holder.pod_uid, names.INTERFACE_KEY: holder.interface,
     }
+    if holder.claim:   # the first record of a claim's use: recovery re-links the address to its claim
+        ids.update({names.CLAIM_KEY: holder.claim, names.CLAIM_UID_KEY: holder.claim_uid})
     text = ips if isinstance(ips, str) else " ".join(ips)
     return PortSpec(names.port_name(ns, pod, holder.interface), network, holder.mac, text, tuple(sorted(ids.items())))
 
