@@ -236,11 +236,19 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
       exactly one block, inside that block's CIDR, the block a /24 (IPv4) or /120 (IPv6) of the
       subnet (or the subnet when smaller) and named after it; `usedIPs` and `availableIPs` (the
       primary family; `availableIPs` absent above 2**53 - 1) and each `families[]` entry's decimal
-      counts are exact.
+      counts are exact;
+    - IPClaims (issue 15): a claim is used by at most one live pod, whose port and record entries
+      name it (``ovnvnet.io/claim``; ``claim``/``claimUID``) and whose addresses its status lists
+      with ``ownerPod``; the addresses of a claim no live pod uses (its status) are still held, by
+      the claim (record entry ``pod: "ipclaim <ns>/<name>"``, ``podUID: "claim:<uid>"``, no port),
+      unique and counted like any other.
     """
     pods = cluster.core.list_pod_for_all_namespaces().items
     expected = _expected_ports(cluster, pods)
-    _check_unique(expected)
+    claims = {f"{c['metadata']['namespace']}/{c['metadata']['name']}": c
+              for c in cluster.custom.list_cluster_custom_object(GROUP, VERSION, "ipclaims")["items"]}
+    podless = _claim_holds(expected, claims)
+    _check_unique({**expected, **podless})
     nb = _NbView(cluster)
     _check_pod_ports(nb, expected)
     if networks is None:
@@ -250,9 +258,69 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
         vnet = cluster.vnet(net)
         _check_network_rows(nb, net, vnet)
         _check_families(net, vnet, [e for e in expected.values() if e["network"] == net])
-        _check_record(cluster, net, vnet, {ip: e for e in expected.values() if e["network"] == net
-                                           for ip in e["ips"]})
-    return {"pods": len({e["uid"] for e in expected.values()}), "ports": len(expected)}
+        _check_record(cluster, net, vnet, {ip: e for e in [*expected.values(), *podless.values()]
+                                           if e["network"] == net for ip in e["ips"]})
+    return {"pods": len({e["uid"] for e in expected.values()}), "ports": len(expected), "claim_holds": len(podless)}
+
+
+# ---------------------------------------------------------------- IPClaims (issue 15)
+KEEP_ANNOTATION = "ovnvnet.io/keep-addresses"
+
+
+def _claim_of(p: Any, entry: dict | None, iface: str) -> str | None:
+    """The IPClaim ("ns/name") a pod's interface uses: its ovnNetwork entry's "claim", or a
+    StatefulSet pod's own ``<pod>.<interface>`` when it asks to keep its addresses."""
+    ns = p.metadata.namespace
+    if isinstance(entry, dict) and isinstance(entry.get("claim"), str):
+        return f"{ns}/{entry['claim']}"
+    ann = p.metadata.annotations or {}
+    owned = any(o.kind == "StatefulSet" and o.controller for o in p.metadata.owner_references or [])
+    if ann.get(KEEP_ANNOTATION) == "true" and owned:
+        return f"{ns}/{p.metadata.name}.{iface}"
+    return None
+
+
+def _claim_holds(expected: dict[str, dict], claims: dict[str, dict]) -> dict[str, dict]:
+    """The addresses held by IPClaims no live pod uses (from the claims' status, the operator's
+    report), keyed like ports; and, for claims a pod uses, the status must name that pod and its
+    addresses. A pod using a claim gets the claim in its expected record entry."""
+    used: dict[str, dict] = {}
+    for e in expected.values():
+        ref = e.get("claim")
+        if ref is None:
+            continue
+        obj = claims.get(ref)
+        e["claimUID"] = obj["metadata"]["uid"] if obj is not None else None
+        assert ref not in used, f"IPClaim {ref} used by two live pods: {used[ref]['pod']} and {e['pod']}"
+        used[ref] = e
+    out: dict[str, dict] = {}
+    for ref, c in claims.items():
+        st = c.get("status") or {}
+        ips = [str(netaddr.IPAddress(i.split("/")[0])) for i in st.get("ips") or []]
+        e = used.get(ref)
+        if e is not None:
+            assert ips == e["ips"] and (st.get("ownerPod") or {}).get("uid") == e["uid"], \
+                f"IPClaim {ref}: status ips {ips} ownerPod {st.get('ownerPod')} != {e['ns']}/{e['pod']} {e['ips']}"
+            continue
+        assert not st.get("ownerPod"), f"IPClaim {ref}: status.ownerPod {st.get('ownerPod')} but no live pod uses it"
+        if ips:
+            spec = c.get("spec") or {}
+            out[f"claim {ref}"] = {"network": spec.get("network"), "ips": ips, "mac": st.get("mac"),
+                                   "ns": ref.split("/")[0], "pod": None, "interface": spec.get("interface"),
+                                   "uid": None, "claim": ref, "claimUID": c["metadata"]["uid"]}
+    return out
+
+
+def _record_entry(e: dict) -> dict:
+    """The IPBlock entry the operator writes for an expected holding (a pod's, or a claim's)."""
+    if e["pod"] is None:   # held by the claim itself
+        entry = {"pod": f"ipclaim {e['claim']}", "podUID": f"claim:{e['claimUID']}", "interface": e["interface"],
+                 "mac": e["mac"]}
+    else:
+        entry = {"pod": f"{e['ns']}/{e['pod']}", "podUID": e["uid"], "interface": e["interface"], "mac": e["mac"]}
+    if e.get("claim"):
+        entry.update(claim=e["claim"], claimUID=e["claimUID"])
+    return entry
 
 
 # ---------------------------------------------------------------- pods -> expected ports
@@ -276,9 +344,14 @@ def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
             assert "ovnNetwork" not in ann or "ovnNetworkError" in ann or p.metadata.deletion_timestamp, \
                 f"{ns}/{name}: a live pod with a request and neither ovnIfaceList nor ovnNetworkError"
             continue
+        try:
+            asked = {e.get("interface"): e for e in json.loads(ann.get("ovnNetwork") or "[]") if isinstance(e, dict)}
+        except (ValueError, TypeError, AttributeError):
+            asked = {}
         for iface, net, ips, mac in entries:
             out[names.port_name(ns, name, iface)] = {"network": net, "ips": ips, "mac": mac, "ns": ns,
-                                                      "pod": name, "uid": uid, "interface": iface}
+                                                      "pod": name, "uid": uid, "interface": iface,
+                                                      "claim": _claim_of(p, asked.get(iface), iface)}
     return out
 
 
@@ -388,6 +461,8 @@ def _check_pod_ports(nb: _NbView, expected: dict[str, dict]) -> None:
         ids = row["external_ids"]
         want_ids = {names.NETWORK_KEY: e["network"], names.POD_NAMESPACE_KEY: e["ns"],
                     names.POD_NAME_KEY: e["pod"], names.POD_UID_KEY: e["uid"], names.INTERFACE_KEY: e["interface"]}
+        if e.get("claim"):   # held for an IPClaim: the port says which (recovery re-links it)
+            want_ids[names.CLAIM_KEY] = e["claim"]
         wrong = {k: ids.get(k) for k, v in want_ids.items() if ids.get(k) != v}
         assert not wrong, f"port {port}: external_ids {wrong} != {want_ids}"
 
@@ -462,8 +537,10 @@ def _check_record(cluster: Cluster, net: str, vnet: dict, want: dict[str, dict])
         assert cidr.prefixlen == max(BLOCK_PREFIX[cidr.version], subnet.prefixlen), \
             f"{net}: block {bname} is a /{cidr.prefixlen} of {subnet}"
         assert bname == _block_name(net, cidr), f"{net}: block {bname} of {cidr} is not named {_block_name(net, cidr)}"
-    live = {ip: {"pod": f"{e['ns']}/{e['pod']}", "podUID": e["uid"], "interface": e["interface"], "mac": e["mac"]}
-            for ip, e in want.items()}
+    live = {ip: _record_entry(e) for ip, e in want.items()}
+    for ip, entry in live.items():   # a pod using a claim deleted meanwhile: the record keeps its old UID
+        if entry.get("claim") and entry.get("claimUID") is None:
+            entry["claimUID"] = (record.get(ip) or {}).get("claimUID")
     assert record == live, f"{net}: the IPBlock record {record} != live pods {live}"
     rows = st.get("families") or []
     assert [r.get("family") for r in rows] == [f"IPv{s.version}" for s, _ in families], \

@@ -24,6 +24,7 @@ from .proc import Workdir, wait_for
 __all__ = ["CRDS", "KubeControlPlane"]
 
 CRDS = REPO / "crds"
+CONTROLLERS = ["garbagecollector", "namespace", "statefulset"]   # StatefulSets: IPClaims (issue 15)
 
 
 class KubeControlPlane:
@@ -156,7 +157,7 @@ class KubeControlPlane:
             return
         self.wd.spawn("kube-controller-manager", [
             str(self.kube_bin / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",
-            "--controllers=" + ",".join(self.wd.state.get("controllers", ["garbagecollector", "namespace"])),
+            "--controllers=" + ",".join(self.wd.state.get("controllers", CONTROLLERS)),
             "--leader-elect=false", "--port=0", "--secure-port=0",
             *self.wd.state.get("controller_manager_args", []),  # realnode.py's install mode
         ])
