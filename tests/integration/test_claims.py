@@ -1,0 +1,231 @@
+"""IPClaims (issue 15) on the real stack (API server, kube-controller-manager with the StatefulSet
+and garbage-collector controllers, OVN): a StatefulSet asking to keep its addresses gets them back
+on recreation and after a scale-down undone in time, the addresses are held in the gap (a static
+request for one waits, named as held by the claim), survive an operator restart exactly, are
+released after the retention delay and when the StatefulSet is deleted; an explicit claim is used
+by one pod at a time (the next waits while the old one is Terminating), and bad claims are refused
+with their message. `check_invariant` (which knows podless claim holds) is checked at each step.
+
+There is no kubelet and no scheduler: StatefulSet pods stay Pending and unscheduled (so a graceful
+delete removes them at once), which is all the operator needs: it attaches on the pod object."""
+from __future__ import annotations
+
+import json
+import signal
+
+import kubernetes
+import pytest
+from kubernetes.client.rest import ApiException
+
+from tests.integration.conftest import OPERATOR_ENV
+from tests.integration.kit import Cluster, check_invariant, wait_until
+
+GROUP, VERSION = "ovnvnet.io", "v1"
+
+
+def _apps(cluster: Cluster) -> kubernetes.client.AppsV1Api:
+    return kubernetes.client.AppsV1Api(cluster.core.api_client)
+
+
+def _statefulset(cluster: Cluster, ns: str, name: str, replicas: int, request: list[dict]) -> None:
+    body = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "serviceName": name, "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name},
+                                               "annotations": {"ovnNetwork": json.dumps(request),
+                                                               "ovnvnet.io/keep-addresses": "true"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+    _apps(cluster).create_namespaced_stateful_set(ns, body)
+
+
+def _scale(cluster: Cluster, ns: str, name: str, replicas: int) -> None:
+    _apps(cluster).patch_namespaced_stateful_set(name, ns, {"spec": {"replicas": replicas}})
+
+
+def _members(cluster: Cluster, ns: str, name: str, count: int, old_uids: dict | None = None,
+             timeout: float = 60) -> dict[str, dict]:
+    """pod name -> {uid, ifaces: {interface: (ips, mac)}} once exactly `count` members exist, are
+    attached, and (given `old_uids`) every one listed there was recreated."""
+    def get():
+        pods = [p for p in cluster.core.list_namespaced_pod(ns, label_selector=f"app={name}").items
+                if not p.metadata.deletion_timestamp]
+        out = {}
+        for p in pods:
+            raw = (p.metadata.annotations or {}).get("ovnIfaceList")
+            if not raw or (old_uids and old_uids.get(p.metadata.name) == p.metadata.uid):
+                return None
+            ifaces = {i["interface"]: (tuple(i.get("ip_addresses") or [i["ip_address"]]), i["mac_address"])
+                      for i in json.loads(raw)}
+            out[p.metadata.name] = {"uid": p.metadata.uid, "ifaces": ifaces}
+        return out if len(out) == count else None
+    return wait_until(get, timeout, what=f"{count} attached members of StatefulSet {ns}/{name}")
+
+
+def _claims(cluster: Cluster, ns: str) -> dict[str, dict]:
+    items = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims")["items"]
+    return {c["metadata"]["name"]: c for c in items}
+
+
+def _create_claim(cluster: Cluster, ns: str, name: str, network: str, interface: str) -> dict:
+    return cluster.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "IPClaim", "metadata": {"name": name},
+        "spec": {"network": network, "interface": interface}})
+
+
+def _restart_operator(cluster: Cluster, env: dict[str, str]) -> None:
+    cluster.stack.stop_operator(signal.SIGKILL)
+    cluster.stack.start_operator(env)
+
+
+@pytest.fixture
+def retention_operator(cluster: Cluster):
+    """The operator with a 15 s claim retention for this test; the usual one afterwards."""
+    env = {**OPERATOR_ENV, "OVNVNET_CLAIM_RETENTION": "15"}
+    yield env
+    _restart_operator(cluster, OPERATOR_ENV)
+
+
+def test_statefulset_keeps_addresses_across_recreation_scale_and_restart(
+        cluster: Cluster, ns: str, subnet, net_name, retention_operator) -> None:
+    a, b = net_name("sts-a"), net_name("sts-b")
+    cluster.create_vnet(a, subnet())
+    cluster.create_vnet(b, subnet())
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    _restart_operator(cluster, retention_operator)
+    _statefulset(cluster, ns, "web", 3, [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+    first = _members(cluster, ns, "web", 3)
+    assert set(_claims(cluster, ns)) == {f"web-{i}.net{j}" for i in range(3) for j in range(2)}
+    check_invariant(cluster, [a, b])
+
+    # every pod deleted: the recreated pods (new UIDs) have the same addresses and MACs
+    for pod in first:
+        cluster.core.delete_namespaced_pod(pod, ns)
+    again = _members(cluster, ns, "web", 3, old_uids={p: m["uid"] for p, m in first.items()})
+    assert {p: m["ifaces"] for p, m in again.items()} == {p: m["ifaces"] for p, m in first.items()}
+    check_invariant(cluster, [a, b])
+
+    # scale to 1: ordinals 1 and 2 are gone, their addresses held by their claims; the operator
+    # killed in the gap recovers the holds exactly
+    _scale(cluster, ns, "web", 1)
+    _members(cluster, ns, "web", 1)
+    wait_until(lambda: all(not (c.get("status") or {}).get("ownerPod") and (c.get("status") or {}).get("ips")
+                           for n, c in _claims(cluster, ns).items() if not n.startswith("web-0.")),
+               30, what="the claims of web-1 and web-2 held without a pod")
+    check_invariant(cluster, [a, b])
+    _restart_operator(cluster, retention_operator)
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 4
+
+    # a static request for web-1's address waits, named as held by its claim
+    ip1 = first["web-1"]["ifaces"]["net0"][0][0].split("/")[0]
+    cluster.create_pod(ns, "thief", [{"name": a, "interface": "net0", "ip_address": ip1}])
+    assert cluster.pod_error(ns, "thief") == f"ip_address {ip1} on {a} is held by ipclaim {ns}/web-1.net0"
+    assert cluster.annotations(ns, "thief").get("ovnNetworkErrorRetry") == "true"
+
+    # scale back within the retention: ordinals 1 and 2 get their old addresses back
+    _scale(cluster, ns, "web", 3)
+    back = _members(cluster, ns, "web", 3)
+    assert {p: m["ifaces"] for p, m in back.items()} == {p: m["ifaces"] for p, m in first.items()}
+    assert "ovnIfaceList" not in cluster.annotations(ns, "thief")
+    check_invariant(cluster, [a, b])
+
+    # scale to 1 for longer than the retention: the claims of ordinals 1 and 2 are deleted and
+    # their addresses released; the waiting static request gets its address
+    _scale(cluster, ns, "web", 1)
+    wait_until(lambda: set(_claims(cluster, ns)) == {"web-0.net0", "web-0.net1"}, 60,
+               what="the claims of the scaled-down ordinals deleted after the retention")
+    thief = cluster.iface_list(ns, "thief", timeout=30)
+    assert thief[0]["ip_address"] == ip1
+    _scale(cluster, ns, "web", 3)
+    last = _members(cluster, ns, "web", 3)
+    assert last["web-1"]["ifaces"]["net0"] != first["web-1"]["ifaces"]["net0"]
+    assert last["web-0"]["ifaces"] == first["web-0"]["ifaces"]
+    check_invariant(cluster, [a, b])
+
+    # the StatefulSet deleted: the garbage collector deletes its pods and claims, nothing stays held
+    _apps(cluster).delete_namespaced_stateful_set("web", ns, propagation_policy="Background")
+    cluster.delete_pod(ns, "thief")
+    wait_until(lambda: not _claims(cluster, ns) and not cluster.core.list_namespaced_pod(ns).items, 60,
+               what="the StatefulSet's pods and claims deleted")
+    wait_until(lambda: not cluster.allocations(a) and not cluster.allocations(b), 30,
+               what="every address released")
+    check_invariant(cluster, [a, b])
+
+
+def test_explicit_claim_one_pod_at_a_time_and_bad_claims(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    net = net_name("claim")
+    cluster.create_vnet(net, subnet())
+    cluster.wait_ready(net)
+    _create_claim(cluster, ns, "db", net, "net0")
+    req = [{"name": net, "interface": "net0", "claim": "db"}]
+    cluster.create_pod(ns, "old", req)
+    old = cluster.iface_list(ns, "old")[0]
+    check_invariant(cluster, [net])
+
+    # the old pod Terminating (no kubelet confirms it): it keeps the claim, the new pod waits
+    cluster.core.delete_namespaced_pod("old", ns, grace_period_seconds=60)
+    cluster.create_pod(ns, "new", req)
+    assert cluster.pod_error(ns, "new") == (f"IPClaim {ns}/db is used by pod {ns}/old (interface net0); "
+                                            f"waiting until that pod is gone")
+    assert cluster.annotations(ns, "new").get("ovnNetworkErrorRetry") == "true"
+    assert cluster.iface_list(ns, "old") == [old]
+    check_invariant(cluster, [net])
+    cluster.delete_pod(ns, "old")
+    new = cluster.iface_list(ns, "new", timeout=30)[0]
+    assert (new["ip_address"], new["mac_address"]) == (old["ip_address"], old["mac_address"])
+    check_invariant(cluster, [net])
+
+    # bad input, each with its message
+    cluster.create_pod(ns, "foreign", [{"name": net, "interface": "net0", "claim": "other/db"}])
+    assert "names another namespace; a pod may only use IPClaims of its own namespace" in \
+        cluster.pod_error(ns, "foreign")
+    cluster.create_pod(ns, "missing", [{"name": net, "interface": "net0", "claim": "nope"}])
+    assert cluster.pod_error(ns, "missing") == f"interface net0: IPClaim {ns}/nope does not exist"
+    _create_claim(cluster, ns, "lost", "no-such-net", "net0")
+    cluster.create_pod(ns, "wrong", [{"name": net, "interface": "net0", "claim": "lost"}])
+    assert cluster.pod_error(ns, "wrong") == (f"interface net0 on {net}: IPClaim {ns}/lost is for network "
+                                              f"no-such-net interface net0")
+    wait_until(lambda: ((_claims(cluster, ns)["lost"].get("status") or {}).get("conditions") or [{}])[0]
+               .get("message") == "network no-such-net does not exist (no VirtualNetwork named no-such-net)",
+               20, what="the unknown network in the claim's Ready condition")
+    for pod in ("foreign", "missing", "wrong"):
+        cluster.delete_pod(ns, pod)
+
+    # the claim deleted while its pod runs: the pod keeps its address; once the pod goes too, it is free
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "db")
+    check_invariant(cluster, [net])
+    cluster.delete_pod(ns, "new")
+    wait_until(lambda: not cluster.allocations(net), 30, what="the claim's address released")
+    check_invariant(cluster, [net])
+
+
+def test_claim_deleted_while_the_operator_is_down(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    net = net_name("claimdown")
+    cluster.create_vnet(net, subnet())
+    cluster.wait_ready(net)
+    for name in ("keep", "drop"):
+        _create_claim(cluster, ns, name, net, "net0")
+        cluster.create_pod(ns, name, [{"name": net, "interface": "net0", "claim": name}])
+    held = {name: cluster.iface_list(ns, name)[0]["ip_address"] for name in ("keep", "drop")}
+    for name in ("keep", "drop"):
+        cluster.delete_pod(ns, name)
+    wait_until(lambda: set(cluster.allocations(net)) == set(held.values())
+               and all(e["podUID"].startswith("claim:") for e in cluster.allocations(net).values()),
+               30, what="both addresses held by their claims")
+    cluster.stack.stop_operator(signal.SIGKILL)
+    try:
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "drop")
+    finally:
+        cluster.stack.start_operator(OPERATOR_ENV)
+    wait_until(lambda: set(cluster.allocations(net)) == {held["keep"]}, 30,
+               what="the deleted claim's address released, the other kept")
+    check_invariant(cluster, [net])
+    cluster.create_pod(ns, "keep2", [{"name": net, "interface": "net0", "claim": "keep"}])
+    assert cluster.iface_list(ns, "keep2")[0]["ip_address"] == held["keep"]
+    check_invariant(cluster, [net])
+    cluster.delete_pod(ns, "keep2")
+    try:
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "keep")
+    except ApiException as exc:
+        assert exc.status == 404
+    wait_until(lambda: not cluster.allocations(net), 30, what="every address released")
