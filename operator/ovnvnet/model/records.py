@@ -37,9 +37,17 @@ def ipblock_object(block: BlockRef, allocations: dict[str, dict[str, str] | None
             "allocations": {ip: e for ip, e in allocations.items() if e is not None}}
 
 
+OPTIONAL_ENTRY_KEYS = ("claim", "claimUID")
+"""Entry keys only some holders have (an IPClaim's, issue 15): a merge patch merges an entry into
+the one stored, so an entry without them says so with nulls (else a new holder of the address
+would inherit the previous holder's claim)."""
+
+
 def ipblock_patch(allocations: dict[str, dict[str, str] | None]) -> dict[str, Any]:
     """A merge patch of an IPBlock's allocations (a None entry deletes that address)."""
-    return {"allocations": allocations}
+    return {"allocations": {ip: e if e is None or all(k in e for k in OPTIONAL_ENTRY_KEYS)
+                            else {**dict.fromkeys(OPTIONAL_ENTRY_KEYS), **e}
+                            for ip, e in allocations.items()}}
 
 
 def network_status_patch(fields: dict[str, Any]) -> dict[str, Any]:
