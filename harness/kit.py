@@ -267,12 +267,13 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
 KEEP_ANNOTATION = "ovnvnet.io/keep-addresses"
 
 
-def _claim_of(p: Any, entry: dict | None, iface: str) -> str | None:
-    """The IPClaim ("ns/name") a pod's interface uses: its ovnNetwork entry's "claim", or a
-    StatefulSet pod's own ``<pod>.<interface>`` when it asks to keep its addresses."""
+def _claim_of(p: Any, claim: str | None, iface: str) -> str | None:
+    """The IPClaim ("ns/name") a pod's interface uses: its request's "claim" (or Multus
+    ``ipam-claim-reference``), or a StatefulSet pod's own ``<pod>.<interface>`` when it asks to
+    keep its addresses."""
     ns = p.metadata.namespace
-    if isinstance(entry, dict) and isinstance(entry.get("claim"), str):
-        return f"{ns}/{entry['claim']}"
+    if claim:
+        return f"{ns}/{claim}"
     ann = p.metadata.annotations or {}
     owned = any(o.kind == "StatefulSet" and o.controller for o in p.metadata.owner_references or [])
     if ann.get(KEEP_ANNOTATION) == "true" and owned:
@@ -344,9 +345,9 @@ def _expected_ports(cluster: Cluster, pods: list[Any]) -> dict[str, dict]:
             assert "ovnNetwork" not in ann or "ovnNetworkError" in ann or p.metadata.deletion_timestamp, \
                 f"{ns}/{name}: a live pod with a request and neither ovnIfaceList nor ovnNetworkError"
             continue
-        try:
-            asked = {e.get("interface"): e for e in json.loads(ann.get("ovnNetwork") or "[]") if isinstance(e, dict)}
-        except (ValueError, TypeError, AttributeError):
+        try:   # the IPClaim of each interface, read with the contract's own parser
+            asked = {r.interface: r.claim for r in pod_requests(ann, ns, cluster.nad_namespace) or []}
+        except AnnotationError:
             asked = {}
         for iface, net, ips, mac in entries:
             out[names.port_name(ns, name, iface)] = {"network": net, "ips": ips, "mac": mac, "ns": ns,

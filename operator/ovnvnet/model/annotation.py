@@ -406,16 +406,17 @@ def _parse_entry(index: int, entry: Any) -> InterfaceRequest:
     )
 
 
-def _requested_claim(where: str, entry: dict[str, Any]) -> str | None:
-    """``claim``: an IPClaim name of the pod's namespace (a claim is never shared across namespaces)."""
-    if "claim" not in entry:
+def _requested_claim(where: str, entry: dict[str, Any], key: str = "claim") -> str | None:
+    """``claim`` (a Multus element's ``ipam-claim-reference``): an IPClaim name of the pod's
+    namespace (a claim is never shared across namespaces)."""
+    if entry.get(key) is None:
         return None
-    value = _required_string(where, entry, "claim", " (an IPClaim name)")
+    value = _required_string(where, entry, key, " (an IPClaim name)")
     if "/" in value:
-        raise AnnotationError(f'{where}: "claim" {display(value)} names another namespace; a pod may only '
+        raise AnnotationError(f'{where}: "{key}" {display(value)} names another namespace; a pod may only '
                               f"use IPClaims of its own namespace (give the claim's name alone)")
     if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
-        raise AnnotationError(f'{where}: "claim" {display(value)} is not a valid IPClaim name')
+        raise AnnotationError(f'{where}: "{key}" {display(value)} is not a valid IPClaim name')
     return value
 
 
@@ -541,6 +542,8 @@ def _check_together(requests: Sequence[InterfaceRequest], gw_key: str, ip_key: s
 # --- Multus network-selection elements (`k8s.v1.cni.cncf.io/networks`) ------------------------
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+CLAIM_REFERENCE = "ipam-claim-reference"
+"""A network-selection element's IPClaim (Multus's ``IPAMClaimReference``), as ``claim`` in ovnNetwork."""
 MAX_NETWORK_ELEMENTS = 64
 """Elements of any plugin one ``networks`` annotation may list (ovnvnet's: MAX_INTERFACES)."""
 _DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -689,6 +692,7 @@ def _selection_request(sel: NetworkSelection) -> InterfaceRequest:
     return InterfaceRequest(
         network=sel.name, interface=iface, ip=ips[0] if ips else None, mac=mac,
         default_gateway=bool(gws), ips=ips, prefixes=tuple(p for _, p in cidrs), default_route=gws,
+        claim=_requested_claim(where, {CLAIM_REFERENCE: sel.get(CLAIM_REFERENCE)}, CLAIM_REFERENCE),
     )
 
 

@@ -1,0 +1,64 @@
+"""IPClaims (issue 15), the pure parts: the request's ``claim`` (and Multus's
+``ipam-claim-reference``), the holder a claim keeps its addresses with, and the IPBlock record
+entries and merge patches that carry the claim."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ovnvnet.ipam.allocator import Holder
+from ovnvnet.model.annotation import AnnotationError, pod_requests
+from ovnvnet.model.records import ipblock_patch
+from ovnvnet.reconcile.claims import claim_holder, is_claim_key
+from ovnvnet.reconcile.state import port_spec, status_entry
+
+NAD_NS = "ovnvnet-system"
+
+
+def _req(entry: dict) -> list:
+    return pod_requests({"ovnNetwork": json.dumps([entry])}, "ns", NAD_NS)
+
+
+def test_claim_in_ovnnetwork_and_in_a_network_selection_element() -> None:
+    assert _req({"name": "a", "interface": "net0", "claim": "db-0"})[0].claim == "db-0"
+    assert _req({"name": "a", "interface": "net0"})[0].claim is None
+    sel = [{"name": "a", "namespace": NAD_NS, "interface": "net0", "ipam-claim-reference": "db-0"}]
+    assert pod_requests({"k8s.v1.cni.cncf.io/networks": json.dumps(sel)}, "ns", NAD_NS)[0].claim == "db-0"
+
+
+@pytest.mark.parametrize(("claim", "message"), [
+    ("other/db", 'ovnNetwork[0]: "claim" "other/db" names another namespace; a pod may only use IPClaims of '
+                 "its own namespace (give the claim's name alone)"),
+    (5, 'ovnNetwork[0]: "claim" must be a string, got number'),
+    ("", 'ovnNetwork[0]: "claim" (an IPClaim name) is required'),
+    ("Bad_Name", 'ovnNetwork[0]: "claim" "Bad_Name" is not a valid IPClaim name'),
+])
+def test_bad_claims_are_refused_with_their_message(claim: object, message: str) -> None:
+    with pytest.raises(AnnotationError) as err:
+        _req({"name": "a", "interface": "net0", "claim": claim})
+    assert str(err.value) == message
+
+
+def test_records_name_the_claim() -> None:
+    pod = Holder("ns/web-0", "uid-1", "net0", "0a:58:0a:00:00:05", "ns/web-0.net0", "c-1")
+    assert status_entry(pod) == {"pod": "ns/web-0", "podUID": "uid-1", "interface": "net0",
+                                 "mac": "0a:58:0a:00:00:05", "claim": "ns/web-0.net0", "claimUID": "c-1"}
+    ids = dict(port_spec("a", "10.0.0.5", pod).external_ids)
+    assert (ids["ovnvnet.io/claim"], ids["ovnvnet.io/claim-uid"]) == ("ns/web-0.net0", "c-1")
+    kept = claim_holder("ns/web-0.net0", "c-1", "net0", pod.mac)
+    assert is_claim_key(kept.pod_uid) and not is_claim_key(pod.pod_uid)
+    assert status_entry(kept)["pod"] == "ipclaim ns/web-0.net0"
+    plain = Holder("ns/p", "uid-2", "net0", "0a:58:0a:00:00:06")
+    assert "claim" not in status_entry(plain)
+    assert "claim" not in dict(port_spec("a", "10.0.0.6", plain).external_ids)
+
+
+def test_a_patch_clears_the_claim_of_an_entry_that_has_none() -> None:
+    """A merge patch merges an entry into the stored one: a plain holder's entry nulls the claim
+    keys, so the next holder of a claim's released address does not inherit the claim."""
+    plain = status_entry(Holder("ns/p", "uid-2", "net0", "0a:58:0a:00:00:06"))
+    claimed = status_entry(Holder("ns/p", "uid-2", "net0", "0a:58:0a:00:00:06", "ns/c", "c-1"))
+    patch = ipblock_patch({"10.0.0.6": plain, "10.0.0.7": claimed, "10.0.0.8": None})["allocations"]
+    assert patch["10.0.0.6"] == {**plain, "claim": None, "claimUID": None}
+    assert patch["10.0.0.7"] == claimed and patch["10.0.0.8"] is None
