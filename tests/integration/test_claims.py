@@ -18,7 +18,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import OPERATOR_ENV
-from tests.integration.kit import Cluster, check_invariant, wait_until
+from tests.integration.kit import Cluster, check_invariant, invariant_now, wait_until
 
 GROUP, VERSION = "ovnvnet.io", "v1"
 
@@ -277,3 +277,50 @@ def test_statefulset_churn_with_terminating_members_and_operator_killed(
     _apps(cluster).delete_namespaced_stateful_set("db", ns, propagation_policy="Background")
     wait_until(lambda: not cluster.allocations(a) and not cluster.allocations(b), 60, what="every address released")
     check_invariant(cluster, [a, b])
+
+
+def test_checker_fails_on_a_corrupted_claim_hold(cluster: Cluster, ns: str, subnet, net_name) -> None:
+    """`invariant_now` knows podless claim holds: with the operator stopped (nothing repairs), a
+    claim hold missing from the IPBlocks, a claim's status naming a pod that does not use it, and
+    an NB port left for a claim's released pod each fail the check naming what differs."""
+    net = net_name("claimcheck")
+    cluster.create_vnet(net, subnet())
+    cluster.wait_ready(net)
+    _create_claim(cluster, ns, "kept", net, "net0")
+    cluster.create_pod(ns, "user", [{"name": net, "interface": "net0", "claim": "kept"}])
+    ip = cluster.iface_list(ns, "user")[0]["ip_address"]
+    cluster.delete_pod(ns, "user")
+    wait_until(lambda: not (_claims(cluster, ns)["kept"].get("status") or {}).get("ownerPod"), 20,
+               what="the claim reported without a pod")
+    assert check_invariant(cluster, [net])["claim_holds"] == 1
+    block = cluster.ipblocks(net)[0]["metadata"]["name"]
+    entry = cluster.allocations(net)[ip]
+    assert entry["podUID"].startswith("claim:") and entry["claim"] == f"{ns}/kept"
+    cluster.stack.stop_operator()
+    try:
+        cluster.custom.patch_cluster_custom_object(GROUP, VERSION, "ipblocks", block, {"allocations": {ip: None}})
+        with pytest.raises(AssertionError, match=f"the IPBlock record .* != live pods .*{ip}"):
+            invariant_now(cluster, [net])
+        cluster.custom.patch_cluster_custom_object(GROUP, VERSION, "ipblocks", block, {"allocations": {ip: entry}})
+        invariant_now(cluster, [net])
+
+        status = _claims(cluster, ns)["kept"]["status"]
+        cluster.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ns, "ipclaims", "kept", {"status": {"ownerPod": {"name": "ghost", "uid": "x"}}})
+        with pytest.raises(AssertionError, match="IPClaim .*/kept: status.ownerPod .* but no live pod uses it"):
+            invariant_now(cluster, [net])
+        cluster.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ns, "ipclaims", "kept", {"status": {"ownerPod": status.get("ownerPod")}})
+        invariant_now(cluster, [net])
+
+        mac = entry["mac"]
+        cluster.stack.nbctl("lsp-add", net, f"{ns}_user_net0", "--", "lsp-set-addresses", f"{ns}_user_net0",
+                            f"{mac} {ip}", "--", "set", "Logical_Switch_Port", f"{ns}_user_net0",
+                            "external_ids:ovnvnet.io/owner=ovnvnet")
+        with pytest.raises(AssertionError, match=f"NB ports differ from live pods: .*extra .*{ns}_user_net0"):
+            invariant_now(cluster, [net])
+    finally:
+        cluster.stack.start_operator(OPERATOR_ENV)
+    check_invariant(cluster, [net])   # the operator's repair removes the stray port
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept")
+    wait_until(lambda: not cluster.allocations(net), 30, what="the claim's address released")
