@@ -188,7 +188,13 @@ def test_explicit_claim_one_pod_at_a_time_and_bad_claims(cluster: Cluster, ns: s
     wait_until(lambda: ((_claims(cluster, ns)["lost"].get("status") or {}).get("conditions") or [{}])[0]
                .get("message") == "network no-such-net does not exist (no VirtualNetwork named no-such-net)",
                20, what="the unknown network in the claim's Ready condition")
-    for pod in ("foreign", "missing", "wrong"):
+    closed = net_name("claim-closed")   # a claim on a network the namespace may not use
+    cluster.create_vnet(closed, subnet(), namespaceSelector={"matchLabels": {"ovnvnet-test": "nobody"}})
+    cluster.wait_ready(closed)
+    _create_claim(cluster, ns, "closed", closed, "net0")
+    cluster.create_pod(ns, "outsider", [{"name": closed, "interface": "net0", "claim": "closed"}])
+    assert cluster.pod_error(ns, "outsider").startswith(f"network {closed} does not admit pods from namespace {ns}")
+    for pod in ("foreign", "missing", "wrong", "outsider"):
         cluster.delete_pod(ns, pod)
 
     # the claim deleted while its pod runs: the pod keeps its address; once the pod goes too, it is free
