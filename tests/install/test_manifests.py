@@ -21,6 +21,9 @@ OPERATOR_RULES = [
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks/status"], "verbs": ["patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["ipblocks"], "verbs": ["list", "create", "patch"]},
+    {"apiGroups": ["ovnvnet.io"], "resources": ["ipclaims"], "verbs": ["get", "list", "create", "delete"]},
+    {"apiGroups": ["ovnvnet.io"], "resources": ["ipclaims/status"], "verbs": ["patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
     {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
      "resourceNames": ["ovnvnet.io"], "verbs": ["get", "patch"]},
@@ -44,6 +47,7 @@ def test_base_installs_every_piece(rendered):
         ("Namespace", NAMESPACE),
         ("CustomResourceDefinition", "virtualnetworks.ovnvnet.io"),
         ("CustomResourceDefinition", "ipblocks.ovnvnet.io"),
+        ("CustomResourceDefinition", "ipclaims.ovnvnet.io"),
         ("ServiceAccount", "ovnvnet-operator"), ("ServiceAccount", "ovnvnet-agent"),
         ("ClusterRole", "ovnvnet-operator"), ("ClusterRole", "ovnvnet-agent"),
         ("ClusterRoleBinding", "ovnvnet-operator"), ("ClusterRoleBinding", "ovnvnet-agent"),
@@ -220,7 +224,7 @@ def test_server_side_dry_run(stack, overlay):
     out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=kustomize(OVERLAYS[overlay]),
                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("(server dry run)") == 23, out.stdout
+    assert out.stdout.count("(server dry run)") == 24, out.stdout
 
 
 @pytest.mark.integration
