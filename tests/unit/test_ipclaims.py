@@ -62,3 +62,15 @@ def test_a_patch_clears_the_claim_of_an_entry_that_has_none() -> None:
     patch = ipblock_patch({"10.0.0.6": plain, "10.0.0.7": claimed, "10.0.0.8": None})["allocations"]
     assert patch["10.0.0.6"] == {**plain, "claim": None, "claimUID": None}
     assert patch["10.0.0.7"] == claimed and patch["10.0.0.8"] is None
+
+
+def test_the_allocator_keeps_the_claim_of_a_holder() -> None:
+    """A holder's claim survives the allocator filling in its MAC (static, dynamic, dual-stack)."""
+    from ovnvnet.ipam.allocator import NetworkAllocator
+    from ovnvnet.model.network import parse_network_spec
+    alloc = NetworkAllocator("n", parse_network_spec({"subnets": ["10.0.0.0/24", "fd00:1::/64"]}))
+    dyn = Holder("ns/p", "uid-1", "net0", "", "ns/c", "c-1")
+    ips = alloc.attach(dyn)
+    assert [alloc.held_by(ip).claim_uid for ip in ips] == ["c-1", "c-1"]
+    alloc.reserve("10.0.0.9", Holder("ns/q", "uid-2", "net0", "", "ns/d", "d-1"))
+    assert alloc.held_by("10.0.0.9").claim == "ns/d" and alloc.held_by("10.0.0.9").mac == "0a:58:0a:00:00:09"
