@@ -189,8 +189,10 @@ def request_matches(reqs: list[InterfaceRequest], results: list[InterfaceResult]
 
 
 def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], namespace: str = "",
-                     ns_labels: dict[str, str] | None = None) -> None:
-    """Check every interface against the networks before anything is allocated."""
+                     ns_labels: dict[str, str] | None = None, *, via_networks: bool = False) -> None:
+    """Check every interface against the networks before anything is allocated. ``via_networks``:
+    the requests are ``k8s.v1.cni.cncf.io/networks`` elements (refused on a ``spec.multus: false``
+    network)."""
     static_seen: dict[tuple[str, str], str] = {}
     for req in reqs:
         net = state.networks.get(req.network)
@@ -209,6 +211,10 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
             raise RequestRefused(f"network {req.network} does not admit pods from namespace {namespace} "
                                  f"(its namespaceSelector requires: {net.selector})",
                                  retry=True, reason="NamespaceNotAllowed")
+        if via_networks and not net.spec.multus:
+            raise RequestRefused(f"network {req.network} is not published for Multus (spec.multus: false), so "
+                                 f"{NETWORKS_ANNOTATION} cannot ask for it: ask for it in {REQUEST_ANNOTATION} "
+                                 f"instead, or set spec.multus: true", retry=True, reason="MultusDisabled")
         _check_selection(req, net.spec)
         try:
             for ip in req.ips:   # one static address per family at most (the parser checked)
@@ -339,7 +345,8 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
             ns_labels = await state.namespace_labels(ns)
         except ApiError as exc:
             raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
-    validate_request(state, uid, reqs, ns, ns_labels)
+    via_networks = not is_legacy and REQUEST_ANNOTATION not in ((body.get("metadata") or {}).get("annotations") or {})
+    validate_request(state, uid, reqs, ns, ns_labels, via_networks=via_networks)
     async with AsyncExitStack() as undo:
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
         for network, ip, _ in taken:
