@@ -35,7 +35,8 @@ node-install-helm: bootstrap node-bootstrap
 # Every real-node scenario (tests/node, see its conftest.py): the install as pods
 # (test_install.py), the operator and agent as local processes (test_realnode.py), the node's
 # lifecycle (test_lifecycle.py: scale 20 -> 0 -> 20, kubelet and containerd restarts, a node
-# reboot, port-forward) and the real-container demo (test_demo.py). `make test` runs a subset.
+# reboot, port-forward), the real-container demo (test_demo.py) and the Helm chart's install,
+# upgrade and uninstall (test_helm.py). `make test` runs a subset.
 e2e-node: bootstrap node-bootstrap
 	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
 

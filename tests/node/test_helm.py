@@ -3,8 +3,11 @@ ovnvnet-system --create-namespace -f tests/node/local-node-values.yaml` (harness
 installer "helm") runs the operator Deployment, the agent DaemonSet and the webhook as pods,
 nothing of ovnvnet as a local process; then, in order:
 
-- the seed's scenario exactly as with the kustomize install (test_install.py): real busybox
-  containers get their interfaces and ping each other and both gateways over OVN;
+- the seed's scenario exactly as with the kustomize install: test_install.py's own checks, called
+  on this node (operator and agent as pods under their ServiceAccounts, one leader serving the
+  webhook, real busybox containers with their interfaces pinging each other and both gateways over
+  OVN, the webhook pod's refusal, FailedCreatePodSandBox with the operator's message, the runtime's
+  DEL cleanup);
 - `helm upgrade` changing the OVN NB address and the operator replicas: the operator and agent
   pods roll (the ConfigMap checksum on their templates), running pods keep their addresses and a
   ping across the roll loses nothing, a new pod attaches through the new address, and the
@@ -32,8 +35,9 @@ from harness.kit import check_invariant, wait_until
 from harness.realnode import RELEASE, SYSTEM_NS, RealNode
 from harness.stack import KUBE_BIN, REPO, Stack
 
+from . import test_install as kustomize_install
 from .test_install import pods, ready
-from .test_realnode import GW25, GW26, NS, _pod, addresses, ping
+from .test_realnode import GW25, NS, _pod, addresses, ping
 from .test_realnode import seed as seed  # a fixture, shared with test_realnode (explicit re-export)
 
 pytestmark = pytest.mark.timeout(900)
@@ -81,6 +85,7 @@ def iface_lists(cluster, names) -> dict[str, list]:
 
 
 def test_helm_install_runs_as_pods(node):
+    kustomize_install.test_install_runs_as_pods_under_service_accounts(node)
     rel = release(node)
     assert rel["info"]["status"] == "deployed" and rel["version"] == 1, rel["info"]
     assert "kubectl label namespace ovnvnet-system ovnvnet.io/admission=skip" in rel["info"]["notes"]
@@ -104,22 +109,16 @@ def test_helm_install_runs_as_pods(node):
 
 
 def test_seed_scenario_as_with_kustomize(node, seed):
-    ips = seed["ips"]
-    have = addresses(node, "pod-ovn")
-    assert have["net1"]["mac"] == "0a:00:00:00:00:15" and have["net1"]["ipv4"] == ["172.16.26.3/24"]
-    assert have["net0"]["ipv4"] == [f"{ips['pod-ovn']['net0']['ip_address']}/24"]
-    assert ping(node, "pod-ovn", ips["pod-two"]["net0"]["ip_address"])
-    assert ping(node, "pod-two", "172.16.26.3")
-    for pod in ("pod-ovn", "pod-two"):
-        assert ping(node, pod, GW25) and ping(node, pod, GW26), pod
-    assert ping(node, "pod-core", ips["pod-edge"]["eth1"]["ip_address"])
-    assert "ovnvnet.io/seal" in seed["cluster"].annotations(NS, "pod-ovn")
+    kustomize_install.test_seed_pods_interfaces_and_pings_from_inside(node, seed)
+    kustomize_install.test_webhook_pod_refuses_an_invalid_ovnnetwork_at_apply(node, seed)
+    kustomize_install.test_invalid_pod_failed_sandbox_with_the_operator_pods_message(node, seed)
+    kustomize_install.test_delete_leaves_no_port_veth_or_address(node, seed)   # pod-two goes
     check_invariant(seed["cluster"], NETS, timeout=60)
 
 
 def test_helm_upgrade_nb_and_replicas_roll_pods_keep_addresses(node, seed):
     s, cluster = node.stack, seed["cluster"]
-    names = ("pod-ovn", "pod-two", "pod-core", "pod-edge")
+    names = ("pod-ovn", "pod-core", "pod-edge")
     before = iface_lists(cluster, names)
     old_ops = {p["metadata"]["name"] for p in pods(node, OPS)}
     old_agent = pods(node, AGENTS)[0]["metadata"]["name"]
@@ -164,7 +163,8 @@ def test_helm_uninstall_removes_what_it_created(node, seed):
     kinds = {o["kind"] for o in created}
     assert {"Deployment", "DaemonSet", "ClusterRole", "ValidatingWebhookConfiguration", "ConfigMap"} <= kinds
     # pods using ovnvnet go first (their CNI DEL needs the agent), as the README says
-    s.kubectl("delete", "namespace", NS, "--timeout=120s")
+    for ns in (NS, "seed-unchecked"):
+        s.kubectl("delete", "namespace", ns, "--timeout=180s")
     wait_until(lambda: not any(p.startswith(f"{NS}_") for p in cluster.nb_pod_ports()), 60, what="seed NB ports gone")
     out = node.helm("uninstall", RELEASE, "-n", SYSTEM_NS, "--wait", "--timeout", "180s")
     assert "uninstalled" in out.stdout, out.stdout
