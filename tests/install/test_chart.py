@@ -69,6 +69,18 @@ def test_helm_is_the_pinned_official_binary():
     assert chart.helm("version", "--short").stdout.startswith("v3.17.3+")
 
 
+def test_bootstrap_refuses_a_helm_binary_with_another_hash(tmp_path):
+    """hack/helm-fetch.sh's check, run on a stand-in file: refused, naming both hashes."""
+    fake = tmp_path / "helm"
+    fake.write_bytes(b"not helm")
+    script = f'log() {{ echo "$*" >&2; }}; . {REPO}/hack/helm-fetch.sh; helm_check {fake}'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert out.returncode == 1, out
+    assert hashlib.sha256(b"not helm").hexdigest() in out.stderr and "refusing it" in out.stderr, out.stderr
+    ok = subprocess.run(["bash", "-c", script.replace(str(fake), str(chart.HELM))], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_chart_is_versioned_with_the_project():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     meta = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())
