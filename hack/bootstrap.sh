@@ -22,19 +22,9 @@ apt_pkgs=(ovn-central ovn-host openvswitch-switch etcd-server
           dpkg-dev rsync jq golang-github-modern-go-reflect2-dev iproute2 openssl gcc make
           python3-venv iputils-ping python3-openvswitch unzip)
 
-missing=()
-for p in "${apt_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  # don't let the packages start system-wide daemons; the stack runs its own private ones
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=hack/apt.sh
+. "$here/hack/apt.sh"
+apt_install "${apt_pkgs[@]}"
 
 # kube-apiserver + kube-controller-manager: hack/kube-build.sh (shared with bootstrap-node.sh)
 # shellcheck source=hack/kube-build.sh

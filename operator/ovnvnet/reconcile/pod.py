@@ -27,6 +27,7 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import netaddr
 
 from ovnvnet import metrics
@@ -158,6 +159,8 @@ async def _keep_attached(state: State, body: dict, record: PodRecord, asked: lis
         except ApiError as exc:
             if exc.status not in GONE:
                 raise
+    state.pending.pop(uid, None)   # e.g. an attach whose result write had an unknown outcome
+    state.errors.pop(uid, None)
     raw = annotations.get(REQUEST_ANNOTATION)
     if raw is None and not record.legacy:
         raw = annotations.get(NETWORKS_ANNOTATION)
@@ -304,7 +307,7 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     ns, name, uid = pod_ident(body)
     started = time.monotonic()
     try:
-        results, taken = await _attach_steps(state, body, reqs, is_legacy)
+        results, taken, unknown = await _attach_steps(state, body, reqs, is_legacy)
     except RequestRefused as exc:
         await _refuse(state, body, exc)
         return
@@ -312,14 +315,22 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
         return
     for network, ip, holder in taken:
         state.status.set_allocation(network, ip, status_entry(holder))
+    if unknown is not None:
+        raise RetryLater(f"writing {RESULT_ANNOTATION} of {ns}/{name} may not have landed ({unknown}); "
+                         "the allocation is kept and the same result written again")
     metrics.ATTACHED.inc()
     metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
     log.info("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
 
 
 async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], is_legacy: bool
-                        ) -> tuple[list[InterfaceResult] | None, list[tuple[str, str, Holder]]]:
-    """Steps 1-4 under one undo stack; (None, []) when the pod went away meanwhile (rolled back)."""
+                        ) -> tuple[list[InterfaceResult] | None, list[tuple[str, str, Holder]], Exception | None]:
+    """Steps 1-4 under one undo stack; (None, [], None) when the pod went away meanwhile (rolled
+    back). A result write whose outcome is unknown (the connection broke, or the API answered 5xx,
+    after every retry: the write may have landed, as when an API server dies after committing it)
+    is not rolled back: the pod is attached with this result and the error is returned, so that
+    the retry writes the same result again (`_keep_attached`). Rolling back would free addresses
+    a pod may already show, and the retry would write other ones: one pod, two results."""
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     ns_labels: dict[str, str] | None = None
@@ -350,6 +361,7 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
 
         annotations = body.get("metadata", {}).get("annotations") or {}
         record = PodRecord(ns, name, uid, results, legacy=is_legacy)
+        unknown: Exception | None = None
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
                 ns, name, uid, result_annotation(state, record),
@@ -357,14 +369,19 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         except ApiError as exc:
             if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
                 log.info("pod %s went away while attaching; rolled back", pod_key)
-                return None, []
-            raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+                return None, [], None
+            if exc.status < 500:    # refused (429 included): nothing was written
+                raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+            unknown = exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            unknown = exc
 
-        undo.pop_all()   # attached: nothing to undo
+        undo.pop_all()   # attached (or possibly attached: see above): nothing to undo
     state.attached[uid] = record
-    state.pending.pop(uid, None)
-    state.errors.pop(uid, None)
-    return results, taken
+    if unknown is None:
+        state.pending.pop(uid, None)
+        state.errors.pop(uid, None)
+    return results, taken, unknown
 
 
 async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
