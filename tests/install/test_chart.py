@@ -197,6 +197,7 @@ def test_every_knob_takes_effect():
     timers = (cfg["OVNVNET_NB_TIMEOUT"], cfg["OVNVNET_SWEEP_INTERVAL"], cfg["OVNVNET_RETRY_INTERVAL"])
     assert timers == ("45", "60", "2")
     assert cfg["OVNVNET_DEFAULT_NETWORK"] == "legacy-net" and cfg["OVNVNET_NAD_NAMESPACE"] == "nads"
+    assert cfg["OVNVNET_LOG_LEVEL"] == "WARNING"
     assert (cfg["OVS_BRIDGE"], cfg["INSTALL_MULTUS_CONF"]) == ("br-pods", "true")
     # the operator
     assert find(objs, "Deployment", "ovnvnet-operator")["spec"]["replicas"] == 3
@@ -269,6 +270,7 @@ def test_nad_namespace_none_has_no_nad_role():
     (("webhook.enabled=yes",), "webhook.enabled: Invalid type. Expected: boolean, given: string"),
     (("agent.hostPaths.cniBin=opt/cni/bin",), "agent.hostPaths.cniBin: Does not match pattern"),
     (("agent.logLevel=LOUD",), "agent.logLevel: agent.logLevel must be one of the following"),
+    (("operator.logLevel=debug",), "operator.logLevel: operator.logLevel must be one of the following"),
     (("operator.nadNamespace=Bad_NS",), "operator.nadNamespace: Does not match pattern"),
     (("cni.configs.multus-conf=x",), "cni.configs: Property name of \"multus-conf\" does not match"),
     (("operator.leaderElection=false",),
@@ -306,6 +308,6 @@ def test_every_setting_the_chart_can_set_is_read_by_the_code():
         names |= {n for kind, obj in (("Deployment", "ovnvnet-operator"), ("DaemonSet", "ovnvnet-agent"))
                   for n in env(objs, kind, obj)}
     settings = sorted(n for n in names if n.startswith(("OVNVNET_", "OVN_NB_")))
-    assert "OVNVNET_WEBHOOK_CERT" in settings and "OVNVNET_NAD_NAMESPACE" in settings
+    assert {"OVNVNET_WEBHOOK_CERT", "OVNVNET_NAD_NAMESPACE", "OVNVNET_LOG_LEVEL"} <= set(settings)
     unread = [n for n in settings if f'"{n}"' not in src]
     assert not unread, f"rendered by the chart, read by nothing: {unread}"
