@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := .stack
 
-.PHONY: bootstrap up down status lint test unit demo demo-node demo-dataplane bench soak node-bootstrap node-up node-install e2e-node
+.PHONY: bootstrap up down status lint test unit demo demo-node demo-dataplane bench soak node-bootstrap node-up node-install e2e-node manifests chart-lint node-install-helm
 
 bootstrap:
 	@bash hack/bootstrap.sh
@@ -27,12 +27,29 @@ node-up: bootstrap node-bootstrap
 node-install: bootstrap node-bootstrap
 	@$(PY) -m harness.realnode up --install --dir $(STACK)
 
+# The same, installed with Helm: `helm install ovnvnet charts/ovnvnet -f <values for this node>`
+# (harness/realnode.py writes them, like overlays/local-node). `make down` stops it too.
+node-install-helm: bootstrap node-bootstrap
+	@$(PY) -m harness.realnode up --install --helm --dir $(STACK)
+
 # Every real-node scenario (tests/node, see its conftest.py): the install as pods
 # (test_install.py), the operator and agent as local processes (test_realnode.py), the node's
 # lifecycle (test_lifecycle.py: scale 20 -> 0 -> 20, kubelet and containerd restarts, a node
-# reboot, port-forward) and the real-container demo (test_demo.py). `make test` runs a subset.
+# reboot, port-forward), the real-container demo (test_demo.py) and the Helm chart's install,
+# upgrade and uninstall (test_helm.py). `make test` runs a subset.
 e2e-node: bootstrap node-bootstrap
 	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
+
+# The Helm chart (charts/ovnvnet) is the source of the kustomize base: regenerate
+# manifests/base/*.yaml from the chart's templates and default values (harness/chart.py);
+# tests/install/test_chart.py fails when they are stale.
+manifests: bootstrap
+	@$(PY) -m harness.chart manifests
+
+# helm lint of the chart with its defaults and with the values file that sets every knob.
+chart-lint: bootstrap
+	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet
+	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet -f tests/install/chart-values-all.yaml
 
 up: bootstrap
 	@$(PY) -m harness.stack up --dir $(STACK)

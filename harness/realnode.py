@@ -5,10 +5,13 @@
     python -m harness.realnode up --install ...    # ovnvnet as pods, nothing of it local
 
 Install mode (``RealNode(stack, install=True)``, ``make node-install``): ``kubectl apply -k
-manifests/overlays/local-node`` runs the operator, agent and webhook as pods. Only then the stack
-gets ServiceAccount admission and tokens, the workload controllers (deployment, replicaset,
-daemonset, endpoint, serviceaccount(-token), nodelifecycle), kube-scheduler,
-``--enable-aggregator-routing`` and an egress selector that sends the API server's ``cluster``
+manifests/overlays/local-node`` runs the operator, agent and webhook as pods; with
+``installer="helm"`` (``make node-install-helm``) ``helm install ovnvnet charts/ovnvnet -n
+ovnvnet-system --create-namespace -f tests/node/local-node-values.yaml`` does, the same settings
+for this node written as chart values (plus the RuntimeClass, which is this node's, not the
+chart's). Only then the stack gets ServiceAccount admission and tokens, the workload controllers
+(deployment, replicaset, daemonset, endpoint, serviceaccount(-token), nodelifecycle),
+kube-scheduler, ``--enable-aggregator-routing`` and an egress selector that sends the API server's ``cluster``
 traffic through :mod:`harness.realnode_egress` in the node's namespace; containerd gets a second
 runtime handler ``default-net`` (default network only; RuntimeClass ``ovnvnet-default-net``, for
 the operator's pods) and leaves pod netns files in ``/var/run/netns``, where the agent's volume
@@ -73,6 +76,8 @@ NODE_TOKEN_USER = "system:node:{node}"
 # install mode: where manifests/overlays/local-node puts things on the node (a link to <stack>/rn/host)
 LOCAL_NODE_ROOT = Path("/run/ovnvnet-local-node")
 OVERLAY = REPO / "manifests" / "overlays" / "local-node"
+HELM_VALUES = REPO / "tests" / "node" / "local-node-values.yaml"  # the overlay's settings, as chart values
+RELEASE, SYSTEM_NS = "ovnvnet", "ovnvnet-system"
 NAD_CRD = REPO / "tests" / "install" / "nad-crd.yaml"  # Multus's CRD, a prerequisite of the install
 DEFAULT_NET_HANDLER = "default-net"  # runtime handler whose pods get the default network only
 INSTALL_CONTROLLERS = ["garbagecollector", "namespace", "serviceaccount", "serviceaccount-token",
@@ -86,15 +91,20 @@ def log(msg: str) -> None:
 class RealNode:
     """The real node of `stack` (its data plane's node). Paths live under ``<stack>/rn``."""
 
-    def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN, install: bool | None = None):
-        """`install`: ovnvnet runs as pods (`kubectl apply -k manifests/overlays/local-node`),
-        nothing of it as a local process; None: as this stack was started (default False)."""
+    def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN, install: bool | None = None,
+                 installer: str | None = None):
+        """`install`: ovnvnet runs as pods (`kubectl apply -k manifests/overlays/local-node`, or
+        with `installer="helm"` the chart), nothing of it as a local process; None: as this stack
+        was started (default False, "kustomize")."""
         self.stack = stack
         self.kube_bin = kube_bin
         self.dir = stack.root / "rn"
         if install is None:
             install = bool(stack.state.get("realnode", {}).get("install"))
         self.install = install
+        self.installer = installer or stack.state.get("realnode", {}).get("installer") or "kustomize"
+        if self.installer not in ("kustomize", "helm"):
+            raise ValueError(f"installer={self.installer!r}: kustomize or helm")
 
     # ------------------------------------------------------------------ paths and addresses
     @property
@@ -173,7 +183,7 @@ class RealNode:
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={cli}.crt", f"--kubelet-client-key={cli}.key",
         ]
-        st["realnode"] = {"node": self.name, "install": self.install}
+        st["realnode"] = {"node": self.name, "install": self.install, "installer": self.installer}
         if self.install:
             self._prepare_install(st)
         self.stack._save()
@@ -481,21 +491,50 @@ oom_score = 0
 
     def apply_install(self, timeout: float = 300) -> float:
         """`kubectl apply -k manifests/overlays/local-node` (after Multus's CRD, its prerequisite),
-        then wait until the operator Deployment and the agent DaemonSet are rolled out."""
+        or `helm install` (installer "helm"), then wait until the operator Deployment and the agent
+        DaemonSet are rolled out."""
         t0 = time.monotonic()
         self.stack.kubectl("apply", "-f", str(NAD_CRD))
         self.stack.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(NAD_CRD))
+        if self.installer == "helm":
+            self.helm("install", RELEASE, str(REPO / "charts" / "ovnvnet"), "-n", SYSTEM_NS, "--create-namespace",
+                      "-f", str(self.helm_values()))
+            # as the chart's NOTES ask (--create-namespace cannot label): the admission webhook
+            # never sees ovnvnet's own pods
+            self.stack.kubectl("label", "namespace", SYSTEM_NS, "ovnvnet.io/admission=skip", "--overwrite")
+            self.wait_rolled_out(timeout)
+            took = time.monotonic() - t0
+            log(f"install rolled out {took:.1f}s after helm install (values {self.helm_values()})")
+            return took
         if self.local_root == LOCAL_NODE_ROOT:
             self.stack.kubectl("apply", "-k", str(OVERLAY))
         else:  # the overlay as written, its node root moved to this node's own (see local_root)
             rendered = self.stack.kubectl("kustomize", str(OVERLAY)).stdout
             self.stack.kubectl("apply", "-f", "-", input=rendered.replace(f"{LOCAL_NODE_ROOT}/", f"{self.local_root}/"))
-        for what in ("deployment/ovnvnet-operator", "daemonset/ovnvnet-agent"):
-            self.stack.kubectl("rollout", "status", "-n", "ovnvnet-system", what, f"--timeout={int(timeout)}s")
+        self.wait_rolled_out(timeout)
         took = time.monotonic() - t0
         how = "kubectl apply -k" if self.local_root == LOCAL_NODE_ROOT else f"kustomize, root {self.local_root},"
         log(f"install rolled out {took:.1f}s after {how} {OVERLAY.relative_to(REPO)}")
         return took
+
+    def wait_rolled_out(self, timeout: float = 300) -> None:
+        for what in ("deployment/ovnvnet-operator", "daemonset/ovnvnet-agent"):
+            self.stack.kubectl("rollout", "status", "-n", SYSTEM_NS, what, f"--timeout={int(timeout)}s")
+
+    def helm_values(self) -> Path:
+        """tests/node/local-node-values.yaml with this node's root (see local_root), in <stack>/rn.
+        The RuntimeClass the values name is applied here: it belongs to the node, not the chart."""
+        path = self.dir / "helm-values.yaml"
+        text = HELM_VALUES.read_text().replace(f"{LOCAL_NODE_ROOT}/", f"{self.local_root}/")
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        self.stack.kubectl("apply", "-f", str(OVERLAY / "runtimeclass.yaml"))
+        return path
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """helm (harness.chart's pinned binary) against this stack's API server."""
+        from .chart import helm
+        return helm(*args, kubeconfig=self.stack.kubeconfig, check=check, timeout=timeout)
 
     def _set_address(self) -> None:
         """InternalIP 127.0.0.1 in the node's status, set by us as a cloud provider would: the
@@ -616,7 +655,10 @@ oom_score = 0
         if self.install:  # the agent must outlive the pods it unplugs; the controllers would recreate it
             self._delete_pods([p for p in self.node_pods() if p["metadata"]["namespace"] != "ovnvnet-system"],
                               timeout)
-            self.stack.kubectl("delete", "-k", str(OVERLAY), "--wait=false", "--ignore-not-found", check=False)
+            if self.installer == "helm":
+                self.helm("uninstall", RELEASE, "-n", SYSTEM_NS, check=False)
+            else:
+                self.stack.kubectl("delete", "-k", str(OVERLAY), "--wait=false", "--ignore-not-found", check=False)
         self._delete_pods(self.node_pods(), timeout)
         if self.stack.running("containerd"):
             wait_for(lambda: not self._running_tasks(), timeout, "containerd's tasks to stop", interval=0.5)
@@ -745,11 +787,14 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-operator", action="store_true", help="no operator process")
     ap.add_argument("--install", action="store_true",
                     help="ovnvnet as pods: kubectl apply -k manifests/overlays/local-node (no local process)")
+    ap.add_argument("--helm", action="store_true",
+                    help="with --install: helm install charts/ovnvnet -f tests/node/local-node-values.yaml")
     args = ap.parse_args(argv)
     stack = Stack(args.dir)
     if args.command == "up":
         t0 = time.monotonic()
-        RealNode(stack, install=args.install or None).up(operator=not args.no_operator)
+        RealNode(stack, install=args.install or None,
+                 installer="helm" if args.helm else None).up(operator=not args.no_operator)
         print(f"stack and real node up in {time.monotonic() - t0:.1f}s; source {stack.root / 'env'}")
     elif args.command == "down":
         down(stack)

@@ -213,21 +213,25 @@ def _all_attached(cluster: Cluster, namespace: str) -> list[set[str]] | None:
     return None if uids is None else [uids]
 
 
-def _retrying(fn, *args, what: str, result: ChurnResult, timeout: float = 90, **kwargs):
+def _retrying(fn, *args, what: str, result: ChurnResult, ok: tuple[int, ...], timeout: float = 90, **kwargs):
     """Call `fn` until the API answers (an API server restart refuses connections meanwhile);
-    409 on a create and 404 on a delete mean an earlier attempt got through."""
+    a status in `ok` (409 on a create, 404 on a delete) means an earlier attempt got through.
+    Any other answer is retried until `timeout`: a restarting API server answers 403, 404 or
+    429 for a moment (its caches are not synced yet) before it answers for real; a lasting
+    refusal still fails, with the API's last message."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return fn(*args, **kwargs)
         except kubernetes.client.rest.ApiException as exc:
-            if exc.status in (404, 409):
+            if exc.status in ok:
                 return None
-            if exc.status and exc.status < 500 or time.monotonic() > deadline:
-                raise
-        except Exception:  # noqa: BLE001 - connection refused/reset while the API server is down
             if time.monotonic() > deadline:
-                raise AssertionError(f"API unreachable for {timeout}s: {what}") from None
+                raise AssertionError(f"{what}: the API kept answering {exc.status} for {timeout}s: "
+                                     f"{(exc.body or exc.reason)!s:.300}") from None
+        except Exception as exc:  # noqa: BLE001 - connection refused/reset while the API server is down
+            if time.monotonic() > deadline:
+                raise AssertionError(f"API unreachable for {timeout}s: {what}: {exc!s:.200}") from None
         result.retried += 1
         time.sleep(0.3)
 
@@ -245,108 +249,132 @@ def run_churn(stack: Stack, cluster: Cluster, *, pods: int = 300, kills: int = 5
     cluster.ensure_namespace(ns)
     result = ChurnResult()
     watch = IfaceWatch(cluster, ns).start()
-    kill_at = sorted(rnd.sample(range(10, pods), kills))
-    # API server outages spread over the run (each in its own stretch of pods), so that one has
-    # ended before the next begins
-    span = max(1, (pods - 10) // max(1, api_restarts))
-    api_at = [10 + k * span + rnd.randrange(max(1, span // 3)) for k in range(api_restarts)]
-    alive: list[str] = []
-    seen_attached: set[str] = set()   # UIDs the API showed attached at converged points
-    started = time.monotonic()
-    down_since: float | None = None
-    down_for = 0.0
-    outages: list[threading.Thread] = []
-    result.operator_pids.append(stack.pid("operator"))
-
-    def converge_and_check(t0: float, label: str) -> None:
-        [uids] = wait_until(lambda: _all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
-        seen_attached.update(uids)
-        result.convergence_s.append(time.monotonic() - t0)
+    try:
+        kill_at = sorted(rnd.sample(range(10, pods), kills))
+        # API server outages spread over the run (each in its own stretch of pods), so that one has
+        # ended before the next begins
+        span = max(1, (pods - 10) // max(1, api_restarts))
+        api_at = [10 + k * span + rnd.randrange(max(1, span // 3)) for k in range(api_restarts)]
+        alive: list[str] = []
+        seen_attached: set[str] = set()   # UIDs the API showed attached at converged points
+        started = time.monotonic()
+        down_since: float | None = None
+        down_for = 0.0
+        outages: list[threading.Thread] = []
         result.operator_pids.append(stack.pid("operator"))
-        try:
-            check_invariant(cluster, networks, timeout=60)
-            result.checkpoints += 1
-        except AssertionError as exc:
-            result.violations.append(f"{label}: {exc}")
 
-    def kill_operator() -> None:
-        stack.stop_operator(signal.SIGKILL)
-        if stack.pid("operator") is not None or pid_alive(result.operator_pids[-1]):
-            result.violations.append(f"kill {result.kills + 1}: the operator survived SIGKILL")
-        result.kills += 1
+        def converge_and_check(t0: float, label: str) -> None:
+            [uids] = wait_until(lambda: _all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
+            seen_attached.update(uids)
+            result.convergence_s.append(time.monotonic() - t0)
+            result.operator_pids.append(stack.pid("operator"))
+            try:
+                check_invariant(cluster, networks, timeout=60)
+                result.checkpoints += 1
+            except AssertionError as exc:
+                result.violations.append(f"{label}: {exc}")
 
-    while result.created < pods:
-        if alive and (len(alive) >= in_flight or rnd.random() < 0.35):
-            victim = alive.pop(rnd.randrange(len(alive)))
-            _retrying(cluster.core.delete_namespaced_pod, victim, ns, grace_period_seconds=0, what=f"delete {victim}",
-                      result=result)
-            result.deleted += 1
-        else:
-            name = f"c{result.created}"
-            nets = rnd.sample(networks, rnd.randint(1, min(3, len(networks))))
-            _retrying(cluster.create_pod, ns, name, [{"name": n, "interface": f"net{k}"} for k, n in enumerate(nets)],
-                      what=f"create {name}", result=result)
-            alive.append(name)
-            time.sleep(rnd.uniform(0, 0.03))
-            result.created += 1
-            # one outage at a time: a second SIGKILL while the first restart waits for /readyz
-            # would make that restart fail (the harness racing itself, not a fault under test)
-            if api_at and result.created >= api_at[0] and not any(t.is_alive() for t in outages):
-                api_at.pop(0)
-                outages.append(threading.Thread(target=_restart_api_server,
-                                                args=(stack, rnd.uniform(1.0, 3.0), result.violations)))
-                outages[-1].start()
-                result.api_restarts += 1
-            if kill_at and result.created >= kill_at[0] and down_since is None:  # a kill needs a live operator
-                kill_at.pop(0)
-                kill_operator()
-                down_since = time.monotonic()
-                down_for = rnd.uniform(0.5, 3.0)   # churn goes on while it is down
-        if down_since is not None and time.monotonic() - down_since >= down_for:
+        def kill_operator() -> None:
+            stack.stop_operator(signal.SIGKILL)
+            if stack.pid("operator") is not None or pid_alive(result.operator_pids[-1]):
+                result.violations.append(f"kill {result.kills + 1}: the operator survived SIGKILL")
+            result.kills += 1
+
+        while result.created < pods:
+            if alive and (len(alive) >= in_flight or rnd.random() < 0.35):
+                victim = alive.pop(rnd.randrange(len(alive)))
+                _retrying(cluster.core.delete_namespaced_pod, victim, ns, grace_period_seconds=0,
+                          what=f"delete {victim}", result=result, ok=(404,))
+                result.deleted += 1
+            else:
+                name = f"c{result.created}"
+                nets = rnd.sample(networks, rnd.randint(1, min(3, len(networks))))
+                request = [{"name": n, "interface": f"net{k}"} for k, n in enumerate(nets)]
+                _retrying(cluster.create_pod, ns, name, request, what=f"create {name}", result=result, ok=(409,))
+                alive.append(name)
+                time.sleep(rnd.uniform(0, 0.03))
+                result.created += 1
+                # one outage at a time: a second SIGKILL while the first restart waits for /readyz
+                # would make that restart fail (the harness racing itself, not a fault under test)
+                if api_at and result.created >= api_at[0] and not any(t.is_alive() for t in outages):
+                    api_at.pop(0)
+                    outages.append(threading.Thread(target=_restart_api_server,
+                                                    args=(stack, rnd.uniform(1.0, 3.0), result.violations)))
+                    outages[-1].start()
+                    result.api_restarts += 1
+                if kill_at and result.created >= kill_at[0] and down_since is None:  # a kill needs a live operator
+                    kill_at.pop(0)
+                    kill_operator()
+                    down_since = time.monotonic()
+                    down_for = rnd.uniform(0.5, 3.0)   # churn goes on while it is down
+            if down_since is not None and time.monotonic() - down_since >= down_for:
+                t0 = time.monotonic()
+                stack.start_operator(operator_env)
+                converge_and_check(t0, f"after restart {result.kills}")
+                log(f"  kill {result.kills}: down {t0 - down_since:.1f}s, converged {result.convergence_s[-1]:.1f}s "
+                    f"after restart ({len(alive)} live pods)")
+                down_since = None
+        for t in outages:
+            t.join()
+
+        while kill_at:  # kill points that fell in a down period: take them now, on a live operator
+            kill_at.pop(0)
+            if down_since is not None:
+                t0 = time.monotonic()
+                stack.start_operator(operator_env)
+                converge_and_check(t0, f"after restart {result.kills}")
+                down_since = None
+            kill_operator()
+            time.sleep(rnd.uniform(0.5, 2.0))
             t0 = time.monotonic()
             stack.start_operator(operator_env)
             converge_and_check(t0, f"after restart {result.kills}")
-            log(f"  kill {result.kills}: down {t0 - down_since:.1f}s, converged {result.convergence_s[-1]:.1f}s "
-                f"after restart ({len(alive)} live pods)")
-            down_since = None
-    for t in outages:
-        t.join()
-
-    while kill_at:  # kill points that fell in a down period: take them now, on a live operator
-        kill_at.pop(0)
         if down_since is not None:
             t0 = time.monotonic()
             stack.start_operator(operator_env)
             converge_and_check(t0, f"after restart {result.kills}")
-            down_since = None
-        kill_operator()
-        time.sleep(rnd.uniform(0.5, 2.0))
-        t0 = time.monotonic()
-        stack.start_operator(operator_env)
-        converge_and_check(t0, f"after restart {result.kills}")
-    if down_since is not None:
-        t0 = time.monotonic()
-        stack.start_operator(operator_env)
-        converge_and_check(t0, f"after restart {result.kills}")
-    converge_and_check(time.monotonic(), "at the end of the churn")
-    result.convergence_s.pop()   # not a restart
-    for uid, vals in watch.changed().items():
-        result.violations.append(f"pod {uid} had {len(vals)} different ovnIfaceList values: {sorted(vals)}")
-    # tear down: everything released again
-    for name in alive:
-        cluster.delete_pod(ns, name, wait=False)
-    result.deleted += len(alive)
-    try:
-        wait_until(lambda: all(((cluster.vnet(n).get("status") or {}).get("usedIPs") == 0) for n in networks),
-                   120, 0.5, what="every allocation released")
-        check_invariant(cluster, networks, timeout=60)
-        result.checkpoints += 1
-    except AssertionError as exc:
-        result.violations.append(f"after teardown: {exc}")
-    _check_watch(watch, result, seen_attached, pods)
-    cluster.core.delete_namespace(ns)
+        converge_and_check(time.monotonic(), "at the end of the churn")
+        result.convergence_s.pop()   # not a restart
+        for uid, vals in watch.changed().items():
+            result.violations.append(f"pod {uid} had {len(vals)} different ovnIfaceList values: {sorted(vals)}")
+        # tear down: everything released again
+        for name in alive:
+            cluster.delete_pod(ns, name, wait=False)
+        result.deleted += len(alive)
+        try:
+            wait_until(lambda: all(((cluster.vnet(n).get("status") or {}).get("usedIPs") == 0) for n in networks),
+                       120, 0.5, what="every allocation released")
+            check_invariant(cluster, networks, timeout=60)
+            result.checkpoints += 1
+        except AssertionError as exc:
+            result.violations.append(f"after teardown: {exc}")
+        _check_watch(watch, result, seen_attached, pods)
+        cluster.core.delete_namespace(ns)
+    except BaseException:
+        # a churn that breaks off (an exception, not a violation) must not leave its pods, their
+        # addresses and a stopped operator to the next test: clean up, then let it propagate
+        _abandon(stack, cluster, ns, watch, networks, operator_env)
+        raise
     result.duration_s = time.monotonic() - started
     return result
+
+
+def _abandon(stack: Stack, cluster: Cluster, ns: str, watch: IfaceWatch, networks: list[str],
+             operator_env: dict[str, str]) -> None:
+    """Best-effort teardown of a churn that raised: the watch stopped, the API server and the
+    operator running again, the namespace (so every pod) deleted and its addresses released."""
+    watch.stop()
+    try:
+        stack.up(operator=False)
+        if not stack.running("operator"):
+            stack.start_operator(operator_env)
+        cluster.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)   # no kubelet confirms
+        wait_until(lambda: not cluster.core.list_namespaced_pod(ns).items, 120, 0.5, what=f"the pods of {ns} gone")
+        cluster.core.delete_namespace(ns)
+        wait_until(lambda: all(((cluster.vnet(n).get("status") or {}).get("usedIPs") == 0) for n in networks),
+                   120, 0.5, what="every allocation released")
+    except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
+        print(f"churn teardown after a failure was incomplete: {exc}")
 
 
 def _restart_api_server(stack: Stack, down_s: float, violations: list[str]) -> None:

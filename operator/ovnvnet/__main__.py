@@ -25,12 +25,17 @@ def load() -> tuple[Settings, Connection]:
         sys.exit(2)
 
 
-def run() -> None:
-    settings, connection = load()
+def configure_logging(settings: Settings) -> None:
     kopf.configure(verbose=False)
     # Kopf logs every handler success at INFO ("Handler 'pod_event' succeeded."): ~6 % of the CPU
     # per attached pod in the benchmark. Our own INFO lines say what was done.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("ovnvnet").setLevel(settings.log_level)   # OVNVNET_LOG_LEVEL
+
+
+def run() -> None:
+    settings, connection = load()
+    configure_logging(settings)
     if settings.webhook is not None:
         ovnvnet.main.enable_admission()
     elector = None

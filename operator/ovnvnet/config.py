@@ -147,7 +147,7 @@ class WebhookSettings:
                 "OVNVNET_WEBHOOK_KEY", "OVNVNET_WEBHOOK_CERT")
             raise ConfigError(f"{given} is set but {missing} is not: give both, or neither for a "
                               "self-signed certificate")
-        service = _webhook_service(_str(env, "OVNVNET_WEBHOOK_SERVICE"))
+        service = _namespaced(env, "OVNVNET_WEBHOOK_SERVICE")
         host = _str(env, "OVNVNET_WEBHOOK_HOST")
         if service is None and host is None:
             if addr in ("0.0.0.0", "::"):
@@ -169,15 +169,6 @@ class WebhookSettings:
             operator_users=_operator_users(env),
             pod=(namespace, pod) if namespace and pod else None,
         )
-
-
-def _webhook_service(raw: str | None) -> tuple[str, str] | None:
-    if raw is None:
-        return None
-    namespace, sep, name = raw.partition("/")
-    if not (sep and namespace and name) or "/" in name:
-        raise ConfigError(f"OVNVNET_WEBHOOK_SERVICE={raw!r} must be <namespace>/<name>")
-    return namespace, name
 
 
 def _operator_users(env: Mapping[str, str]) -> frozenset[str]:
@@ -205,6 +196,8 @@ class Settings:
     status_flush_delay: float = 0.2
     """Coalescing window for VirtualNetwork status writes."""
     nb_timeout: float = 30.0
+    log_level: str = "INFO"
+    """OVNVNET_LOG_LEVEL: the level of the `ovnvnet` loggers (DEBUG, INFO, WARNING, ERROR)."""
     default_network: str | None = None
     ssl_key: str | None = None
     ssl_cert: str | None = None
@@ -244,6 +237,7 @@ class Settings:
             retry_interval=_float(env, "OVNVNET_RETRY_INTERVAL", 5.0),
             status_flush_delay=_float(env, "OVNVNET_STATUS_FLUSH_DELAY", 0.2),
             nb_timeout=_float(env, "OVNVNET_NB_TIMEOUT", 30.0),
+            log_level=_log_level(env),
             default_network=_str(env, "OVNVNET_DEFAULT_NETWORK"),
             ssl_key=_str(env, "OVN_NB_SSL_KEY"),
             ssl_cert=_str(env, "OVN_NB_SSL_CERT"),
@@ -253,9 +247,19 @@ class Settings:
             webhook=WebhookSettings.from_env(env) if _bool(env, "OVNVNET_WEBHOOK") else None,
             repair=repair,
             seal_key_file=seal_key_file(env),
-            seal_secret=_secret_ref(env, "OVNVNET_SEAL_SECRET"),
+            seal_secret=_namespaced(env, "OVNVNET_SEAL_SECRET"),
             nad_namespace=_nad_namespace(env),
         )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_str(env, "OVNVNET_LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"OVNVNET_LOG_LEVEL={env['OVNVNET_LOG_LEVEL']!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _nad_namespace(env: Mapping[str, str]) -> str | None:
@@ -274,11 +278,12 @@ def seal_key_file(env: Mapping[str, str] | None = None) -> str | None:
     return _str(os.environ if env is None else env, "OVNVNET_SEAL_KEY_FILE")
 
 
-def _secret_ref(env: Mapping[str, str], key: str) -> tuple[str, str] | None:
+def _namespaced(env: Mapping[str, str], key: str) -> tuple[str, str] | None:
+    """An optional `<namespace>/<name>` reference (a Service, a Secret)."""
     raw = _str(env, key)
     if raw is None:
         return None
     namespace, slash, name = raw.partition("/")
     if not (slash and namespace and name) or "/" in name:
-        raise ConfigError(f"{key}={raw!r} is not <namespace>/<name>")
+        raise ConfigError(f"{key}={raw!r} must be <namespace>/<name>")
     return namespace, name

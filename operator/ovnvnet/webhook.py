@@ -62,7 +62,7 @@ log = logging.getLogger("ovnvnet.webhook")
 # Refusals that are final for a new pod. A network that is not ready yet or is full is not a reason
 # to refuse a pod: it waits and is attached when that changes.
 REFUSED_AT_ADMISSION = {"InvalidRequest", "InvalidAddress", "UnknownNetwork", "AddressUnavailable",
-                        "NamespaceNotAllowed"}
+                        "NamespaceNotAllowed", "MultusDisabled"}
 
 # Annotations only the operator writes (the contract, model/annotation.py); `ovn` is owned only
 # while it holds a result.
@@ -217,7 +217,8 @@ async def check_pod(state: State, body: dict, old: dict | None) -> None:
     if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
         labels = await state.namespace_labels(namespace)
     try:
-        validate_request(state, meta.get("uid") or "", reqs, namespace, labels)
+        validate_request(state, meta.get("uid") or "", reqs, namespace, labels,
+                         via_networks=raw[0] is None)
     except RequestRefused as exc:
         if exc.reason in REFUSED_AT_ADMISSION:
             raise Refused(str(exc)) from None

@@ -80,11 +80,16 @@ class Pod:
                         netns=self.netns.path, args=self.args, **kw)
 
 
-def create_lsps(central, pod: Pod) -> None:
-    for i in pod.ifaces:
-        lsp = port_name(NS, pod.name, i["interface"])
-        addr = f"{i['mac_address']} {i['ip_address']}"
-        central.nbctl("--may-exist", "lsp-add", i["name"], lsp, "--",
+def lsp_addresses(e: dict) -> str:
+    """``MAC IPv4 [IPv6]`` (or ``MAC IPv6``): the port's addresses and port security."""
+    ips = [cidr.split("/")[0] for cidr in e.get("ip_addresses", [f"{e['ip_address']}/0"])]
+    return " ".join([e["mac_address"], *ips])
+
+
+def create_lsps(central, pod: Pod, port_of=lambda pod, i: port_name(NS, pod.name, i)) -> None:
+    for e in pod.ifaces:
+        lsp, addr = port_of(pod, e["interface"]), lsp_addresses(e)
+        central.nbctl("--may-exist", "lsp-add", e["name"], lsp, "--",
                       "lsp-set-addresses", lsp, addr, "--", "lsp-set-port-security", lsp, addr)
 
 

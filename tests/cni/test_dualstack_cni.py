@@ -27,7 +27,7 @@ from ovnvnet.model.names import LEGACY_INTERFACE, port_name
 from ovnvnet.model.network import Route
 
 from .conftest import Netns, run_shim, sealed
-from .test_dataplane_cni import NS, Pod
+from .test_dataplane_cni import NS, Pod, create_lsps, new_pod
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -75,12 +75,6 @@ def entry(*args, **kw) -> dict:
     return json.loads(encode_iface_list([result(*args, **kw)]))[0]
 
 
-def lsp_addresses(e: dict) -> str:
-    """``MAC IPv4 IPv6`` (or ``MAC IPv6``): the port's addresses and port security."""
-    ips = [cidr.split("/")[0] for cidr in e.get("ip_addresses", [f"{e['ip_address']}/0"])]
-    return " ".join([e["mac_address"], *ips])
-
-
 @pytest.fixture(scope="module")
 def ds_topology(central):
     central.nbctl("lr-add", ROUTER)
@@ -93,20 +87,6 @@ def ds_topology(central):
                       "router", "--", "lsp-set-addresses", f"rtr-{net}-ls", "router",
                       "--", "lsp-set-options", f"rtr-{net}-ls", f"router-port=rtr-{net}")
     return central
-
-
-def create_lsps(central, pod: Pod, port_of=lambda pod, i: port_name(NS, pod.name, i)) -> None:
-    for e in pod.ifaces:
-        lsp, addr = port_of(pod, e["interface"]), lsp_addresses(e)
-        central.nbctl("--may-exist", "lsp-add", e["name"], lsp, "--",
-                      "lsp-set-addresses", lsp, addr, "--", "lsp-set-port-security", lsp, addr)
-
-
-def new_pod(topology, agent, make_netns, name: str, ifaces: list[dict]) -> Pod:
-    pod = Pod(name, ifaces, make_netns())
-    create_lsps(topology, pod)
-    agent.put_pod(NS, pod.name, pod.uid, pod.annotations)
-    return pod
 
 
 @pytest.fixture(scope="module")

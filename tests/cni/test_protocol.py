@@ -132,3 +132,19 @@ def test_default_routes_one_per_family_only_with_default_gateway():
     no_default = InterfaceResult("net0", "n", v4.ip, 24, "0a:58:0a:01:00:05", v4.gateway, False,
                                  None, (), (v4, v6))
     assert wanted_routes(no_default) == []
+
+
+def test_result_interfaces_all_or_ifname():
+    assert p.parse_request(ENV, conf()).result_interfaces == "all"
+    assert p.parse_request(ENV, conf(resultInterfaces="ifname")).result_interfaces == "ifname"
+    with pytest.raises(p.CniError) as e:
+        p.parse_request(ENV, conf(resultInterfaces=True))
+    assert e.value.code == 7 and e.value.msg == 'network configuration "resultInterfaces" must be "all" or "ifname"'
+    two = [p.PlumbedInterface(n, "0a:58:ac:10:19:02", "ovX", "aa:bb:cc:dd:ee:ff", ()) for n in ("net0", "net1")]
+    assert p.result_subset("all", "net1", two) == two
+    assert p.result_subset("ifname", "net1", two) == [two[1]]
+    assert p.result_subset("ifname", "eth1", two) == [two[0]]   # CNI_IFNAME names none: the first
+    # the one interface's addresses point at its own sandbox entry
+    assert p.build_result("1.0.0", "/ns", p.result_subset("ifname", "net1", [
+        two[0], p.PlumbedInterface("net1", "0a:00:00:00:00:15", "ovY", "aa", (("10.0.0.5/24", "10.0.0.1"),))
+    ]))["ips"] == [{"address": "10.0.0.5/24", "gateway": "10.0.0.1", "interface": 1}]

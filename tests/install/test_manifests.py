@@ -248,3 +248,16 @@ def test_crds_are_structural_and_established(stack):
             walk(schema["additionalProperties"], f"{path}{{}}")
     for version in crd["spec"]["versions"]:
         walk(version["schema"]["openAPIV3Schema"], version["name"])
+
+
+@pytest.mark.integration
+def test_chart_with_every_knob_server_side_dry_run(stack):
+    """The Helm chart rendered with every knob set (tests/install/chart-values-all.yaml, see
+    test_chart.py) passes the real API server's validation too, as the base does above."""
+    from harness import chart
+    for ns in (NAMESPACE, "nads", "team-a"):
+        stack.kubectl("create", "namespace", ns, check=False)
+    rendered = chart.template(values=(REPO / "tests" / "install" / "chart-values-all.yaml",)).stdout
+    out = stack.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(server dry run)") == len([d for d in yaml.safe_load_all(rendered) if d]), out.stdout

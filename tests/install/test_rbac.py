@@ -330,7 +330,7 @@ def test_agent_plugs_the_seed_pod_as_its_service_account(dataplane_prerequisites
 
         container_id = uuid.uuid4().hex
         env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": container_id,
-               "CNI_NETNS": f"/var/run/netns/{pod_ns}", "CNI_IFNAME": "net0", "CNI_PATH": "/usr/lib/cni",
+               "CNI_NETNS": f"/var/run/netns/{pod_ns}", "CNI_IFNAME": "net1", "CNI_PATH": "/usr/lib/cni",
                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-ovn;"
                            f"K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={uid}",
                "OVNVNET_AGENT_SOCKET": str(sock)}
@@ -340,10 +340,12 @@ def test_agent_plugs_the_seed_pod_as_its_service_account(dataplane_prerequisites
                              capture_output=True, text=True, timeout=120)
         assert add.returncode == 0, (add.stdout, add.stderr, agent_log.read_text()[-3000:])
         result = json.loads(add.stdout)
-        addresses = {ip["address"] for ip in result["ips"]}
-        assert "172.16.26.3/24" in addresses and any(a.startswith("172.16.25.") for a in addresses)
+        # the shipped seed attachment reports only CNI_IFNAME's interface ("resultInterfaces": "ifname",
+        # so Multus 4.0.x's one network-status entry is true); the call plumbs both
+        assert [ip["address"] for ip in result["ips"]] == ["172.16.26.3/24"]
+        assert [i["name"] for i in result["interfaces"] if i.get("sandbox")] == ["net1"]
         links = subprocess.run(["ip", "-n", pod_ns, "-j", "addr"], capture_output=True, text=True).stdout
-        assert "172.16.26.3" in links and "0a:00:00:00:00:15" in links
+        assert "172.16.26.3" in links and "0a:00:00:00:00:15" in links and "172.16.25." in links
 
         delete = subprocess.run([str(shim)], input=config, env={**env, "CNI_COMMAND": "DEL"},
                                 capture_output=True, text=True, timeout=60)

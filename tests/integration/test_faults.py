@@ -1,13 +1,14 @@
 """Faults survived, each ending with the invariant check on the real systems."""
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
 
 from harness.soak import run_churn
 from tests.integration.conftest import OPERATOR_ENV
-from tests.integration.kit import Cluster, wait_until
+from tests.integration.kit import Cluster, check_invariant, wait_until
 
 
 def test_churn_with_operator_killed_five_times(cluster: Cluster, subnet, net_name) -> None:
@@ -97,3 +98,47 @@ def test_nb_raft_leader_killed_during_churn(cluster: Cluster, subnet, net_name) 
         stack.stop_operator()
         raft.stop()
         stack.start_operator(OPERATOR_ENV)
+
+
+def test_result_write_lost_after_commit_keeps_one_result(cluster: Cluster, subnet, net_name) -> None:
+    """The API server commits the operator's `ovnIfaceList` write, but the answer never comes back
+    (every retry's answer lost for 12 s; harness/lossy_proxy.py drops the connection after the
+    commit). The operator must not roll back and allocate again: the pod keeps one result for its
+    life (a rolled-back attach freed addresses the pod already showed and wrote other ones), and
+    the invariant holds. A neighbour attached through the same proxy meanwhile is not affected."""
+    from harness.lossy_proxy import LossyProxy
+    from harness.soak import IfaceWatch
+    stack = cluster.stack
+    net = net_name("lost")
+    cluster.create_vnet(net, subnet())
+    cluster.wait_ready(net)
+    ns = "lost-" + net.rsplit("-", 1)[1]
+    cluster.ensure_namespace(ns)
+    watch = IfaceWatch(cluster, ns).start()
+    try:
+        with LossyProxy(stack, lose={"victim"}, window=12) as proxy:
+            stack.stop_operator()
+            stack.start_operator({**OPERATOR_ENV, "KUBECONFIG": str(proxy.kubeconfig)})
+            cluster.create_pod(ns, "victim", [{"name": net, "interface": "net0"}])
+            wait_until(lambda: len(proxy.dropped) >= 5, 30, 0.2, what="result writes unanswered")
+            cluster.create_pod(ns, "neighbour", [{"name": net, "interface": "net0"}])
+            cluster.iface_list(ns, "neighbour")
+            wait_until(lambda: time.monotonic() - proxy.first_drop["victim"] > proxy.window + 3, 30, 0.5,
+                       what="the lossy window over")
+            counts = check_invariant(cluster, [net], timeout=30)
+            assert counts == {"pods": 2, "ports": 2}, counts
+            stack.stop_operator()   # its watches end before the proxy does
+        vals = {watch.names[uid]: v for uid, v in watch.seen.items()}
+        assert len(vals["victim"]) == 1, f"the victim's result changed under lost answers: {sorted(vals['victim'])}"
+        assert len(vals["neighbour"]) == 1
+        assert json.loads(next(iter(vals["victim"])))[0]["ip_address"] != \
+            json.loads(next(iter(vals["neighbour"])))[0]["ip_address"]
+        print(f"\nLOST: {len(proxy.dropped)} answers withheld; the victim kept one result")
+    finally:
+        watch.stop()
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+        cluster.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)   # no kubelet confirms
+        wait_until(lambda: not cluster.core.list_namespaced_pod(ns).items, 60, 0.5, what="the pods gone")
+        cluster.core.delete_namespace(ns)
+        cluster.delete_vnet(net)

@@ -2,7 +2,8 @@
 both forms are served like `ovnNetwork` (result, NB ports, IPBlocks, refusals, recovery), other
 plugins' elements are ignored, and every VirtualNetwork is published as a
 NetworkAttachmentDefinition in the operator's NAD namespace (created, converged, deleted with it;
-a foreign NAD is never touched)."""
+a foreign NAD is never touched), unless its `spec.multus` is false (no NAD, the one published is
+deleted, Multus requests for it refused, `ovnNetwork` still served)."""
 from __future__ import annotations
 
 import json
@@ -240,6 +241,43 @@ def test_nad_follows_its_network_and_foreign_nads_are_untouched(mc: Cluster, sub
         mc.custom.delete_namespaced_custom_object(G, V, NAD_NS, P, name)
 
 
+def test_multus_false_unpublishes_and_refuses_multus_requests(mc: Cluster, mns: str, subnet, net_name) -> None:
+    a, b = net_name("mo"), net_name("mp")
+    mc.create_vnet(a, subnet())
+    mc.create_vnet(b, subnet(), multus=False)          # opted out from the start
+    mc.wait_ready(a)
+    mc.wait_ready(b)
+    wait_until(lambda: nad(mc, a), what="NAD of a created")
+    assert mc.vnet(b)["status"]["appliedSpec"]["multus"] is False
+    assert "multus" not in mc.vnet(a)["status"]["appliedSpec"]   # the default reads as before
+    time.sleep(2)   # b's NAD would have been published with b's apply, as a's was
+    assert nad(mc, b) is None
+
+    # opting out later deletes the NAD the operator published
+    mc.patch_vnet_spec(a, {"multus": False})
+    wait_until(lambda: nad(mc, a) is None, what="NAD of a deleted on multus: false")
+
+    # a Multus request for an opted-out network: refused, saying why, nothing allocated
+    create_pod(mc, mns, "viamultus", f"{NAD_NS}/{a}@net1")
+    error = mc.pod_error(mns, "viamultus")
+    want = (f"network {a} is not published for Multus (spec.multus: false), so k8s.v1.cni.cncf.io/networks "
+            f"cannot ask for it: ask for it in ovnNetwork instead, or set spec.multus: true")
+    assert error == want, error
+    wait_until(lambda: want in mc.event_messages(mns, "viamultus"), what="the Event")
+    assert not ports_of(mc, mns, "viamultus") and not mc.allocations(a)
+
+    # the seed's ovnNetwork is not affected
+    mc.create_pod(mns, "viaovn", [{"name": b, "interface": "net0"}])
+    assert mc.iface_list(mns, "viaovn")[0]["name"] == b
+
+    # back to true: the NAD is published again and the waiting pod is attached
+    mc.patch_vnet_spec(a, {"multus": True})
+    wait_until(lambda: nad(mc, a), what="NAD of a published again")
+    assert mc.iface_list(mns, "viamultus", timeout=30)[0]["interface"] == "net1"
+    assert "ovnNetworkError" not in mc.annotations(mns, "viamultus")
+    check_invariant(mc, [a, b])
+
+
 def test_owned_nad_of_a_network_deleted_while_down_is_swept(mc: Cluster, subnet, net_name) -> None:
     a = net_name("mw")
     mc.create_vnet(a, subnet())
@@ -285,9 +323,11 @@ def _refused(fn) -> str | None:
 
 def test_webhook_refuses_bad_multus_requests_and_admits_foreign_ones(multus_webhook, mc: Cluster, mns: str,
                                                                       subnet, net_name) -> None:
-    a = net_name("mh")
+    a, off = net_name("mh"), net_name("mx")
     mc.create_vnet(a, subnet())
+    mc.create_vnet(off, subnet(), multus=False)
     mc.wait_ready(a)
+    mc.wait_ready(off)
     probe = iter(range(1000))
     wait_until(lambda: _refused(lambda: create_pod(mc, mns, f"probe{next(probe)}", f"{NAD_NS}/{a}@eth")),
                30, what="webhook answering")
@@ -296,6 +336,7 @@ def test_webhook_refuses_bad_multus_requests_and_admits_foreign_ones(multus_webh
         ([{"name": a, "namespace": NAD_NS, "ips": ["192.0.2.1/24"]}], f"ip_address 192.0.2.1 is outside {a}"),
         (f"{NAD_NS}/nope-{uuid.uuid4().hex[:4]}", "does not exist"),
         ([{"name": a, "namespace": NAD_NS, "mac": "01:00:00:00:00:01"}], "multicast"),
+        (f"{NAD_NS}/{off}", f"network {off} is not published for Multus (spec.multus: false)"),
     ]:
         msg = _refused(lambda request=request: create_pod(mc, mns, "bad", request))
         assert msg is not None and message in msg, (message, msg)

@@ -122,7 +122,7 @@ def test_seal_key_secret_is_created_once_and_reused(cluster: Cluster, ns: str) -
     cluster.core.create_namespaced_secret(ns, {"metadata": {"name": "other"}, "data": {"x": "eA=="}})
     with pytest.raises(SealKeyError, match=f"Secret {ns}/other \\(data key 'key'\\) has no seal key"):
         asyncio.run(key((ns, "other")))
-    with pytest.raises(ConfigError, match="is not <namespace>/<name>"):
+    with pytest.raises(ConfigError, match="must be <namespace>/<name>"):
         Settings.from_env({"OVN_NB_DB": "tcp:127.0.0.1:6641", "OVNVNET_SEAL_SECRET": "no-slash"})
 
 

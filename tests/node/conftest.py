@@ -7,9 +7,10 @@ Two runs:
   containers, the invalid pod's FailedCreatePodSandBox, the webhook pod's refusal and the
   runtime's DEL cleanup.
 - `make e2e-node` (OVNVNET_E2E_NODE=1) runs everything: the subset, the `e2e_node` tests of
-  test_install.py, the operator-as-process module (test_realnode.py) and the node lifecycle
+  test_install.py, the operator-as-process module (test_realnode.py), the node lifecycle
   (test_lifecycle.py: scale 20 -> 0 -> 20, kubelet/containerd restarts, node reboot,
-  port-forward).
+  port-forward) and the Helm chart's install, upgrade and uninstall (test_helm.py: a node of its
+  own, several minutes; `make test` checks the chart by rendering it, tests/install/test_chart.py).
 Nothing is silently skipped: what `make test` leaves out is deselected here, by name, and both
 runs need `make node-bootstrap` (which `make test` runs).
 """
@@ -23,7 +24,7 @@ FULL = os.environ.get("OVNVNET_E2E_NODE") == "1"
 SUBSET_MODULES = {"test_install.py"}
 
 if not FULL:
-    collect_ignore_glob = [f"test_{name}.py" for name in ("realnode", "lifecycle", "demo")]
+    collect_ignore_glob = [f"test_{name}.py" for name in ("realnode", "lifecycle", "demo", "helm")]
 
 
 def pytest_configure(config: pytest.Config) -> None:

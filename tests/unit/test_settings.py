@@ -179,3 +179,34 @@ def test_bad_setting_stops_the_operator_with_the_variable(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ovnvnet"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "OVNVNET_LEASE_RENEW=20 must be less than OVNVNET_LEASE_DURATION=15" in out.stderr
+
+
+@pytest.mark.parametrize(("raw", "level"), [(None, "INFO"), ("debug", "DEBUG"), (" WARNING ", "WARNING")])
+def test_log_level(raw, level):
+    env = dict(NB) if raw is None else {**NB, "OVNVNET_LOG_LEVEL": raw}
+    assert Settings.from_env(env).log_level == level
+
+
+def test_bad_log_level_names_the_variable():
+    with pytest.raises(ConfigError, match=r"OVNVNET_LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR"):
+        Settings.from_env({**NB, "OVNVNET_LOG_LEVEL": "LOUD"})
+
+
+def test_log_level_applies_to_every_ovnvnet_logger():
+    """configure_logging (the operator's start) sets the `ovnvnet` loggers' level; Kopf's own
+    handler-success lines stay at WARNING."""
+    import logging
+
+    from ovnvnet.__main__ import configure_logging
+    logger, root = logging.getLogger("ovnvnet"), logging.getLogger()
+    before, root_before = logger.level, (root.level, list(root.handlers))
+    try:
+        configure_logging(Settings.from_env({**NB, "OVNVNET_LOG_LEVEL": "DEBUG"}))
+        assert logging.getLogger("ovnvnet.reconcile.pod").isEnabledFor(logging.DEBUG)
+        configure_logging(Settings.from_env({**NB, "OVNVNET_LOG_LEVEL": "ERROR"}))
+        assert not logging.getLogger("ovnvnet.reconcile.pod").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("kopf.objects").level == logging.WARNING
+    finally:   # kopf.configure adds a handler to the root logger: leave the test process as it was
+        logger.setLevel(before)
+        root.setLevel(root_before[0])
+        root.handlers[:] = root_before[1]

@@ -368,7 +368,8 @@ class Agent:
                 f"logical switch ports {', '.join(lsps)}: do they exist in the NB, and is "
                 "ovn-controller on this node connected to the SB?",
             )
-        return p.build_result(req.cni_version, req.netns, plumbed)
+        shown = p.result_subset(req.result_interfaces, req.ifname, plumbed)
+        return p.build_result(req.cni_version, req.netns, shown)
 
     async def delete(self, req: p.CniRequest) -> None:
         """Every interface of the container; or, when its ports were plumbed one attachment per

@@ -26,6 +26,7 @@ __all__ = [
     "CniRequest",
     "PlumbedInterface",
     "build_result",
+    "result_subset",
     "parse_request",
     "version_result",
 ]
@@ -57,6 +58,18 @@ ERR_INTERNAL = 999
 DEFAULT_ANNOTATION_TIMEOUT = 30.0
 DEFAULT_OVN_INSTALLED_TIMEOUT = 30.0
 
+# ``resultInterfaces`` in the network configuration: what the result of a call that plumbs every
+# interface of the pod (the seed's single attachment) lists. "all": every interface, each address
+# pointing at its sandbox interface (the CNI spec's "all interfaces created"; Multus 4.1+ and its
+# NetworkAttachmentDefinition client's CreateNetworkStatuses turn that into one exact
+# network-status entry per interface). "ifname": only the interface CNI_IFNAME names (the first
+# interface when it names none) and its addresses: Multus 4.0.x (CreateNetworkStatus) makes one
+# network-status entry per call from the last sandbox interface's name and MAC and *every* address
+# of the result, so only a one-interface result keeps that entry true.
+RESULT_ALL = "all"
+RESULT_IFNAME = "ifname"
+RESULT_INTERFACES = (RESULT_ALL, RESULT_IFNAME)
+
 
 class CniError(Exception):
     """A failure to report to the runtime as the spec's error object."""
@@ -82,6 +95,17 @@ def _timeout(conf: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _result_interfaces(conf: Mapping[str, Any]) -> str:
+    value = conf.get("resultInterfaces", RESULT_ALL)
+    if value not in RESULT_INTERFACES:
+        raise CniError(
+            ERR_INVALID_CONFIG,
+            f'network configuration "resultInterfaces" must be "{RESULT_ALL}" or "{RESULT_IFNAME}"',
+            f"got {value!r}",
+        )
+    return str(value)
+
+
 @dataclass(frozen=True)
 class CniRequest:
     command: str
@@ -93,6 +117,7 @@ class CniRequest:
     cni_version: str
     annotation_timeout: float = DEFAULT_ANNOTATION_TIMEOUT
     ovn_installed_timeout: float = DEFAULT_OVN_INSTALLED_TIMEOUT
+    result_interfaces: str = RESULT_ALL
 
     @property
     def pod_namespace(self) -> str:
@@ -178,6 +203,7 @@ def parse_request(env: Mapping[str, str], config_text: str) -> CniRequest:
         ovn_installed_timeout=_timeout(
             config, "ovnInstalledTimeout", DEFAULT_OVN_INSTALLED_TIMEOUT
         ),
+        result_interfaces=_result_interfaces(config),
     )
 
 
@@ -196,6 +222,16 @@ class PlumbedInterface:
 
 def _ip_version(address: str) -> str:
     return "6" if ":" in address else "4"
+
+
+def result_subset(
+    mode: str, ifname: str, plumbed: Sequence[PlumbedInterface]
+) -> Sequence[PlumbedInterface]:
+    """What a call that plumbed ``plumbed`` reports (see :data:`RESULT_INTERFACES`): all of
+    them, or for "ifname" only the interface ``ifname`` names, else the first."""
+    if mode != RESULT_IFNAME or len(plumbed) <= 1:
+        return plumbed
+    return [next((i for i in plumbed if i.name == ifname), plumbed[0])]
 
 
 def build_result(

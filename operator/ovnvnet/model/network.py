@@ -252,6 +252,10 @@ class NetworkSpec:
     routed: bool = True
     """Joined to the shared router ovnvnet-router (the gateway answers, networks route to each
     other). False: an isolated L2 network, no router port."""
+    multus: bool = True
+    """Published for Multus as a NetworkAttachmentDefinition (reconcile/nad.py), so pods may ask
+    for it in ``k8s.v1.cni.cncf.io/networks``. False: no NAD (one the operator published is
+    deleted) and such requests are refused; ``ovnNetwork`` requests are served as ever."""
 
     @property
     def primary(self) -> SubnetSpec:
@@ -335,6 +339,8 @@ class NetworkSpec:
             out["routes"] = [r.to_dict() for r in self.routes]
         if not self.routed:
             out["routed"] = False
+        if not self.multus:
+            out["multus"] = False
         return out
 
 
@@ -653,12 +659,17 @@ def _parse_network_spec(spec: Mapping[str, Any]) -> NetworkSpec:
         routed = True
     if not isinstance(routed, bool):
         raise SpecError(f"spec.routed must be true or false, got {json_type(routed)}")
+    multus = spec.get("multus", True)
+    if multus is None:
+        multus = True
+    if not isinstance(multus, bool):
+        raise SpecError(f"spec.multus must be true or false, got {json_type(multus)}")
     families = tuple(
         SubnetSpec(subnet=net, gateway=gateways[net.version], exclude=exclude.get(net.version, ()),
                    routes=routes.get(net.version, ()))
         for net in nets
     )
-    return NetworkSpec(families=families, mtu=mtu, routed=routed)
+    return NetworkSpec(families=families, mtu=mtu, routed=routed, multus=multus)
 
 
 def subnets_overlap(a: NetworkSpec, b: NetworkSpec) -> tuple[netaddr.IPNetwork, netaddr.IPNetwork] | None:

@@ -22,6 +22,12 @@ the agent checks against the operator's result).
 Converged on every network create/resume/update (a NAD edited by hand is put back), deleted
 with the network, and at start NADs the operator owns whose network is gone are deleted. A
 missing NAD CRD (Multus not installed) is logged and skipped, never an error of the network.
+
+Opt-out per network: ``spec.multus: false`` (model/network.py; absent means true). The operator
+then publishes no NAD and deletes the one it published (owned, by UID, as above; a NAD it does
+not own is still left alone), and a ``k8s.v1.cni.cncf.io/networks`` element naming the network is
+refused in ``ovnNetworkError`` + Event (reconcile/pod.validate_request). Setting it back to true
+publishes the NAD again.
 """
 from __future__ import annotations
 
@@ -81,6 +87,10 @@ async def ensure_nad(state: State, network: dict) -> None:
     namespace = state.settings.nad_namespace
     name = network["metadata"]["name"]
     if not namespace or not network["metadata"].get("uid"):
+        return
+    applied = state.networks.get(name)
+    if applied is not None and not applied.spec.multus:
+        await delete_nad(state, name)
         return
     want = desired(namespace, network)
     try:

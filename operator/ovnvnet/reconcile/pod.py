@@ -27,6 +27,7 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import netaddr
 
 from ovnvnet import metrics
@@ -159,6 +160,8 @@ async def _keep_attached(state: State, body: dict, record: PodRecord, asked: lis
         except ApiError as exc:
             if exc.status not in GONE:
                 raise
+    state.pending.pop(uid, None)   # e.g. an attach whose result write had an unknown outcome
+    state.errors.pop(uid, None)
     raw = annotations.get(REQUEST_ANNOTATION)
     if raw is None and not record.legacy:
         raw = annotations.get(NETWORKS_ANNOTATION)
@@ -187,8 +190,10 @@ def request_matches(reqs: list[InterfaceRequest], results: list[InterfaceResult]
 
 
 def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], namespace: str = "",
-                     ns_labels: dict[str, str] | None = None) -> None:
-    """Check every interface against the networks before anything is allocated."""
+                     ns_labels: dict[str, str] | None = None, *, via_networks: bool = False) -> None:
+    """Check every interface against the networks before anything is allocated. ``via_networks``:
+    the requests are ``k8s.v1.cni.cncf.io/networks`` elements (refused on a ``spec.multus: false``
+    network)."""
     static_seen: dict[tuple[str, str], str] = {}
     for req in reqs:
         net = state.networks.get(req.network)
@@ -207,6 +212,10 @@ def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], names
             raise RequestRefused(f"network {req.network} does not admit pods from namespace {namespace} "
                                  f"(its namespaceSelector requires: {net.selector})",
                                  retry=True, reason="NamespaceNotAllowed")
+        if via_networks and not net.spec.multus:
+            raise RequestRefused(f"network {req.network} is not published for Multus (spec.multus: false), so "
+                                 f"{NETWORKS_ANNOTATION} cannot ask for it: ask for it in {REQUEST_ANNOTATION} "
+                                 f"instead, or set spec.multus: true", retry=True, reason="MultusDisabled")
         _check_selection(req, net.spec)
         try:
             for ip in req.ips:   # one static address per family at most (the parser checked)
@@ -305,7 +314,7 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
     ns, name, uid = pod_ident(body)
     started = time.monotonic()
     try:
-        results, taken = await _attach_steps(state, body, reqs, is_legacy)
+        results, taken, unknown = await _attach_steps(state, body, reqs, is_legacy)
     except RequestRefused as exc:
         await _refuse(state, body, exc)
         return
@@ -313,14 +322,22 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
         return
     for network, ip, holder in taken:
         state.status.set_allocation(network, ip, status_entry(holder))
+    if unknown is not None:
+        raise RetryLater(f"writing {RESULT_ANNOTATION} of {ns}/{name} may not have landed ({unknown}); "
+                         "the allocation is kept and the same result written again")
     metrics.ATTACHED.inc()
     metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
     log.info("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
 
 
 async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], is_legacy: bool
-                        ) -> tuple[list[InterfaceResult] | None, list[tuple[str, str, Holder]]]:
-    """Steps 1-4 under one undo stack; (None, []) when the pod went away meanwhile (rolled back)."""
+                        ) -> tuple[list[InterfaceResult] | None, list[tuple[str, str, Holder]], Exception | None]:
+    """Steps 1-4 under one undo stack; (None, [], None) when the pod went away meanwhile (rolled
+    back). A result write whose outcome is unknown (the connection broke, or the API answered 5xx,
+    after every retry: the write may have landed, as when an API server dies after committing it)
+    is not rolled back: the pod is attached with this result and the error is returned, so that
+    the retry writes the same result again (`_keep_attached`). Rolling back would free addresses
+    a pod may already show, and the retry would write other ones: one pod, two results."""
     ns, name, uid = pod_ident(body)
     pod_key = f"{ns}/{name}"
     ns_labels: dict[str, str] | None = None
@@ -330,13 +347,14 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         except ApiError as exc:
             raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
     annotations = body.get("metadata", {}).get("annotations") or {}
+    via_networks = not is_legacy and REQUEST_ANNOTATION not in annotations
     bound = None
     if claims.wants_claims(annotations, reqs):
         reqs, bound = await claims.resolve(state, body, reqs)
     async with AsyncExitStack() as undo:
         if bound:   # from here to the allocation: synchronous (a claim's hold is handed over atomically)
             reqs = claims.take(state, uid, reqs, bound, undo)
-        validate_request(state, uid, reqs, ns, ns_labels)
+        validate_request(state, uid, reqs, ns, ns_labels, via_networks=via_networks)
         results, taken = allocate_interfaces(state, pod_key, uid, reqs)
         if bound:
             taken = claims.tag(state, taken, bound)
@@ -358,6 +376,7 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         undo.push_async_callback(_delete_ports, state, [p.name for p in ports])
 
         record = PodRecord(ns, name, uid, results, legacy=is_legacy)
+        unknown: Exception | None = None
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
                 ns, name, uid, result_annotation(state, record),
@@ -365,14 +384,19 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
         except ApiError as exc:
             if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
                 log.info("pod %s went away while attaching; rolled back", pod_key)
-                return None, []
-            raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+                return None, [], None
+            if exc.status < 500:    # refused (429 included): nothing was written
+                raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+            unknown = exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            unknown = exc
 
-        undo.pop_all()   # attached: nothing to undo
+        undo.pop_all()   # attached (or possibly attached: see above): nothing to undo
     state.attached[uid] = record
-    state.pending.pop(uid, None)
-    state.errors.pop(uid, None)
-    return results, taken
+    if unknown is None:
+        state.pending.pop(uid, None)
+        state.errors.pop(uid, None)
+    return results, taken, unknown
 
 
 async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:
