@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -207,6 +208,25 @@ def attached_uids(cluster: Cluster, namespace: str) -> set[str] | None:
     return None
 
 
+def _unattached_report(stack: Stack, cluster: Cluster, namespace: str) -> str:
+    """Which live pods have no result, their annotations, and what the operator's log says of them."""
+    try:
+        pods = [p for p in cluster.core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp
+                and "ovnIfaceList" not in (p.metadata.annotations or {})]
+    except Exception as exc:  # noqa: BLE001 - a report, best effort
+        return f"(pods not listed: {exc})"
+    log = (stack.root / "logs" / "operator.log")
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    out = [f"{len(pods)} live pods without ovnIfaceList:"]
+    for p in pods[:5]:
+        out.append(f"  {p.metadata.name} uid={p.metadata.uid} rv={p.metadata.resource_version} "
+                   f"annotations={ {k: v[:120] for k, v in (p.metadata.annotations or {}).items()} }")
+        mine = re.compile(rf"{namespace}/{p.metadata.name}\b|{p.metadata.uid}")
+        out.extend("    log: " + ln[:300] for ln in [ln for ln in lines if mine.search(ln)][-8:])
+    out.extend("  operator log: " + ln[:300] for ln in lines[-25:])
+    return "\n".join(out)
+
+
 def _all_attached(cluster: Cluster, namespace: str) -> list[set[str]] | None:
     """For wait_until: a one-element list (truthy even when no pod is alive) or None."""
     uids = attached_uids(cluster, namespace)
@@ -264,7 +284,10 @@ def run_churn(stack: Stack, cluster: Cluster, *, pods: int = 300, kills: int = 5
         result.operator_pids.append(stack.pid("operator"))
 
         def converge_and_check(t0: float, label: str) -> None:
-            [uids] = wait_until(lambda: _all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
+            try:
+                [uids] = wait_until(lambda: _all_attached(cluster, ns), 120, 0.3, what="every live pod attached")
+            except AssertionError as exc:
+                raise AssertionError(f"{label}: {exc}\n{_unattached_report(stack, cluster, ns)}") from None
             seen_attached.update(uids)
             result.convergence_s.append(time.monotonic() - t0)
             result.operator_pids.append(stack.pid("operator"))
