@@ -55,6 +55,7 @@ from ovnvnet.model.annotation import (
     sealed_annotations,
     sealed_result,
 )
+from ovnvnet.model.iptext import ip_text
 from ovnvnet.model.network import NetworkSpec, family_name
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
@@ -253,12 +254,13 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
         try:
             for req in reqs:
                 ips, stored = _allocate_one(state, pod_key, uid, req)
-                for ip in ips:
-                    undo.callback(state.unhold, req.network, str(ip))
-                    taken.append((req.network, str(ip), stored))
+                texts = [ip_text(ip) for ip in ips]
+                for text in texts:
+                    undo.callback(state.unhold, req.network, text)
+                    taken.append((req.network, text, stored))
                 spec = state.networks[req.network].spec
-                addresses = tuple(IfaceAddress(str(ip), fam.prefix_length, str(fam.gateway))
-                                  for ip, fam in zip(ips, spec.families, strict=True))
+                addresses = tuple(IfaceAddress(text, fam.prefix_length, ip_text(fam.gateway))
+                                  for text, fam in zip(texts, spec.families, strict=True))
                 results.append(InterfaceResult(
                     interface=req.interface, network=req.network, ip=addresses[0].ip,
                     prefix_length=addresses[0].prefix_length, mac=stored.mac, gateway=addresses[0].gateway,
