@@ -140,12 +140,17 @@ def asks_ovnvnet(state: State, annotations: dict, namespace: str) -> bool:
 
 
 def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
-    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID."""
+    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID
+    (encoded once per record and seal key: every event of an attached pod compares against it)."""
+    if record.written is not None and record.written[0] == state.seal_key:
+        return dict(record.written[1])
     if record.legacy:
         name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
     else:
         name, value = RESULT_ANNOTATION, encode_iface_list(record.results)
-    return sealed_annotations(state.seal_key, record.uid, name, value)
+    wanted = sealed_annotations(state.seal_key, record.uid, name, value)
+    record.written = (state.seal_key, dict(wanted))
+    return wanted
 
 
 async def _keep_attached(state: State, body: dict, record: PodRecord, asked: list[InterfaceRequest] | None,

@@ -47,6 +47,9 @@ class PodRecord:
     results: list[InterfaceResult]
     legacy: bool = False                # a single-interface pod on the default network (`ovn` annotation)
     warned_request: str | None = None  # the ovnNetwork value we already warned about (not applied)
+    # the sealed result annotation as written, by seal key (pod.result_annotation: the results of a
+    # record never change, so every later event of the pod compares against it without re-encoding)
+    written: tuple[bytes, dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
