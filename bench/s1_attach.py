@@ -51,6 +51,8 @@ TARGET_P99 = 1.0
 OPERATOR_ENV: dict[str, str] = {}  # the operator's defaults
 FULL = {"pods": 1000, "repeats": 3}
 SIDE_NAMES = {**FLOOR_NAMES, "operator": "operator"}
+STACK_PROCESSES = ("kube-apiserver", "etcd", "ovsdb-nb", "ovn-northd", "ovsdb-sb")
+"""The stack's other processes: their CPU during each operator burst is kept beside the operator's."""
 
 
 def networks(count: int = 4) -> list[tuple[str, str]]:
@@ -247,9 +249,12 @@ def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: l
     kube.wait_vnets_ready(net_names)
     pid = stack.pid("operator")
     cpu0 = cpu_seconds(pid)
+    others = {name: stack.pid(name) for name in STACK_PROCESSES}
+    others0 = {name: cpu_seconds(p) for name, p in others.items()}
     with Profiler(pid, prof_out):
         out = burst(kube, ns, specs, timeout=timeout)
     out["operator_cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
+    out["stack_cpu_s"] = {name: round((cpu_seconds(p) or 0) - (others0[name] or 0), 3) for name, p in others.items()}
     out["operator_rss_hwm_mb"] = rss_hwm_mb(pid)
     log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod")
     kube.delete_all_pods(ns)
@@ -262,11 +267,12 @@ TARGET_DS_RATIO = 0.9
 FULL_DS = {"pods": 1000, "repeats": 3}
 
 
-def run_dualstack(n: int = 1000, repeats: int = 3, *, keep: bool = False) -> Result:
+def run_dualstack(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | None = None) -> Result:
     """Issue 13's figure: the same burst (n pods x 2 interfaces over 4 networks) on dual-stack
     networks (each interface gets an IPv4 and an IPv6 address, one port with both) beside the
     IPv4-only networks, in the same run: per repeat both sides back to back, order rotated;
-    the ratio is the median of the per-repeat throughput ratios (dual-stack / IPv4)."""
+    the ratio is the median of the per-repeat throughput ratios (dual-stack / IPv4).
+    `profile`: py-spy output of the operator per burst, as ``<stem>-<side>-<repeat><suffix>``."""
     v4 = networks(4)
     ds = dualstack_networks(4)
     sides = {"ipv4": [name for name, _ in v4], "dual-stack": [name for name, _, _ in ds]}
@@ -286,7 +292,8 @@ def run_dualstack(n: int = 1000, repeats: int = 3, *, keep: bool = False) -> Res
                 ns = unique("v4" if side == "ipv4" else "ds")
                 kube.ensure_namespace(ns)
                 specs = pod_specs(n, sides[side])
-                out = _operator_burst(stack, kube, ns, specs, sides[side], timeout, n, dict(OPERATOR_ENV), None)
+                prof = profile.with_name(f"{profile.stem}-{side}-{r}{profile.suffix}") if profile else None
+                out = _operator_burst(stack, kube, ns, specs, sides[side], timeout, n, dict(OPERATOR_ENV), prof)
                 runs[side].append(out)
                 log(f"[{r + 1}/{repeats}] {side}: {out['pods_per_s']:.0f} pods/s, p50 {out['p50']:.3f}s "
                     f"p99 {out['p99']:.3f}s, operator CPU {out['operator_cpu_s'] * 1000 / n:.2f} ms/pod")
@@ -304,7 +311,17 @@ def run_dualstack(n: int = 1000, repeats: int = 3, *, keep: bool = False) -> Res
     cpu = {side: (med(side, "operator_cpu_s") or 0) * 1000 / n for side in runs}
     res.add("operator CPU per pod, dual-stack", cpu["dual-stack"], "ms", baseline=cpu["ipv4"],
             baseline_name="IPv4", ratio=cpu["dual-stack"] / cpu["ipv4"] if cpu["ipv4"] else None)
+    for label, procs in (("API server + etcd", ("kube-apiserver", "etcd")),
+                         ("OVN northd + SB", ("ovn-northd", "ovsdb-sb"))):
+        per_pod = {side: (median(sum(x["stack_cpu_s"].get(p, 0) for p in procs) for x in runs[side]) or 0) * 1000 / n
+                   for side in runs}
+        res.add(f"{label} CPU per pod, dual-stack", per_pod["dual-stack"], "ms", baseline=per_pod["ipv4"],
+                baseline_name="IPv4", ratio=per_pod["dual-stack"] / per_pod["ipv4"] if per_pod["ipv4"] else None)
     res.extra["runs"] = runs
+    res.notes.append("CPU per pod: each process's CPU time during the burst (first create to last result) / pods; "
+                     "the API server's includes the records (IPBlocks: an IPv6 block beside each IPv4 one), "
+                     "OVN's the logical flows northd derives from the ports (IPv6 adds neighbour discovery "
+                     "and IPv6 port security)")
     res.notes.append(f"medians over {repeats} repeats; in each repeat the IPv4 and the dual-stack bursts run back "
                      "to back on one stack (order rotated); the ratio is the median of the per-repeat ratios")
     return res
@@ -323,7 +340,7 @@ def main(argv: list[str] | None = None) -> Result:
     args = ap.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in args.operator_env)
     if args.dual_stack:
-        res = run_dualstack(args.pods, args.repeats, keep=args.keep)
+        res = run_dualstack(args.pods, args.repeats, keep=args.keep, profile=args.profile)
     else:
         res = run(args.pods, args.repeats, keep=args.keep, profile=args.profile, operator_env=env)
     print(res.table())

@@ -40,8 +40,9 @@ from typing import TypeAlias
 import netaddr
 
 from ..model.annotation import normalize_mac
+from ..model.iptext import ip_value
 from ..model.names import mac_from_int
-from ..model.network import NetworkSpec, SubnetSpec, family_name, parse_ip
+from ..model.network import NetworkSpec, SubnetSpec, family_name
 from .freeruns import FreeRuns
 
 __all__ = ["AllocationError", "Holder", "NetworkAllocator", "NetworkExhausted", "SubnetAllocator"]
@@ -144,8 +145,8 @@ class SubnetAllocator:
     def _to_int(self, ip: IPLike) -> int | None:
         """The address as an int, or None if it is of another IP version / not an address."""
         if isinstance(ip, str):
-            parsed = parse_ip(ip.strip())
-            return int(parsed) if parsed is not None and parsed.version == self._version else None
+            parsed = ip_value(ip.strip())
+            return parsed[1] if parsed is not None and parsed[0] == self._version else None
         if isinstance(ip, bool):
             return None
         if isinstance(ip, int):
@@ -441,8 +442,8 @@ class NetworkAllocator:
         if isinstance(ip, netaddr.IPAddress):
             return int(ip.version)
         if isinstance(ip, str):
-            parsed = parse_ip(ip.strip())
-            return None if parsed is None else int(parsed.version)
+            parsed = ip_value(ip.strip())
+            return None if parsed is None else parsed[0]
         return self.spec.version   # an int: the primary family
 
     def _for(self, ip: IPLike) -> SubnetAllocator:

@@ -23,6 +23,14 @@ def block_cidr(subnet: netaddr.IPNetwork, ip: str | netaddr.IPAddress) -> netadd
     return netaddr.IPNetwork(f"{ip}/{prefix}").cidr
 
 
+def block_span(subnet: netaddr.IPNetwork, version: int, value: int) -> tuple[int, int]:
+    """``(first address as an int, prefix)`` of :func:`block_cidr` for the address ``value`` of
+    family ``version`` (the subnet's), computed on ints: no text is parsed."""
+    bits = 32 if version == 4 else 128
+    prefix = max(BLOCK_PREFIX_V4 if version == 4 else BLOCK_PREFIX_V6, int(subnet.prefixlen))
+    return value >> (bits - prefix) << (bits - prefix), prefix
+
+
 def block_name(network: str, cidr: netaddr.IPNetwork) -> str:
     if cidr.version == 4:
         return f"{network}.{cidr.network}"

@@ -56,6 +56,7 @@ from ovnvnet.model.annotation import (
     sealed_annotations,
     sealed_result,
 )
+from ovnvnet.model.iptext import ip_text
 from ovnvnet.model.network import NetworkSpec, family_name
 from ovnvnet.ovn.nb import NotOwnedError
 from ovnvnet.reconcile import claims
@@ -141,12 +142,17 @@ def asks_ovnvnet(state: State, annotations: dict, namespace: str) -> bool:
 
 
 def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
-    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID."""
+    """The result as written: `ovnIfaceList` (or the legacy `ovn`) and its seal for the pod's UID
+    (encoded once per record and seal key: every event of an attached pod compares against it)."""
+    if record.written is not None and record.written[0] == state.seal_key:
+        return dict(record.written[1])
     if record.legacy:
         name, value = LEGACY_ANNOTATION, encode_legacy_result(record.results[0], record.namespace, record.name)
     else:
         name, value = RESULT_ANNOTATION, encode_iface_list(record.results)
-    return sealed_annotations(state.seal_key, record.uid, name, value)
+    wanted = sealed_annotations(state.seal_key, record.uid, name, value)
+    record.written = (state.seal_key, dict(wanted))
+    return wanted
 
 
 async def _keep_attached(state: State, body: dict, record: PodRecord, asked: list[InterfaceRequest] | None,
@@ -263,12 +269,13 @@ def allocate_interfaces(state: State, pod_key: str, uid: str,
         try:
             for req in reqs:
                 ips, stored = _allocate_one(state, pod_key, uid, req)
-                for ip in ips:
-                    undo.callback(state.unhold, req.network, str(ip))
-                    taken.append((req.network, str(ip), stored))
+                texts = [ip_text(ip) for ip in ips]
+                for text in texts:
+                    undo.callback(state.unhold, req.network, text)
+                    taken.append((req.network, text, stored))
                 spec = state.networks[req.network].spec
-                addresses = tuple(IfaceAddress(str(ip), fam.prefix_length, str(fam.gateway))
-                                  for ip, fam in zip(ips, spec.families, strict=True))
+                addresses = tuple(IfaceAddress(text, fam.prefix_length, ip_text(fam.gateway))
+                                  for text, fam in zip(texts, spec.families, strict=True))
                 results.append(InterfaceResult(
                     interface=req.interface, network=req.network, ip=addresses[0].ip,
                     prefix_length=addresses[0].prefix_length, mac=stored.mac, gateway=addresses[0].gateway,

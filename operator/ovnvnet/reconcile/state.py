@@ -13,14 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import netaddr
+
 from ovnvnet.config import Settings
 from ovnvnet.ipam.allocator import Holder, NetworkAllocator
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.status import StatusWriter
 from ovnvnet.model import names
 from ovnvnet.model.annotation import InterfaceResult
-from ovnvnet.model.blocks import block_cidr, block_name
-from ovnvnet.model.network import NetworkSpec, family_name, parse_ip
+from ovnvnet.model.blocks import block_name, block_span
+from ovnvnet.model.iptext import ip_value
+from ovnvnet.model.network import NetworkSpec, family_name
 from ovnvnet.model.records import BlockRef, owner_reference
 from ovnvnet.model.selector import LabelSelector
 from ovnvnet.ovn.batch import NbBatcher
@@ -28,6 +31,9 @@ from ovnvnet.ovn.nb import NbClient, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile.errors import RequestRefused
 
 log = logging.getLogger(__name__)
+
+BLOCK_MEMO = 4096
+"""How many IPBlock references `State.block_of` remembers (one per block: 4096 blocks of 256)."""
 
 MAX_JSON_INT = 2**53 - 1
 """The largest count a JSON reader holding numbers as doubles reads exactly."""
@@ -41,6 +47,9 @@ class PodRecord:
     results: list[InterfaceResult]
     legacy: bool = False                # a single-interface pod on the default network (`ovn` annotation)
     warned_request: str | None = None  # the ovnNetwork value we already warned about (not applied)
+    # the sealed result annotation as written, by seal key (pod.result_annotation: the results of a
+    # record never change, so every later event of the pod compares against it without re-encoding)
+    written: tuple[bytes, dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -80,6 +89,7 @@ class State:
         self.nb_lock = asyncio.Lock()
         self.nb_batch = NbBatcher(nb, self.nb_lock, self.nb_call)
         self._ns_cache: dict[str, tuple[float, dict[str, str]]] = {}
+        self._block_refs: dict[tuple[str, str | None, int, int, int], BlockRef] = {}   # see block_of
 
     # ------------------------------------------------------------------ helpers
     def pod_lock(self, uid: str) -> asyncio.Lock:
@@ -122,15 +132,27 @@ class State:
                 "cursor": str(net.spec.address(a.cursor)), "families": families}
 
     def block_of(self, network: str, ip: str) -> BlockRef | None:
+        """The IPBlock recording `ip` on `network` (None: not an address of one of its families).
+        Every attach and release asks this once per address, so the answer is computed on ints
+        and remembered per block (its name, CIDR and owner depend only on the network's name and
+        uid, the block's first address and prefix: the key); the memo is emptied when it grows
+        past BLOCK_MEMO entries (networks deleted and recreated leave old keys behind)."""
         net = self.networks.get(network)
-        parsed = parse_ip(ip)
-        fam = net.spec.family(parsed.version) if net is not None and parsed is not None else None
-        if net is None or fam is None:
+        parsed = ip_value(ip)
+        fam = net.spec.family(parsed[0]) if net is not None and parsed is not None else None
+        if net is None or fam is None or parsed is None:
             return None
-        cidr = block_cidr(fam.subnet, ip)
-        meta = net.body.get("metadata") or {}
-        owner = owner_reference({"name": network, "uid": meta["uid"]}) if meta.get("uid") else None
-        return BlockRef(block_name(network, cidr), network, str(cidr), owner)
+        first, prefix = block_span(fam.subnet, parsed[0], parsed[1])
+        uid = (net.body.get("metadata") or {}).get("uid")
+        key = (network, uid, parsed[0], first, prefix)
+        ref = self._block_refs.get(key)
+        if ref is None:
+            cidr = netaddr.IPNetwork((first, prefix), version=parsed[0])
+            owner = owner_reference({"name": network, "uid": uid}) if uid else None
+            if len(self._block_refs) >= BLOCK_MEMO:
+                self._block_refs.clear()
+            ref = self._block_refs[key] = BlockRef(block_name(network, cidr), network, str(cidr), owner)
+        return ref
 
     # ------------------------------------------------------------------ holdings
     def hold(self, network: str, ip: str, holder: Holder, *, record_status: bool = True) -> None:
