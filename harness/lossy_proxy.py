@@ -7,6 +7,8 @@ server (headers, body, watch streams chunk by chunk). For the pods named in `los
 that writes `ovnIfaceList` is forwarded, its answer read, and the client's connection then
 dropped without an answer, for `window` seconds from the first such PATCH; afterwards those
 PATCHes pass. The writer sees a broken connection each time, though every write is in etcd.
+:meth:`hide` answers `404 page not found` (as a starting API server does before it has
+installed a CRD's routes) to every request under a path prefix for some seconds.
 
     with LossyProxy(stack, lose={"victim"}, window=12) as proxy:
         stack.start_operator({"KUBECONFIG": str(proxy.kubeconfig)})
@@ -30,7 +32,7 @@ _POD = re.compile(r"^/api/v1/namespaces/[^/]+/pods/([^/?]+)$")
 
 
 class LossyProxy:
-    def __init__(self, stack: Any, *, lose: set[str], window: float):
+    def __init__(self, stack: Any, *, lose: set[str] = frozenset(), window: float = 0):
         self.upstream = stack.kube.api_url
         self.token = stack.kube.token
         self.lose, self.window = set(lose), window
@@ -38,6 +40,9 @@ class LossyProxy:
         self.dropped: list[tuple[str, float]] = []   # (pod, when) of every answer withheld
         self.first_drop: dict[str, float] = {}
         self.port = 0
+        self._streams: set[tuple[str, asyncio.Transport]] = set()
+        self.hidden: tuple[str, float] | None = None     # (path prefix, until)
+        self.not_found = 0                                 # requests answered 404 by hide()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -94,6 +99,17 @@ class LossyProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def hide(self, prefix: str, seconds: float) -> None:
+        """404 under `prefix` for `seconds`; the streams open under it (watches) are cut now, so
+        that their clients reconnect into the 404s (an API server restart cuts every stream)."""
+        self.hidden = (prefix, time.monotonic() + seconds)
+
+        def cut() -> None:
+            for path, transport in list(self._streams):
+                if path.startswith(prefix):
+                    transport.abort()
+        self._loop.call_soon_threadsafe(cut)
+
     # ------------------------------------------------------------------ forwarding
     def _withhold(self, request: web.Request, body: bytes) -> str | None:
         """The pod whose answer to withhold now, if any."""
@@ -107,6 +123,9 @@ class LossyProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
+        if self.hidden and request.path.startswith(self.hidden[0]) and time.monotonic() < self.hidden[1]:
+            self.not_found += 1
+            return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
                                          data=body or None, allow_redirects=False) as up:
@@ -120,7 +139,13 @@ class LossyProxy:
             resp = web.StreamResponse(status=up.status, reason=up.reason,
                                       headers={k: v for k, v in up.headers.items() if k.lower() not in _DROP})
             await resp.prepare(request)
-            async for chunk in up.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
+            key = (request.path, request.transport)
+            if request.transport is not None:
+                self._streams.add(key)   # type: ignore[arg-type]
+            try:
+                async for chunk in up.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+            finally:
+                self._streams.discard(key)   # type: ignore[arg-type]
             return resp

@@ -5,9 +5,17 @@ The environment is read here, once (config.Settings), and the API credentials ar
 stops the process at once with a message naming the variable (exit code 2).
 
 With OVNVNET_LEADER_ELECT=true (several replicas), only the holder of a Lease runs; see leader.py.
+
+Crash-only: if Kopf's reactor stops with an error (Kopf 1.45 treats some answers as fatal, e.g. a
+404 on a VirtualNetwork watch while a restarting API server has not yet installed the CRD's
+routes), the process releases its Lease and re-executes itself in place after a second: the
+state is rebuilt from the records exactly as on any start, the pid (and a Pod's container)
+stays, and no one has to restart it. A requested stop (SIGTERM/SIGINT) exits.
 """
 import logging
+import os
 import sys
+import time
 
 import kopf
 
@@ -46,13 +54,23 @@ def run() -> None:
         elector.acquire()
         standby.stop()
         elector.start_renewing()
+    log = logging.getLogger("ovnvnet")
+    failed = False
     try:
         kopf.run(clusterwide=True, standalone=True,
                  memo=kopf.Memo(settings=settings, connection=connection))
+    except Exception:   # the reactor failed: re-executed below
+        log.exception("the Kopf reactor stopped on an error; re-executing in place in 1 s")
+        failed = True
     finally:
         if elector is not None:
             elector.release()
-            logging.getLogger("ovnvnet").info("operator stopped")
+            log.info("operator stopped")
+    if failed:
+        logging.shutdown()
+        time.sleep(1)
+        os.environ["OVNVNET_REEXECS"] = str(int(os.environ.get("OVNVNET_REEXECS", "0")) + 1)
+        os.execv(sys.executable, [sys.executable, "-m", "ovnvnet"])
 
 
 if __name__ == "__main__":
