@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from harness.kit import check_invariant, wait_until
 from harness.realnode import RELEASE, SYSTEM_NS, RealNode
-from harness.stack import KUBE_BIN, REPO, Stack
+from harness.stack import REPO
 
 from . import test_install as kustomize_install
 from .test_install import pods, ready
@@ -51,19 +50,8 @@ NEW_NB = "tcp:10.96.0.1:6641"
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory) -> RealNode:
-    assert (KUBE_BIN / "kubelet").exists(), "run `make node-bootstrap` first (kubelet build)"
-    assert (KUBE_BIN / "kube-scheduler").exists(), "run `make node-bootstrap` first (kube-scheduler build)"
-    stack = Stack(Path(os.environ.get("OVNVNET_E2E_STACK") or tmp_path_factory.mktemp("rnh")))
-    n = RealNode(stack, install=True, installer="helm")
-    t0 = time.monotonic()
-    try:
-        n.up(operator=False)
-        print(f"stack + real node + helm install up in {time.monotonic() - t0:.1f}s")
-        yield n
-    finally:
-        n.stop()
-        stack.down(remove=not os.environ.get("OVNVNET_KEEP_STACK"))
+def node(tmp_path_factory) -> Iterator[RealNode]:
+    yield from kustomize_install.installed_node(tmp_path_factory, "rnh", installer="helm")
 
 
 def release(n: RealNode) -> dict:
@@ -125,9 +113,7 @@ def test_helm_upgrade_nb_and_replicas_roll_pods_keep_addresses(node, seed):
     inside = addresses(node, "pod-ovn")
     target = seed["ips"]["pod-core"]["eth1"]["ip_address"]
     # 80 pings at 0.25 s from pod-edge to pod-core (across ovnvnet-router) while everything rolls
-    pinger = subprocess.Popen([str(s.root / "bin" / "kubectl"), f"--kubeconfig={s.kubeconfig}", "exec", "-n", NS,
-                               "pod-edge", "--", "ping", "-c", "80", "-i", "0.25", "-W", "1", target],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pinger = kustomize_install.background_pings(s, "pod-edge", target, 80)
     time.sleep(1)
     t0 = time.monotonic()
     node.helm("upgrade", RELEASE, str(CHART), "-n", SYSTEM_NS, "-f", str(node.helm_values()),

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,20 +32,33 @@ SYSTEM = "ovnvnet-system"
 SEL = "app.kubernetes.io/name=ovnvnet-operator"
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory) -> RealNode:
+def installed_node(tmp_path_factory, prefix: str, **kw) -> Iterator[RealNode]:
+    """A stack with a real node and ovnvnet installed as pods (`kw`: RealNode's, e.g.
+    installer="helm"), torn down afterwards. The body of the modules' `node` fixtures."""
     assert (KUBE_BIN / "kubelet").exists(), "run `make node-bootstrap` first (kubelet build)"
     assert (KUBE_BIN / "kube-scheduler").exists(), "run `make node-bootstrap` first (kube-scheduler build)"
-    stack = Stack(Path(os.environ.get("OVNVNET_E2E_STACK") or tmp_path_factory.mktemp("rni")))
-    n = RealNode(stack, install=True)
+    stack = Stack(Path(os.environ.get("OVNVNET_E2E_STACK") or tmp_path_factory.mktemp(prefix)))
+    n = RealNode(stack, install=True, **kw)
     t0 = time.monotonic()
     try:
         n.up(operator=False)
-        print(f"stack + real node + install up in {time.monotonic() - t0:.1f}s")
+        print(f"stack + real node + install ({kw or 'kustomize'}) up in {time.monotonic() - t0:.1f}s")
         yield n
     finally:
         n.stop()
         stack.down(remove=not os.environ.get("OVNVNET_KEEP_STACK"))
+
+
+def background_pings(s: Stack, pod: str, target: str, count: int) -> subprocess.Popen:
+    """`count` pings at 0.25 s from inside `pod` (namespace NS) to `target`, running meanwhile."""
+    return subprocess.Popen([str(s.root / "bin" / "kubectl"), f"--kubeconfig={s.kubeconfig}", "exec", "-n", NS,
+                             pod, "--", "ping", "-c", str(count), "-i", "0.25", "-W", "1", target],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory) -> Iterator[RealNode]:
+    yield from installed_node(tmp_path_factory, "rni")
 
 
 def pods(n: RealNode, selector: str) -> list[dict]:
@@ -244,9 +258,7 @@ def test_delete_agent_pod_daemonset_restarts_it_pings_continue(node, seed):
     old = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]["metadata"]["name"]
     target = seed["ips"]["pod-core"]["eth1"]["ip_address"]
     # 40 pings at 0.25 s from pod-edge to pod-core (across ovnvnet-router), while the agent restarts
-    pinger = subprocess.Popen([str(s.root / "bin" / "kubectl"), f"--kubeconfig={s.kubeconfig}", "exec", "-n", NS,
-                               "pod-edge", "--", "ping", "-c", "40", "-i", "0.25", "-W", "1", target],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pinger = background_pings(s, "pod-edge", target, 40)
     time.sleep(1)
     t0 = time.monotonic()
     s.kubectl("delete", "pod", "-n", SYSTEM, old, "--timeout=60s")
