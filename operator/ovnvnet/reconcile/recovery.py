@@ -260,12 +260,23 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[s
 
     # the allocation record (IPBlocks; e.g. the NB was wiped while the operator was down), read
     # while the NB replica syncs
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name], mark = now - mark, now
+
     recorded: dict[str, dict[str, dict]] = {}            # network -> ip -> entry
     async for block in state.kube.list_all(IPBLOCKS):
         isolated("rebuild", f"IPBlock {(block.get('metadata') or {}).get('name')}", _read_block, block, recorded)
+    phase("ipblocks")
     if nb_ready is not None:
         await nb_ready
+    phase("nb connect")
     actual = await state.nb_call(state.nb.read_owned)
+    phase("nb read")
 
     # 1. the records: NB ports first (they carry the pod UID), then the IPBlock entries
     from_nb = sum(bool(isolated("rebuild", f"NB port {port.name}", _reserve_port, state, port))
@@ -275,18 +286,24 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[s
         for ip, entry in entries.items():
             from_status += bool(isolated("rebuild", f"IPBlock entry {ip} of {name}", _reserve_entry,
                                          state, name, ip, entry))
+    phase("records")
     # 2. the annotations, checked against the records
     admits = await _admission(state, bodies)
+    phase("admission")
     pods = sum(bool(isolated("rebuild", _pod_name(b), pod_rec.restore_record, state, b, admits)) for b in bodies)
+    phase("annotations")
 
     # 3. make the record say exactly what the allocators hold
     for name in state.networks:
         isolated("rebuild", f"record of network {name}", _rewrite_record, state, name, recorded.get(name, {}))
+    phase("record rewrite")
     candidates = [b for b in bodies if isolated("rebuild", _pod_name(b), needs_handling, state, b)]
+    phase("candidates")
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
-    log.info("rebuilt from records in %.2fs (pod list %.2fs): %d networks, %d from NB ports, %d from the IPBlock "
-             "record, %d attached pods, %d refused results, %d pods to handle", took, listed, len(state.networks),
+    log.info("rebuilt from records in %.2fs (pod list %.2fs; %s): %d networks, %d from NB ports, %d from the IPBlock "
+             "record, %d attached pods, %d refused results, %d pods to handle", took, listed,
+             ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()), len(state.networks),
              from_nb, from_status, pods, len(state.refused), len(candidates))
     return list_meta.get("resourceVersion", ""), candidates, actual
 
