@@ -6,16 +6,19 @@ stops the process at once with a message naming the variable (exit code 2).
 
 With OVNVNET_LEADER_ELECT=true (several replicas), only the holder of a Lease runs; see leader.py.
 
-Crash-only: if Kopf's reactor stops with an error (Kopf 1.45 treats some answers as fatal, e.g. a
-404 on a VirtualNetwork watch while a restarting API server has not yet installed the CRD's
-routes), the process releases its Lease and re-executes itself in place after a second: the
-state is rebuilt from the records exactly as on any start, the pid (and a Pod's container)
-stays, and no one has to restart it. A requested stop (SIGTERM/SIGINT) exits.
+Crash-only: if Kopf's reactor stops with an error after a completed startup (Kopf 1.45 treats
+some answers as fatal, e.g. a 404 on a VirtualNetwork watch while a restarting API server has
+not yet installed the CRD's routes), the process releases its Lease and re-executes itself in
+place after a second: the state is rebuilt from the records exactly as on any start, the pid
+(and a Pod's container) stays, and no one has to restart it. A failed startup (no seal key...)
+and a requested stop (SIGTERM/SIGINT) exit as before.
 """
+import json
 import logging
 import os
 import sys
 import time
+import urllib.request
 
 import kopf
 
@@ -59,7 +62,9 @@ def run() -> None:
     try:
         kopf.run(clusterwide=True, standalone=True,
                  memo=kopf.Memo(settings=settings, connection=connection))
-    except Exception:   # the reactor failed: re-executed below
+    except Exception:
+        if not ovnvnet.main.started:
+            raise   # the startup itself failed (its error is logged): exit, as before
         log.exception("the Kopf reactor stopped on an error; re-executing in place in 1 s")
         failed = True
     finally:
@@ -67,10 +72,32 @@ def run() -> None:
             elector.release()
             log.info("operator stopped")
     if failed:
-        logging.shutdown()
         time.sleep(1)
-        os.environ["OVNVNET_REEXECS"] = str(int(os.environ.get("OVNVNET_REEXECS", "0")) + 1)
+        _wait_for_served(connection, log)
+        logging.shutdown()
         os.execv(sys.executable, [sys.executable, "-m", "ovnvnet"])
+
+
+def _wait_for_served(connection: Connection, log: logging.Logger) -> None:
+    """Before re-executing: wait until API discovery serves virtualnetworks again. Kopf resolves
+    its resources from discovery once, when it starts; started while a restarting API server
+    still answers 404 for the group, it would never watch VirtualNetworks."""
+    url = connection.server.rstrip("/") + "/apis/ovnvnet.io/v1"
+    ctx = connection.ssl_context() if url.startswith("https:") else None
+    started, last = time.monotonic(), ""
+    while True:
+        try:
+            req = urllib.request.Request(url, headers=connection.headers())
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as answer:
+                if any(r.get("name") == "virtualnetworks" for r in json.load(answer).get("resources", [])):
+                    return
+                last = "virtualnetworks not listed"
+        except (OSError, ValueError) as exc:   # URLError/HTTPError are OSErrors
+            last = str(exc)
+        if time.monotonic() - started > 10:
+            log.warning("waiting for the API server to serve virtualnetworks.ovnvnet.io again: %s", last)
+            started = time.monotonic()
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ from ovnvnet.reconcile.podwatch import PodWatch, needs_handling
 from ovnvnet.reconcile.state import State
 
 log = logging.getLogger("ovnvnet")
+# set once a startup has completed (the state rebuilt): `python -m ovnvnet` re-executes itself
+# after a reactor failure only then; a failed startup (no seal key, ...) exits with its error
+started = False
 GROUP, VERSION, PLURAL = "ovnvnet.io", "v1", "virtualnetworks"
 
 
@@ -119,6 +122,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except Exception as exc:
         raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
     state.ready.set()
+    global started
+    started = True
     watch = PodWatch(state)
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),

@@ -180,8 +180,8 @@ def test_operator_survives_crd_routes_missing_after_an_api_restart(cluster: Clus
             stack.stop_operator()   # its watches end before the proxy does
         print(f"\nCRD404: {proxy.not_found} requests answered 404; Kopf reactor re-executions: {reexecs}")
     finally:
-        if not stack.running("operator"):
-            stack.start_operator(OPERATOR_ENV)
+        stack.stop_operator()   # it may still be pointed at the (closed) proxy
+        stack.start_operator(OPERATOR_ENV)
         cluster.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
         wait_until(lambda: not cluster.core.list_namespaced_pod(ns).items, 60, 0.5, what="the pods gone")
         cluster.core.delete_namespace(ns)

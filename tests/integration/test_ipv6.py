@@ -86,7 +86,11 @@ def test_dual_stack_and_ipv6_only_networks(cluster: Cluster, ns: str, subnet, v6
         first6 = netaddr.IPNetwork(s6).first
         digits = f"{first6:032x}"
         block6 = f"{d}." + "-".join(digits[i:i + 4] for i in range(0, 32, 4))
-        blocks = {b["metadata"]["name"]: b for b in cluster.ipblocks(d)}
+        # the records are written after the results, coalesced: wait until the three pods' are in
+        def blocks_written():
+            got = {b["metadata"]["name"]: b for b in cluster.ipblocks(d)}
+            return got if len((got.get(block6) or {}).get("allocations") or {}) == 3 else None
+        blocks = wait_until(blocks_written, what=f"the IPv6 IPBlock {block6} holding 3 addresses")
         assert set(blocks) == {f"{d}.{_host(s4, 0)}", block6}, set(blocks)
         assert blocks[block6]["spec"]["cidr"] == f"{_host(s6, 0)}/120"
         assert set(blocks[block6]["allocations"]) == {_host(s6, 2), _host(s6, 0x77), _host(s6, 0x78)}
