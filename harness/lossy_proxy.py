@@ -41,7 +41,7 @@ class LossyProxy:
         self.first_drop: dict[str, float] = {}
         self.port = 0
         self._streams: set[tuple[str, asyncio.Transport]] = set()
-        self.hidden: tuple[str, float] | None = None     # (path prefix, until)
+        self.hidden: tuple[str, float, bool] | None = None   # (path prefix, until, exact)
         self.not_found = 0                                 # requests answered 404 by hide()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -99,10 +99,11 @@ class LossyProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def hide(self, prefix: str, seconds: float) -> None:
-        """404 under `prefix` for `seconds`; the streams open under it (watches) are cut now, so
-        that their clients reconnect into the 404s (an API server restart cuts every stream)."""
-        self.hidden = (prefix, time.monotonic() + seconds)
+    def hide(self, prefix: str, seconds: float, *, exact: bool = False) -> None:
+        """404 under `prefix` (`exact`: that path only, e.g. a group's discovery document) for
+        `seconds`; the streams open under it (watches) are cut now, so that their clients
+        reconnect into the 404s (an API server restart cuts every stream)."""
+        self.hidden = (prefix, time.monotonic() + seconds, exact)
 
         def cut() -> None:
             for path, transport in list(self._streams):
@@ -123,7 +124,8 @@ class LossyProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
-        if self.hidden and request.path.startswith(self.hidden[0]) and time.monotonic() < self.hidden[1]:
+        if self.hidden and time.monotonic() < self.hidden[1] and \
+                (request.path == self.hidden[0] if self.hidden[2] else request.path.startswith(self.hidden[0])):
             self.not_found += 1
             return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}

@@ -11,8 +11,11 @@ some answers as fatal, e.g. a 404 on a VirtualNetwork watch while a restarting A
 not yet installed the CRD's routes), the process releases its Lease and re-executes itself in
 place after a second: the state is rebuilt from the records exactly as on any start, the pid
 (and a Pod's container) stays, and no one has to restart it. A failed startup (no seal key...)
-and a requested stop (SIGTERM/SIGINT) exit as before.
+and a requested stop (SIGTERM/SIGINT) exit as before. The same re-execution follows when Kopf,
+started while the API server did not serve ovnvnet.io, never watched VirtualNetworks (it does not
+fail then; main._watch_served notices it from Kopf's insights and raises Kopf's stop flag).
 """
+import asyncio
 import json
 import logging
 import os
@@ -21,6 +24,7 @@ import time
 import urllib.request
 
 import kopf
+from kopf._cogs.structs.references import Insights  # not re-exported by Kopf 1.45
 
 import ovnvnet.main  # registers the handlers (no other effect)
 from ovnvnet.config import ConfigError, Settings
@@ -59,9 +63,11 @@ def run() -> None:
         elector.start_renewing()
     log = logging.getLogger("ovnvnet")
     failed = False
+    insights = Insights()        # what Kopf watches: main._watch_served checks it
+    restart = asyncio.Event()    # Kopf's stop flag, set by main._watch_served
     try:
-        kopf.run(clusterwide=True, standalone=True,
-                 memo=kopf.Memo(settings=settings, connection=connection))
+        kopf.run(clusterwide=True, standalone=True, insights=insights, stop_flag=restart,
+                 memo=kopf.Memo(settings=settings, connection=connection, insights=insights, restart=restart))
     except Exception:
         if not ovnvnet.main.started:
             raise   # the startup itself failed (its error is logged): exit, as before
@@ -71,7 +77,7 @@ def run() -> None:
         if elector is not None:
             elector.release()
             log.info("operator stopped")
-    if failed:
+    if failed or restart.is_set():
         time.sleep(1)
         _wait_for_served(connection, log)
         logging.shutdown()

@@ -128,6 +128,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),
                   asyncio.create_task(_first_repair(state, nb_read))]
+    if memo.get("insights") is not None and memo.get("restart") is not None:   # `python -m ovnvnet`
+        memo.tasks.append(asyncio.create_task(_watch_served(memo.insights, memo.restart)))
     if cfg.webhook is not None and cfg.webhook.service is not None:   # the manifests' registration
         memo.tasks.append(asyncio.create_task(webhook.keep_registered(state.kube, memo.webhook)))
     for body in candidates:
@@ -169,6 +171,29 @@ async def _first_repair(state: State, nb_read: Any) -> None:
         await recovery.repair_nb(state, nb_read)
     except Exception:  # the periodic sweep repairs what is left (logged)
         log.exception("NB repair at start failed")
+
+
+async def _watch_served(insights: Any, restart: asyncio.Event, grace: float = 3.0) -> None:
+    """Kopf resolves the resources it watches from API discovery when it starts, and again only
+    when a CRD changes. Started while a restarting API server still answers 404 for ovnvnet.io (it
+    has not installed the CRD's routes yet), Kopf logs "Unresolved resources cannot be served" and
+    never watches VirtualNetworks, though nothing failed. Level check: VirtualNetworks not watched
+    for `grace` seconds after Kopf's first resource scan sets `restart` (Kopf's stop flag);
+    `python -m ovnvnet` then waits until discovery serves them and re-executes in place."""
+    await insights.ready_resources.wait()
+    missing_since: float | None = None
+    while True:
+        now = asyncio.get_running_loop().time()
+        if any(r.group == GROUP and r.plural == PLURAL for r in insights.watched_resources):
+            missing_since = None
+        elif missing_since is None:
+            missing_since = now
+        elif now - missing_since >= grace:
+            log.error("Kopf does not watch %s.%s (unresolved when it scanned the API: the API server "
+                      "did not serve the group); re-executing in place", PLURAL, GROUP)
+            restart.set()
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _sweep_loop(state: State) -> None:

@@ -186,3 +186,49 @@ def test_operator_survives_crd_routes_missing_after_an_api_restart(cluster: Clus
         wait_until(lambda: not cluster.core.list_namespaced_pod(ns).items, 60, 0.5, what="the pods gone")
         cluster.core.delete_namespace(ns)
         cluster.delete_vnet(net)
+
+
+def test_operator_started_while_the_group_is_not_discovered_watches_it_later(cluster: Cluster, subnet,
+                                                                            net_name) -> None:
+    """Kopf resolves what it watches from API discovery once, when it starts. Started while a
+    restarting API server answers 404 for the group's discovery document (the objects' own paths
+    served), Kopf logs "Unresolved resources cannot be served" and never watches VirtualNetworks,
+    without failing. The operator must notice (main._watch_served), wait until discovery serves
+    the group and re-execute in place: a network created afterwards gets Ready, a pod attaches."""
+    from harness.lossy_proxy import LossyProxy
+    stack = cluster.stack
+    ns = "nodisc-" + net_name("x").rsplit("-", 1)[1]
+    cluster.ensure_namespace(ns)
+    net = net_name("nodisc")
+    reexecs = 0
+    try:
+        with LossyProxy(stack) as proxy:
+            stack.stop_operator()
+            log = stack.logs / "operator.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            before, unresolved = text.count("re-executing in place"), text.count("Unresolved resources")
+            proxy.hide("/apis/ovnvnet.io/v1", 12, exact=True)
+            stack.start_operator({**OPERATOR_ENV, "KUBECONFIG": str(proxy.kubeconfig)})
+            pid = stack.pid("operator")
+            wait_until(lambda: log.read_text(errors="replace").count("Unresolved resources") > unresolved, 30, 0.2,
+                       what="Kopf's resource scan answered 404")
+            cluster.create_vnet(net, subnet())
+            try:
+                cluster.wait_ready(net, timeout=90)
+                cluster.create_pod(ns, "p", [{"name": net, "interface": "net0"}])
+                cluster.iface_list(ns, "p", timeout=60)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\noperator log:\n{stack.log_tail('operator', 40)}") from None
+            assert stack.pid("operator") == pid and stack.running("operator")
+            reexecs = log.read_text(errors="replace").count("re-executing in place") - before
+            assert reexecs >= 1, "the network got Ready without the re-execution this test is about"
+            check_invariant(cluster, [net], timeout=30)
+            stack.stop_operator()
+        print(f"\nNODISC: {proxy.not_found} discovery requests answered 404; re-executions: {reexecs}")
+    finally:
+        stack.stop_operator()
+        stack.start_operator(OPERATOR_ENV)
+        cluster.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+        wait_until(lambda: not cluster.core.list_namespaced_pod(ns).items, 60, 0.5, what="the pods gone")
+        cluster.core.delete_namespace(ns)
+        cluster.delete_vnet(net)
