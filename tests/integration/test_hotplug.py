@@ -212,6 +212,7 @@ def test_terminating_pod_is_never_changed(cluster: Cluster, ns: str, two_nets) -
     try:
         cluster.core.delete_namespaced_pod("term", ns, grace_period_seconds=0)
         wait_until(lambda: cluster.pod(ns, "term").metadata.deletion_timestamp, what="terminating")
+        wait_until(lambda: cluster.allocations(a), what="a recorded (coalesced)")
         before = _snapshot(cluster, ns, "term", [a, b])
         _set(cluster, ns, "term", [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
         # the operator sees the event; give it the time of a change, then check nothing moved
@@ -293,9 +294,13 @@ def test_fast_flapping_ends_in_the_right_state(cluster: Cluster, ns: str, two_ne
         for i in range(50):
             _set(cluster, ns, "fl", [base, with_b, with_static][i % 3])
         _set(cluster, ns, "fl", with_b)   # the last word: net1 dynamic
-        got = _served(cluster, ns, "fl", [("net0", a), ("net1", b)], timeout=60)
-        assert got["net0"] == first
-        wait_until(lambda: set(cluster.allocations(b)) == {got["net1"]["ip_address"]}, what="exactly net1 held on b")
+        _served(cluster, ns, "fl", [("net0", a), ("net1", b)], timeout=60)
+
+        def settled() -> bool:   # read together: the result may still be an intermediate one
+            got = _ifaces(cluster, ns, "fl")
+            return set(got) == {"net0", "net1"} and set(cluster.allocations(b)) == {got["net1"]["ip_address"]}
+        wait_until(settled, 30, what="exactly net1 held on b")
+        assert _ifaces(cluster, ns, "fl")["net0"] == first
         wait_until(lambda: set(_ports(cluster, ns, "fl")) == {f"{ns}_fl_net0", f"{ns}_fl_net1"}, what="two ports")
         check_invariant(cluster, [a, b])
         # and back to one interface, quickly after a burst
@@ -321,6 +326,7 @@ def test_webhook_validates_a_change_on_update(webhook_operator, cluster: Cluster
     a, b, pa, pb = two_nets
     cluster.create_pod(ns, "wh", [{"name": a, "interface": "net0", "defaultGateway": True}])
     _served(cluster, ns, "wh", [("net0", a)])
+    wait_until(lambda: cluster.allocations(a), what="a recorded (coalesced)")
     before = _snapshot(cluster, ns, "wh", [a, b])
     try:
         def bad_update() -> bool:
