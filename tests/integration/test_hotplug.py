@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 
 import pytest
@@ -281,6 +282,36 @@ def test_change_made_while_the_operator_is_down_is_served_after_restart(cluster:
         check_invariant(cluster, [a, b])
     finally:
         _cleanup(cluster, ns, ["dn", "dn2"], [a, b])
+
+
+def test_operator_killed_mid_change_converges(cluster: Cluster, ns: str, two_nets) -> None:
+    """SIGKILL at various moments of a change (before, between the NB write and the result, after
+    it): the restarted operator serves the request exactly, nothing duplicated, nothing leaked."""
+    a, b, pa, pb = two_nets
+    stack = cluster.stack
+    steps = [
+        [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}],                       # add
+        [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1", "ip_address": f"{pb}.50"}],  # replace
+        [{"name": a, "interface": "net0"}, {"name": b, "interface": "net2", "ip_address": f"{pb}.50"}],  # move
+        [{"name": a, "interface": "net0"}],                                                          # remove
+    ]
+    cluster.create_pod(ns, "km", [{"name": a, "interface": "net0"}])
+    first = _served(cluster, ns, "km", [("net0", a)])["net0"]
+    try:
+        for delay in (0.0, 0.05, 0.15):
+            for request in steps:
+                _set(cluster, ns, "km", request)
+                time.sleep(delay)
+                stack.stop_operator(signal.SIGKILL)
+                stack.start_operator(OPERATOR_ENV)
+                got = _served(cluster, ns, "km", [(r["interface"], r["name"]) for r in request], timeout=60)
+                assert got["net0"] == first
+                for r in request:
+                    if "ip_address" in r:
+                        assert got[r["interface"]]["ip_address"] == r["ip_address"]
+                check_invariant(cluster, [a, b])
+    finally:
+        _cleanup(cluster, ns, ["km"], [a, b])
 
 
 def test_fast_flapping_ends_in_the_right_state(cluster: Cluster, ns: str, two_nets) -> None:

@@ -881,7 +881,24 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     for res, ip in gaps:
         state.hold(res.network, ip, state.networks[res.network].allocator.held_by(ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
+    _drop_unlisted(state, uid, pod_key, results)
     return True
+
+
+def _drop_unlisted(state: State, uid: str, pod_key: str, results: list[InterfaceResult]) -> None:
+    """The records may hold more for a pod than its sealed result lists: a hot-plug change whose NB
+    ports were written but not its result (added interfaces), or whose result was written but not
+    the release (removed ones), when the operator stopped. The result is what the pod was told:
+    the rest is released (the repair deletes the ports; a changed request is then served anew)."""
+    listed = {(r.network, a.ip) for r in results for a in r.addresses}
+    extra = sorted(held for held in state.holdings.get(uid, ()) if held not in listed)
+    for network, ip in extra:
+        holder = state.unhold(network, ip)
+        if holder is not None:
+            claims.retain(state, network, ip, holder)
+    if extra:
+        log.warning("rebuild: pod %s: %s held in the records but not in its result: released", pod_key,
+                    ", ".join(f"{n}/{ip}" for n, ip in extra))
 
 
 def refuse_for_life(state: State, body: dict, refusal: RequestRefused) -> None:
