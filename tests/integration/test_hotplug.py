@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 
+import netaddr
 import pytest
 from kubernetes.client.rest import ApiException
 
@@ -137,6 +138,34 @@ def test_static_address_moves_between_interfaces_in_one_change(cluster: Cluster,
         check_invariant(cluster, [a])
     finally:
         _cleanup(cluster, ns, ["mv"], [a])
+
+
+def test_dual_stack_interface_added_and_its_mac_changed(cluster: Cluster, ns: str, two_nets, subnet,
+                                                        net_name) -> None:
+    a, *_ = two_nets
+    dual = net_name("hpd")
+    v6 = f"fd00:{uuid.uuid4().hex[:4]}::/64"
+    cluster.create_vnet(dual, [subnet(), v6])
+    cluster.wait_ready(dual)
+    cluster.create_pod(ns, "ds", [{"name": a, "interface": "net0"}])
+    first = _served(cluster, ns, "ds", [("net0", a)])["net0"]
+    try:
+        _set(cluster, ns, "ds", [{"name": a, "interface": "net0"}, {"name": dual, "interface": "net1"}])
+        got = _served(cluster, ns, "ds", [("net0", a), ("net1", dual)])
+        assert [netaddr.IPNetwork(c).version for c in got["net1"]["ip_addresses"]] == [4, 6]
+        wait_until(lambda: len(cluster.allocations(dual)) == 2, what="both families recorded")
+        check_invariant(cluster, [a, dual])
+        # another MAC: removed and added again with it (both families re-addressed, one port)
+        _set(cluster, ns, "ds", [{"name": a, "interface": "net0"},
+                                 {"name": dual, "interface": "net1", "mac_address": "02:00:00:00:16:01"}])
+        wait_until(lambda: _ifaces(cluster, ns, "ds")["net1"]["mac_address"] == "02:00:00:00:16:01",
+                   what="net1 with the new MAC")
+        assert _ifaces(cluster, ns, "ds")["net0"] == first
+        assert _ports(cluster, ns, "ds")[f"{ns}_ds_net1"][1][0].startswith("02:00:00:00:16:01 ")
+        check_invariant(cluster, [a, dual])
+    finally:
+        _cleanup(cluster, ns, ["ds"], [a, dual])
+        cluster.delete_vnet(dual)
 
 
 def _refusal(cluster: Cluster, ns: str, pod: str, text: str) -> str:

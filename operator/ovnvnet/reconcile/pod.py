@@ -466,9 +466,8 @@ async def change_pod(state: State, body: dict, record: PodRecord, change: Change
     if unknown is not None:
         raise RetryLater(f"writing {RESULT_ANNOTATION} of {ns}/{name} may not have landed ({unknown}); "
                          "the change is kept and the same result written again")
-    metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
     added = {r.interface for r in change.added}
-    log.info("changed %s/%s: added %s; removed %s; kept %s", ns, name,
+    log.info("changed %s/%s in %.3fs: added %s; removed %s; kept %s", ns, name, time.monotonic() - started,
              describe([r for r in new.results if r.interface in added]) or "-",
              describe(change.removed + change.replaced) or "-", ", ".join(change.kept) or "-")
 
