@@ -190,7 +190,8 @@ def check_writer(cfg: WebhookConfig | WebhookSettings, userinfo: Mapping | None,
 async def check_pod(state: State, body: dict, old: dict | None) -> None:
     """Raise Refused with the operator's own message if the pod's request is invalid: its
     ``ovnNetwork``, or its ovnvnet elements of ``k8s.v1.cni.cncf.io/networks`` (a ``networks``
-    annotation naming nothing of ovnvnet's is Multus's to judge, never refused here)."""
+    annotation naming nothing of ovnvnet's is Multus's to judge, never refused here). On UPDATE of
+    an attached pod whose request changed, the change is checked as the operator will (hot-plug)."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     raw = (annotations.get(REQUEST_ANNOTATION), annotations.get(NETWORKS_ANNOTATION))

@@ -14,6 +14,14 @@ Failures say what they mean: a refusal (the pod's request cannot be served) is `
 and ends in `ovnNetworkError` + an Event; a transient failure is `RetryLater` and the pod is
 retried by the pending loop (`retry_pending`, one pod's failure never stops the round).
 
+Hot-plug (issue 16): a change of an attached pod's request is diffed against its record by
+interface name (`plan_change`, pure): kept interfaces are untouched; added ones (new, or asked for
+differently: removed and added again) go through steps 1-4 as one attach, all or nothing, after
+the replaced ones (and removed ones whose static address or MAC an addition takes) were freed
+in the allocators in the same synchronous step; the other removed ones are released once the new
+result is written (`change_pod`). A refused change leaves the pod as it was and says why
+(`ovnNetworkError`, Warning ``ChangeRefused``); a terminating pod is never changed.
+
 At the rebuild the operator's records (NB ports, IPBlocks) are read first; `restore_claims` then
 checks a pod's result annotation against them: it may only fill a gap no record contradicts, and
 a result that claims another pod's recorded address is refused for the life of the pod.
