@@ -218,8 +218,9 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
 
     - pods: every live pod with an `ovnNetwork` request has an answer (`ovnIfaceList` or
       `ovnNetworkError`); each result lists the requested interfaces in order, on the requested
-      networks, with the requested static addresses and MAC (unless the operator warned with a
-      `ChangeIgnored` Event that a change after attach is not applied); a legacy pod's `ovn` result
+      networks, with the requested static addresses and MAC (unless a change after attach was
+      refused: the pod then carries `ovnNetworkError` and keeps its result; or the pod is
+      terminating: never changed, issue 16); a legacy pod's `ovn` result
       counts as its one interface `<ns>_<pod>`;
     - IPv6 / dual-stack: an interface's addresses are `ip_addresses` when present (else
       `ip_address`); it holds exactly one address per family of its network, each inside that
@@ -420,8 +421,9 @@ def _check_result_matches_request(cluster: Cluster, pod: Any, raw: str | None, i
         if len(request) == len(got) and not wrong:
             return
         why = f"result differs from the request: {wrong or [len(request), len(got)]}"
-    warned = any(e.reason == "ChangeIgnored" for e in cluster.events(pod.metadata.namespace, pod.metadata.name))
-    assert warned, f"{where}: {why} (interface, network, ip, mac)"
+    ann = pod.metadata.annotations or {}
+    refused = "ovnNetworkError" in ann or pod.metadata.deletion_timestamp is not None   # a refused change
+    assert refused, f"{where}: {why} (interface, network, ip, mac)"
 
 
 def _check_unique(expected: dict[str, dict]) -> None:

@@ -54,8 +54,8 @@ from ovnvnet.model.annotation import (
 from ovnvnet.model.network import SpecError, parse_network_spec, spec_conflicts
 from ovnvnet.model.selector import SelectorError, parse_selector
 from ovnvnet.reconcile.network import overlapping
-from ovnvnet.reconcile.pod import RequestRefused, validate_request
-from ovnvnet.reconcile.state import State
+from ovnvnet.reconcile.pod import RequestRefused, describe, plan_change, validate_request
+from ovnvnet.reconcile.state import PodRecord, State
 
 log = logging.getLogger("ovnvnet.webhook")
 
@@ -190,17 +190,22 @@ def check_writer(cfg: WebhookConfig | WebhookSettings, userinfo: Mapping | None,
 async def check_pod(state: State, body: dict, old: dict | None) -> None:
     """Raise Refused with the operator's own message if the pod's request is invalid: its
     ``ovnNetwork``, or its ovnvnet elements of ``k8s.v1.cni.cncf.io/networks`` (a ``networks``
-    annotation naming nothing of ovnvnet's is Multus's to judge, never refused here)."""
+    annotation naming nothing of ovnvnet's is Multus's to judge, never refused here). On UPDATE of
+    an attached pod whose request changed, the change is checked as the operator will (hot-plug)."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     raw = (annotations.get(REQUEST_ANNOTATION), annotations.get(NETWORKS_ANNOTATION))
-    if raw == (None, None):
-        return
     if old is not None:
         old_ann = (old.get("metadata") or {}).get("annotations") or {}
         old_raw = (old_ann.get(REQUEST_ANNOTATION), old_ann.get(NETWORKS_ANNOTATION))
-        if old_raw == raw or meta.get("uid") in state.attached:
-            return  # unchanged, or attached (a later change is reported by an Event, not refused)
+        if old_raw == raw:
+            return  # unchanged
+        record = state.attached.get(meta.get("uid") or "")
+        if record is not None:
+            await _check_change(state, body, record)
+            return
+    if raw == (None, None):
+        return
     namespace = meta.get("namespace") or ""
     nad_namespace = state.settings.nad_namespace
     try:
@@ -222,6 +227,40 @@ async def check_pod(state: State, body: dict, old: dict | None) -> None:
     except RequestRefused as exc:
         if exc.reason in REFUSED_AT_ADMISSION:
             raise Refused(str(exc)) from None
+
+
+# A change of an attached pod (hot-plug) is refused for these; an address held may be one the
+# change itself frees (moved between the pod's interfaces): the operator judges that one.
+REFUSED_CHANGES = (REFUSED_AT_ADMISSION - {"AddressUnavailable"}) | {"ChangeRefused"}
+
+
+async def _check_change(state: State, body: dict, record: PodRecord) -> None:
+    """An attached pod's request changed: refuse what the operator would refuse (the request
+    unreadable, a default route moved, the last interface removed, an added interface's network
+    or address invalid), with the operator's message. A terminating pod is not changed at all."""
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return
+    annotations = meta.get("annotations") or {}
+    namespace = meta.get("namespace") or ""
+    try:
+        asked, problem = pod_requests(annotations, namespace, state.settings.nad_namespace), None
+    except AnnotationError as exc:
+        asked, problem = None, exc
+    if record.legacy and asked is None and problem is None:
+        return
+    try:
+        change = plan_change(record, asked, problem)
+        reqs = change.added
+        labels = None
+        if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
+            labels = await state.namespace_labels(namespace)
+        validate_request(state, meta.get("uid") or "", reqs, namespace, labels,
+                         via_networks=annotations.get(REQUEST_ANNOTATION) is None)
+    except RequestRefused as exc:
+        if exc.reason in REFUSED_CHANGES:
+            raise Refused(f"{exc} (a change of the running pod's interfaces; it keeps {describe(record.results)})"
+                          ) from None
 
 
 def _names_ovnvnet(raw: object, namespace: str, nad_namespace: str | None) -> bool:

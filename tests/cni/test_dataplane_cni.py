@@ -467,6 +467,22 @@ def test_retrying_operator_error_keeps_add_waiting(topology, agent, binaries, ma
         pod.cni(binaries, agent, "DEL")
 
 
+def test_sealed_result_beside_a_refused_change_is_plumbed(topology, agent, binaries, make_netns):
+    """A refused hot-plug change (issue 16): the operator keeps the pod's sealed result and writes
+    ovnNetworkError (no retry) beside it; an ADD (a sandbox recreated by the runtime) plumbs the
+    result instead of failing."""
+    pod = Pod("pod-kept", [entry("net0", "net-a", 76)], make_netns())
+    create_lsps(topology, pod)
+    agent.put_pod(NS, pod.name, pod.uid, {**pod.annotations, "ovnNetworkError":
+                  "network nope does not exist (change refused, UnknownNetwork: the pod keeps its interfaces net0)"})
+    try:
+        r = pod.cni(binaries, agent, "ADD")
+        assert r.code == 0, r.out
+        assert pod.netns.ping("172.16.25.1")
+    finally:
+        pod.cni(binaries, agent, "DEL")
+
+
 # --- the operator's records are the truth (issue 9): forged and copied results ---------------
 
 

@@ -122,16 +122,19 @@ def test_network_created_after_pod(cluster: Cluster, ns: str, subnet, net_name) 
         cluster.delete_vnet(late)
 
 
-def test_change_after_attach_is_not_applied(cluster: Cluster, ns: str, nets) -> None:
+def test_change_after_attach_is_applied(cluster: Cluster, ns: str, nets) -> None:
+    """Issue 16 (was: a ChangeIgnored warning): a change of an attached pod is served; the
+    interface asked on another network is removed and added again (tests/integration/test_hotplug.py)."""
     a, b, *_ = nets
     cluster.create_pod(ns, "fixed", [{"name": a, "interface": "net0"}])
-    before = cluster.iface_list(ns, "fixed")
+    cluster.iface_list(ns, "fixed")
     cluster.core.patch_namespaced_pod("fixed", ns, {"metadata": {"annotations": {
         "ovnNetwork": json.dumps([{"name": b, "interface": "net0"}])}}})
-    wait_until(lambda: any("not applied" in m for m in cluster.event_messages(ns, "fixed")),
-               what="ChangeIgnored warning")
-    assert cluster.iface_list(ns, "fixed") == before
-    assert cluster.vnet(b)["status"]["usedIPs"] == 0
+    wait_until(lambda: cluster.iface_list(ns, "fixed")[0]["name"] == b, what="net0 moved to b")
+    wait_until(lambda: cluster.vnet(b)["status"]["usedIPs"] == 1 and cluster.vnet(a)["status"]["usedIPs"] == 0,
+               what="a released, b held (coalesced)")
+    assert not any(e.reason == "ChangeIgnored" for e in cluster.events(ns, "fixed"))
+    check_invariant(cluster, [a, b])
 
 
 def test_exhausted_network_attaches_when_an_address_frees(cluster: Cluster, ns: str, subnet, net_name) -> None:

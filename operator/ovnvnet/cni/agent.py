@@ -201,6 +201,12 @@ class Agent:
         (SealError when it is not sealed for this pod)."""
         return sealed_result(pod.annotations, pod.uid, self.seal_key, f"{pod.namespace}/{pod.name}")
 
+    def _sealed_or_none(self, pod: PodInfo) -> SealedResult | None:
+        try:
+            return self._sealed(pod)
+        except AnnotationError:
+            return None
+
     async def _interfaces_for(
         self, req: p.CniRequest, wait: float
     ) -> list[tuple[InterfaceResult, str]]:
@@ -214,27 +220,23 @@ class Agent:
         def ready(pod: PodInfo | None) -> bool:
             if pod is None or (uid and pod.uid != uid):
                 return False
-            if ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations):
-                return True
-            try:  # an unsealed result may still be replaced by the operator's: keep waiting
-                return self._sealed(pod) is not None
-            except AnnotationError:
-                return False
+            if self._sealed_or_none(pod) is not None:
+                return True   # beside it, an ovnNetworkError says a change was refused (issue 16)
+            # an unsealed result may still be replaced by the operator's: keep waiting
+            return ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations)
 
         pod, ok = await self.pods.wait_for(ns, name, ready, wait)
         if not ok:
             raise self._not_ready_error(ns, name, uid, pod, wait)
         assert pod is not None
-        if ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations):
+        result = self._sealed_or_none(pod)
+        if result is None and ERROR_ANNOTATION in pod.annotations and not _retrying(pod.annotations):
             raise p.CniError(
                 p.ERR_NETWORK_ERROR,
                 f"ovnvnet could not attach pod {ns}/{name}: {pod.annotations[ERROR_ANNOTATION]}",
             )
-        try:
-            result = self._sealed(pod)
-        except AnnotationError:  # changed since ready(): report as the wait would
-            raise self._not_ready_error(ns, name, uid, pod, wait) from None
-        assert result is not None
+        if result is None:  # changed since ready(): report as the wait would
+            raise self._not_ready_error(ns, name, uid, pod, wait)
         if result.legacy:
             iface = dataclasses.replace(result.interfaces[0], interface=req.ifname)
             return [(iface, port_name(ns, name, LEGACY_INTERFACE))]

@@ -14,6 +14,14 @@ Failures say what they mean: a refusal (the pod's request cannot be served) is `
 and ends in `ovnNetworkError` + an Event; a transient failure is `RetryLater` and the pod is
 retried by the pending loop (`retry_pending`, one pod's failure never stops the round).
 
+Hot-plug (issue 16): a change of an attached pod's request is diffed against its record by
+interface name (`plan_change`, pure): kept interfaces are untouched; added ones (new, or asked for
+differently: removed and added again) go through steps 1-4 as one attach, all or nothing, after
+the replaced ones (and removed ones whose static address or MAC an addition takes) were freed
+in the allocators in the same synchronous step; the other removed ones are released once the new
+result is written (`change_pod`). A refused change leaves the pod as it was and says why
+(`ovnNetworkError`, Warning ``ChangeRefused``); a terminating pod is never changed.
+
 At the rebuild the operator's records (NB ports, IPBlocks) are read first; `restore_claims` then
 checks a pod's result annotation against them: it may only fill a gap no record contradicts, and
 a result that claims another pod's recorded address is refused for the life of the pod.
@@ -24,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -58,10 +66,10 @@ from ovnvnet.model.annotation import (
 )
 from ovnvnet.model.iptext import ip_text
 from ovnvnet.model.network import NetworkSpec, family_name
-from ovnvnet.ovn.nb import NotOwnedError
+from ovnvnet.ovn.nb import NotOwnedError, PortSpec
 from ovnvnet.reconcile import claims
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
-from ovnvnet.reconcile.state import PodRecord, State, port_specs, status_entry
+from ovnvnet.reconcile.state import PodRecord, State, port_name_of, port_specs, status_entry
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +112,12 @@ async def handle_pod(state: State, body: dict, event_type: str | None) -> None:
         except AnnotationError as exc:
             asked, problem = None, exc
         is_legacy = asked is None and problem is None
+        record = state.attached.get(uid)
+        if record is not None:   # also one whose request was removed: the change is refused
+            await _keep_attached(state, body, record, asked, problem, annotations)
+            return
         if is_legacy and (not state.settings.default_network or (body.get("spec") or {}).get("hostNetwork")):
             state.pending.pop(uid, None)   # asks nothing of ovnvnet (e.g. only other plugins' networks)
-            return
-        record = state.attached.get(uid)
-        if record is not None:
-            await _keep_attached(state, body, record, asked, annotations)
             return
         if problem is not None:
             await _refuse(state, body, RequestRefused(str(problem), retry=False, reason="InvalidRequest"))
@@ -155,44 +163,167 @@ def result_annotation(state: State, record: PodRecord) -> dict[str, str]:
     return wanted
 
 
+def is_terminating(body: dict) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def request_of(annotations: dict) -> tuple[str | None, str | None]:
+    """The raw request a record serves: (``ovnNetwork``, ``k8s.v1.cni.cncf.io/networks``)."""
+    return annotations.get(REQUEST_ANNOTATION), annotations.get(NETWORKS_ANNOTATION)
+
+
 async def _keep_attached(state: State, body: dict, record: PodRecord, asked: list[InterfaceRequest] | None,
-                         annotations: dict) -> None:
-    """An attached pod: re-write a removed/altered result, warn once about an ignored change."""
+                         problem: AnnotationError | None, annotations: dict) -> None:
+    """An attached pod: serve a change of its request (hot-plug: `plan_change`, `change_pod`), or
+    refuse it leaving the pod as it is; re-write a removed/altered result. A terminating pod is
+    never changed."""
+    raw = request_of(annotations)
+    if record.request != raw and not is_terminating(body):
+        try:
+            own = record.legacy and problem is None and asked is None   # a legacy pod's own `ovn` result
+            change = None if own else plan_change(record, asked, problem)
+        except RequestRefused as exc:
+            await _ensure_result(state, body, record, annotations, clear_error=False)
+            await _refuse_change(state, body, record, exc)
+            return
+        if change is not None and not change.noop:
+            await change_pod(state, body, record, change, raw)
+            return
+        record.request = raw   # the same request in other words (or a legacy pod's own result)
+    await _ensure_result(state, body, record, annotations, clear_error=record.request == raw)
+
+
+async def _ensure_result(state: State, body: dict, record: PodRecord, annotations: dict, *, clear_error: bool) -> None:
+    """Re-write the record's result when the pod's differs (removed, altered); ``clear_error``:
+    the record serves the pod's request, so an ``ovnNetworkError`` of a refused change goes."""
     ns, name, uid = pod_ident(body)
     wanted = result_annotation(state, record)
-    if any(annotations.get(k) != v for k, v in wanted.items()):
+    remove = tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations) if clear_error else ()
+    if remove or any(annotations.get(k) != v for k, v in wanted.items()):
         try:
-            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted))
+            await retry(lambda: state.kube.patch_pod_annotations(ns, name, uid, wanted, remove=remove))
         except ApiError as exc:
             if exc.status not in GONE:
                 raise
-    state.pending.pop(uid, None)   # e.g. an attach whose result write had an unknown outcome
-    state.errors.pop(uid, None)
-    raw = annotations.get(REQUEST_ANNOTATION)
-    if raw is None and not record.legacy:
-        raw = annotations.get(NETWORKS_ANNOTATION)
-    if raw is None:
-        return
-    if raw != record.warned_request and (record.legacy or asked is None or not request_matches(asked, record.results)):
-        record.warned_request = raw
-        await _event(state, body, "Warning", "ChangeIgnored",
-                     "the request changed after the pod was attached; the change is not applied "
-                     "(interfaces are fixed for the life of a pod: recreate the pod to change them)")
+    if clear_error:
+        state.pending.pop(uid, None)   # e.g. an attach whose result write had an unknown outcome
+        state.errors.pop(uid, None)
 
 
-def request_matches(reqs: list[InterfaceRequest], results: list[InterfaceResult]) -> bool:
-    if len(reqs) != len(results):
+def request_changed(state: State, body: dict) -> bool:
+    """Whether an attached pod's request asks for something its record does not serve (a change
+    made while the operator was down, seen by the rebuild or a relist). A request found to mean
+    the same is remembered, so the next look is a string comparison."""
+    meta = body.get("metadata") or {}
+    record = state.attached.get(meta.get("uid", ""))
+    annotations = meta.get("annotations") or {}
+    raw = request_of(annotations)
+    if record is None or record.request == raw or is_terminating(body):
         return False
-    for req, res in zip(reqs, results, strict=True):
-        if (req.network, req.interface) != (res.network, res.interface):
-            return False
-        if req.ips and any((a := res.address(ip.version)) is None or a.ip != str(ip) for ip in req.ips):
-            return False
-        if req.mac is not None and req.mac != res.mac:
-            return False
-        if req.default_gateway != res.default_gateway:
-            return False
+    try:
+        asked = pod_requests(annotations, meta.get("namespace", ""), state.settings.nad_namespace)
+        problem = None
+    except AnnotationError as exc:
+        asked, problem = None, exc
+    if record.legacy and asked is None and problem is None:
+        record.request = raw
+        return False
+    try:
+        change = plan_change(record, asked, problem)
+    except RequestRefused:
+        return True   # refused: handled, so that the pod says why
+    if change.noop:
+        record.request = raw
+        return False
     return True
+
+
+# ---------------------------------------------------------------- hot-plug: a change of an attached pod
+@dataclass(frozen=True)
+class Change:
+    """An attached pod's new request against its record, by interface name: ``kept`` (served as
+    is: address, MAC and port untouched), ``added`` (new names, and ``replaced`` ones asked for
+    with another network, static address, MAC or defaultGateway: removed and added again) and
+    ``removed`` (names no longer asked for)."""
+    reqs: list[InterfaceRequest]
+    kept: dict[str, InterfaceResult]
+    added: list[InterfaceRequest]
+    replaced: list[InterfaceResult]
+    removed: list[InterfaceResult]
+    order_changed: bool = False
+
+    @property
+    def noop(self) -> bool:
+        return not (self.added or self.removed or self.order_changed)
+
+
+def serves(req: InterfaceRequest, res: InterfaceResult) -> bool:
+    """Whether an interface's result still answers its request (then it is kept untouched)."""
+    if (req.network, req.interface) != (res.network, res.interface) or req.default_gateway != res.default_gateway:
+        return False
+    if any((a := res.address(ip.version)) is None or a.ip != ip_text(ip) for ip in req.ips):
+        return False
+    return req.mac is None or req.mac == res.mac.lower()
+
+
+def describe(results: list[InterfaceResult]) -> str:
+    return ", ".join(f"{r.interface} on {r.network} ({' '.join(a.ip for a in r.addresses)})" for r in results)
+
+
+def plan_change(record: PodRecord, asked: list[InterfaceRequest] | None,
+                problem: AnnotationError | None) -> Change:
+    """The change a pod's new request asks of its record (pure), or `RequestRefused`.
+
+    What may not change (refused, ``ChangeRefused``): the interface of a legacy ``ovn`` pod; the
+    request as a whole removed (a running pod keeps at least one interface); the pod's default
+    route: the interface with ``defaultGateway`` is neither removed nor changed, and no other
+    interface takes ``defaultGateway`` later (routes inside a running pod are its own)."""
+    if record.legacy:
+        raise RequestRefused(f"the pod was attached through the legacy {LEGACY_ANNOTATION} annotation: its "
+                             f"interface cannot be changed while it runs; recreate the pod to ask for "
+                             f"{REQUEST_ANNOTATION}", retry=False, reason="ChangeRefused")
+    if problem is not None:
+        raise RequestRefused(str(problem), retry=False, reason="InvalidRequest")
+    if asked is None:
+        raise RequestRefused(f"the pod no longer asks for any ovnvnet interface ({REQUEST_ANNOTATION} and "
+                             f"{NETWORKS_ANNOTATION} name none): a running pod keeps at least one; recreate "
+                             f"the pod to drop them all", retry=False, reason="ChangeRefused")
+    old = {r.interface: r for r in record.results}
+    kept: dict[str, InterfaceResult] = {}
+    added: list[InterfaceRequest] = []
+    replaced: list[InterfaceResult] = []
+    for req in asked:
+        res = old.get(req.interface)
+        if res is not None and serves(req, res):
+            kept[req.interface] = res
+            continue
+        added.append(req)
+        if res is not None:
+            replaced.append(res)
+    wanted = {r.interface for r in asked}
+    removed = [r for r in record.results if r.interface not in wanted]
+    old_gw = next((r for r in record.results if r.default_gateway), None)
+    new_gw = next((r for r in asked if r.default_gateway), None)
+    if old_gw is not None and old_gw.interface not in kept:
+        raise RequestRefused(f"interface {old_gw.interface} carries the pod's default route (defaultGateway): it "
+                             f"cannot be removed or changed while the pod runs; recreate the pod to change it",
+                             retry=False, reason="ChangeRefused")
+    if old_gw is None and new_gw is not None:
+        raise RequestRefused(f"interface {new_gw.interface} asks for defaultGateway: the pod's default route is "
+                             f"fixed when the pod is attached; recreate the pod to change it",
+                             retry=False, reason="ChangeRefused")
+    order = [r.interface for r in asked] != [r.interface for r in record.results]
+    return Change(list(asked), kept, added, replaced, removed, order_changed=order)
+
+
+async def _refuse_change(state: State, body: dict, record: PodRecord, exc: RequestRefused) -> None:
+    """A change that cannot be served: `ovnNetworkError` (+ retry flag when it may clear by
+    itself, e.g. the network appears) and a Warning ``ChangeRefused``; the pod keeps its result,
+    ports and addresses."""
+    kept = describe(record.results)
+    await _refuse(state, body, RequestRefused(
+        f"{exc} (change refused, {exc.reason}: the pod keeps its interfaces {kept})",
+        retry=exc.retry, reason="ChangeRefused"))
 
 
 def validate_request(state: State, uid: str, reqs: list[InterfaceRequest], namespace: str = "",
@@ -315,6 +446,178 @@ def _allocate_one(state: State, pod_key: str, uid: str,
     return ips, alloc.held_by(ips[0])
 
 
+async def change_pod(state: State, body: dict, record: PodRecord, change: Change,
+                     raw: tuple[str | None, str | None]) -> None:
+    """Serve a change of an attached pod (hot-plug): allocate and create ports for the added
+    interfaces, all or nothing, write the new result, then release the removed ones. A refusal
+    leaves the pod exactly as it was (`_refuse_change`); a transient failure raises `RetryLater`
+    with everything undone, except a result write of unknown outcome (kept, written again, as
+    for an attach)."""
+    ns, name, uid = pod_ident(body)
+    started = time.monotonic()
+    try:
+        outcome = await _change_steps(state, body, record, change, raw)
+    except RequestRefused as exc:
+        await _refuse_change(state, body, record, exc)
+        return
+    if outcome is None:
+        return
+    new, taken, dropped, unknown = outcome
+    now_held = state.holdings.get(uid, set())
+    for network, ip, holder in dropped:
+        if (network, ip) not in now_held:   # not taken over by an added interface (a moved address)
+            state.status.set_allocation(network, ip, None)
+            state.wake.set()
+            claims.retain(state, network, ip, holder)   # an address held for an IPClaim stays held by it
+    for network, ip, holder in taken:
+        state.status.set_allocation(network, ip, status_entry(holder))
+    if unknown is not None:
+        raise RetryLater(f"writing {RESULT_ANNOTATION} of {ns}/{name} may not have landed ({unknown}); "
+                         "the change is kept and the same result written again")
+    added = {r.interface for r in change.added}
+    log.info("changed %s/%s in %.3fs: added %s; removed %s; kept %s", ns, name, time.monotonic() - started,
+             describe([r for r in new.results if r.interface in added]) or "-",
+             describe(change.removed + change.replaced) or "-", ", ".join(change.kept) or "-")
+
+
+def _released_first(change: Change) -> list[InterfaceResult]:
+    """The dropped interfaces whose addresses go before the additions are allocated: the replaced
+    ones (an interface holds one address per family), and removed ones holding a static address
+    or MAC an addition asks for (moved within the pod). The other removed interfaces keep theirs
+    until the new result is written."""
+    statics = {(r.network, ip_text(ip)) for r in change.added for ip in r.ips}
+    macs = {(r.network, r.mac) for r in change.added if r.mac is not None}
+    moved = [r for r in change.removed
+             if (r.network, r.mac.lower()) in macs or any((r.network, a.ip) in statics for a in r.addresses)]
+    return change.replaced + moved
+
+
+def _release_interfaces(state: State, uid: str, results: list[InterfaceResult]) -> list[tuple[str, str, Holder]]:
+    """Free what each of a pod's interfaces holds in the allocators (synchronous; no record is
+    written: `_restore` puts them back exactly, or the caller records the release)."""
+    out: list[tuple[str, str, Holder]] = []
+    for res in results:
+        net = state.networks.get(res.network)
+        if net is None:
+            continue
+        for ip in net.allocator.find_all(uid, res.interface):
+            text = ip_text(ip)
+            holder = net.allocator.release(text)
+            if holder is None:
+                continue
+            held = state.holdings.get(uid)
+            if held is not None:
+                held.discard((res.network, text))
+                if not held:
+                    del state.holdings[uid]
+            out.append((res.network, text, holder))
+    return out
+
+
+def _restore(state: State, dropped: list[tuple[str, str, Holder]]) -> None:
+    """Undo `_release_interfaces`: the same holders hold the same addresses again."""
+    for network, ip, holder in dropped:
+        net = state.networks.get(network)
+        try:
+            if net is None:
+                raise AllocationError(f"network {network} is gone")
+            net.allocator.reserve(netaddr.IPAddress(ip), holder)
+        except AllocationError as exc:   # taken while an NB or API call was awaited
+            log.error("pod %s: %s on %s could not be given back after a failed change: %s", holder.pod, ip,
+                      network, exc)
+            continue
+        state.hold(network, ip, net.allocator.held_by(ip), record_status=False)
+
+
+async def _restore_ports(state: State, old: list[PortSpec], new_only: list[str]) -> None:
+    try:
+        async with state.nb_lock:
+            await state.nb_call(state.nb.apply, ensure_ports=old, delete_ports=new_only)
+    except Exception as exc:  # noqa: BLE001 - the sweep repairs the NB from the allocators
+        log.warning("restoring ports %s after a failed change failed (%s); the sweep will repair them",
+                    [p.name for p in old] + new_only, exc)
+
+
+async def _change_steps(state: State, body: dict, record: PodRecord, change: Change,
+                        raw: tuple[str | None, str | None]
+                        ) -> tuple[PodRecord, list[tuple[str, str, Holder]], list[tuple[str, str, Holder]],
+                                   Exception | None] | None:
+    """The change under one undo stack; None when the pod went away meanwhile (rolled back).
+    Returns the new record, the addresses taken, the addresses dropped and an unknown write
+    outcome (see `_attach_steps`)."""
+    ns, name, uid = pod_ident(body)
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    added = change.added
+    ns_labels: dict[str, str] | None = None
+    if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in added):
+        try:
+            ns_labels = await state.namespace_labels(ns)
+        except ApiError as exc:
+            raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
+    bound = None
+    if added and claims.wants_claims(annotations, added):
+        added, bound = await claims.resolve(state, body, added)
+    first = _released_first(change)
+    async with AsyncExitStack() as undo:
+        # synchronous from here to the allocation: nothing else runs between release and allocation
+        dropped = _release_interfaces(state, uid, first)
+        undo.callback(_restore, state, dropped)
+        if bound:
+            added = claims.take(state, uid, added, bound, undo)
+        validate_request(state, uid, added, ns, ns_labels, via_networks=REQUEST_ANNOTATION not in annotations)
+        results, taken = allocate_interfaces(state, f"{ns}/{name}", uid, added)
+        if bound:
+            taken = claims.tag(state, taken, bound)
+        for network, ip, _ in taken:
+            undo.callback(state.unhold, network, ip)
+
+        ports = port_specs(taken)
+        new_names = {p.name for p in ports}
+        moved = [port_name_of(h) for _, _, h in dropped if port_name_of(h) not in new_names]
+        state.inflight_ports |= new_names
+        try:
+            if ports or moved:
+                async with state.nb_lock:
+                    await state.nb_call(state.nb.apply, ensure_ports=ports, delete_ports=sorted(set(moved)))
+        except NotOwnedError as exc:
+            raise RequestRefused(str(exc), retry=False, reason="PortConflict") from None
+        except Exception as exc:
+            metrics.ATTACH_ERRORS.labels("nb").inc()
+            raise RetryLater(f"OVN NB transaction failed: {exc}") from exc
+        finally:
+            state.inflight_ports -= new_names
+        replaced_names = {port_name_of(h) for _, _, h in dropped}
+        undo.push_async_callback(_restore_ports, state, port_specs(dropped),
+                                 sorted(new_names - replaced_names))
+
+        by_name = {r.interface: r for r in results}
+        new = PodRecord(ns, name, uid, [change.kept.get(r.interface) or by_name[r.interface] for r in change.reqs],
+                        request=raw)
+        unknown: Exception | None = None
+        try:
+            await retry(lambda: state.kube.patch_pod_annotations(
+                ns, name, uid, result_annotation(state, new),
+                remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
+        except ApiError as exc:
+            if exc.status in GONE:
+                log.info("pod %s/%s went away while changing; rolled back", ns, name)
+                return None
+            if exc.status < 500:
+                raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+            unknown = exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            unknown = exc
+        undo.pop_all()
+    state.attached[uid] = new
+    late = [r for r in change.removed if r not in first]
+    dropped += _release_interfaces(state, uid, late)
+    await _delete_ports(state, sorted({names.port_name(ns, name, r.interface) for r in late}))
+    if unknown is None:
+        state.pending.pop(uid, None)
+        state.errors.pop(uid, None)
+    return new, taken, dropped, unknown
+
+
 async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, is_legacy: bool = False) -> None:
     """Validate, allocate, create the ports, write the result; a refusal ends in `ovnNetworkError`,
     a transient failure raises `RetryLater`. Either way every step taken so far is undone."""
@@ -382,7 +685,7 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
             state.inflight_ports -= names_
         undo.push_async_callback(_delete_ports, state, [p.name for p in ports])
 
-        record = PodRecord(ns, name, uid, results, legacy=is_legacy)
+        record = PodRecord(ns, name, uid, results, legacy=is_legacy, request=request_of(annotations))
         unknown: Exception | None = None
         try:
             await retry(lambda: state.kube.patch_pod_annotations(
@@ -585,7 +888,24 @@ def restore_claims(state: State, body: dict, results: list[InterfaceResult], *, 
     for res, ip in gaps:
         state.hold(res.network, ip, state.networks[res.network].allocator.held_by(ip), record_status=False)
     state.attached[uid] = PodRecord(ns, name, uid, results, legacy=is_legacy)
+    _drop_unlisted(state, uid, pod_key, results)
     return True
+
+
+def _drop_unlisted(state: State, uid: str, pod_key: str, results: list[InterfaceResult]) -> None:
+    """The records may hold more for a pod than its sealed result lists: a hot-plug change whose NB
+    ports were written but not its result (added interfaces), or whose result was written but not
+    the release (removed ones), when the operator stopped. The result is what the pod was told:
+    the rest is released (the repair deletes the ports; a changed request is then served anew)."""
+    listed = {(r.network, a.ip) for r in results for a in r.addresses}
+    extra = sorted(held for held in state.holdings.get(uid, ()) if held not in listed)
+    for network, ip in extra:
+        holder = state.unhold(network, ip)
+        if holder is not None:
+            claims.retain(state, network, ip, holder)
+    if extra:
+        log.warning("rebuild: pod %s: %s held in the records but not in its result: released", pod_key,
+                    ", ".join(f"{n}/{ip}" for n, ip in extra))
 
 
 def refuse_for_life(state: State, body: dict, refusal: RequestRefused) -> None:

@@ -31,12 +31,15 @@ def needs_handling(state: State, body: dict, event_type: str | None = None) -> b
     A pod matters when it holds addresses or is refused for life (something to release or to
     keep refused), or asks for networks (`ovnNetwork`, ovnvnet elements in Multus's `networks`
     annotation, or any pod with a legacy default network).
-    A listed pod that is already attached (or finished and holding nothing) needs nothing; an
-    event for an attached pod is handled (a removed result is re-written, a deletion releases)."""
+    A listed pod that is already attached (or finished and holding nothing) needs nothing unless
+    its request changed (hot-plug: e.g. changed while the operator was down); an event for an
+    attached pod is handled (a change is served, a removed result is re-written, a deletion
+    releases)."""
     meta = body.get("metadata") or {}
     uid = meta.get("uid", "")
     if uid in state.holdings or uid in state.refused:
-        return event_type is not None or pod_rec.is_terminal(body) or uid not in state.attached
+        return (event_type is not None or pod_rec.is_terminal(body) or uid not in state.attached
+                or pod_rec.request_changed(state, body))
     annotations = meta.get("annotations") or {}
     wants = (bool(state.settings.default_network)
              or pod_rec.asks_ovnvnet(state, annotations, meta.get("namespace", "")))

@@ -46,9 +46,11 @@ class PodRecord:
     uid: str
     results: list[InterfaceResult]
     legacy: bool = False                # a single-interface pod on the default network (`ovn` annotation)
-    warned_request: str | None = None  # the ovnNetwork value we already warned about (not applied)
-    # the sealed result annotation as written, by seal key (pod.result_annotation: the results of a
-    # record never change, so every later event of the pod compares against it without re-encoding)
+    # the request these results serve: (ovnNetwork, networks) as last seen served (None: not known
+    # yet, e.g. a record restored at the rebuild; pod.request_changed compares it by meaning once)
+    request: tuple[str | None, str | None] | None = None
+    # the sealed result annotation as written, by seal key (pod.result_annotation: a hot-plug change
+    # makes a new record, so every later event of the pod compares against it without re-encoding)
     written: tuple[bytes, dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
