@@ -51,8 +51,10 @@ chart-lint: bootstrap
 	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet
 	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet -f tests/install/chart-values-all.yaml
 
+# NODES=2 (or more): node-1..node-N, each with its own OVS, ovn-controller (own chassis and encap
+# IP on a private underlay) and CNI agent; pods on different nodes talk through Geneve tunnels.
 up: bootstrap
-	@$(PY) -m harness.stack up --dir $(STACK)
+	@$(PY) -m harness.stack up --dir $(STACK) $(if $(NODES),--nodes $(NODES))
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m harness.stack down --dir $(STACK); else rm -rf $(STACK); fi
