@@ -200,6 +200,7 @@ def configure_underlay(dp: Dataplane, port: str, ip: str, prefix_length: int = 2
     dp.vsctl("--may-exist", "add-br", PHYS_BRIDGE, "--", "set", "Bridge", PHYS_BRIDGE,
              "datapath_type=netdev", "other_config:disable-in-band=true")
     dp.vsctl("--may-exist", "add-port", PHYS_BRIDGE, port)
+    dp.vsctl("set", "Interface", PHYS_BRIDGE, "mtu_request=9000")  # the underlay's (harness.underlay.MTU)
     have = subprocess.run([*prefix, "ip", "-o", "-4", "addr", "show", "dev", PHYS_BRIDGE],
                           capture_output=True, text=True, env=dp.env).stdout
     if f" {ip}/{prefix_length} " not in have:

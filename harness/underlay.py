@@ -15,11 +15,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NODE_PORT", "SUBNET", "Underlay", "encap_ip"]
+__all__ = ["MTU", "NODE_PORT", "SUBNET", "Underlay", "encap_ip"]
 
 SUBNET = "192.168.254.0/24"
 NODE_PORT = "ul-phy"      # the veth end in a node's namespace (a port of its br-phy)
 BRIDGE = "ul-br"
+MTU = 9000
 
 
 def encap_ip(index: int) -> str:
@@ -62,8 +63,9 @@ class Underlay:
             _ip("-n", self.netns, "link", "del", peer, check=False)  # a stale end of an old pair
             _ip("-n", self.netns, "link", "add", peer, "type", "veth", "peer", "name", NODE_PORT,
                 "netns", node_netns)
-        _ip("-n", self.netns, "link", "set", peer, "master", BRIDGE, "up")
-        _ip("-n", node_netns, "link", "set", NODE_PORT, "up")
+        # room for the Geneve header: a pod's 1500-byte packet crosses encapsulated, unfragmented
+        _ip("-n", self.netns, "link", "set", peer, "mtu", str(MTU), "master", BRIDGE, "up")
+        _ip("-n", node_netns, "link", "set", NODE_PORT, "mtu", str(MTU), "up")
         return NODE_PORT
 
     def counters(self, index: int) -> dict[str, int]:
