@@ -73,8 +73,9 @@ demo-node: demo
 # The same scenario (plus a dual-stack network) in about 15 s, without containers: the operator and
 # agent as local processes, a played kubelet making each pod's network namespace on the real data
 # plane (OVS + ovn-controller). Leaves the stack up; `make down` stops it. Idempotent.
+# Two nodes by default (pods spread over node-1 and node-2, pings across Geneve); NODES=1 for one.
 demo-dataplane: bootstrap
-	@$(PY) -m harness.demo --dir $(STACK)
+	@$(PY) -m harness.demo --dir $(STACK) $(if $(NODES),--nodes $(NODES))
 
 # Static checks (config in pyproject.toml): ruff over the whole checkout, mypy over the package
 # (strict for model/, ipam/, ovn/). Run first by `make test`, hence by .ci/run.
