@@ -226,12 +226,21 @@ def test_node_loss_and_recovery(env: Env):
     """Stop node-2 (agent, ovn-controller, OVS: its namespaces go): node-1's pods keep working.
     The lost node's pods are deleted (as the node lifecycle controller would: force, grace 0): one
     while the operator runs (released on its DELETED event), one while it is down (released by
-    the sweep: gone on two consecutive passes). Recreated on node-1, they get addresses again."""
+    the sweep: gone on two consecutive passes), and one using an IPClaim (its address passes to
+    the claim). Recreated on node-1, they get addresses again, the claimed one the same."""
     stack, cluster = env.stack, env.cluster
     keep = env.run(uniq("keep"), "node-1", on(NET_A))
     keep2 = env.run(uniq("keep2"), "node-1", on(NET_A))
     lost = [env.run(uniq("lost"), "node-2", on(NET_A)) for _ in range(2)]
+    # and one whose address outlives it: an IPClaim (issue 15)
+    claim = uniq("db")
+    cluster.custom.create_namespaced_custom_object("ovnvnet.io", "v1", env.ns, "ipclaims", {
+        "apiVersion": "ovnvnet.io/v1", "kind": "IPClaim", "metadata": {"name": claim},
+        "spec": {"network": NET_A, "interface": "eth1"}})
+    claimed = [{**on(NET_A)[0], "claim": claim}]
+    lost.append(env.run(uniq("lostc"), "node-2", claimed))
     lost_ips = {sb.name: env.ip(sb.name) for sb in lost}
+    requests = {sb.name: claimed if sb is lost[-1] else on(NET_A) for sb in lost}
     assert keep.ping(lost_ips[lost[0].name])
     check_invariant(cluster)
 
@@ -247,9 +256,13 @@ def test_node_loss_and_recovery(env: Env):
         def released(name: str) -> bool:
             return not any(e["pod"] == f"{env.ns}/{name}" for e in cluster.allocations(NET_A).values())
 
-        # the node lifecycle controller's deletion, operator up: released on the event
-        cluster.core.delete_namespaced_pod(lost[0].name, env.ns, grace_period_seconds=0)
-        wait_until(lambda: released(lost[0].name), 30, what=f"{lost[0].name}'s address released")
+        # the node lifecycle controller's deletion, operator up: released on the event (the
+        # claimed address passes to its claim)
+        for sb in (lost[0], lost[2]):
+            cluster.core.delete_namespaced_pod(sb.name, env.ns, grace_period_seconds=0)
+            wait_until(lambda sb=sb: released(sb.name), 30, what=f"{sb.name}'s address released")
+        held = cluster.allocations(NET_A)[lost_ips[lost[2].name]]
+        assert held["pod"] == f"ipclaim {env.ns}/{claim}", held
         check_invariant(cluster)
         # operator down meanwhile: the sweep releases it after the restart (two passes)
         stack.stop_operator()
@@ -263,10 +276,11 @@ def test_node_loss_and_recovery(env: Env):
             env.kubelets["node-2"]._record(f"{env.ns}/{sb.name}", None)
         env.created = [(n, node) for n, node in env.created if n not in lost_ips]
 
-        # recreated on the surviving node: addresses again, traffic again
+        # recreated on the surviving node: addresses again (the claim's: the same), traffic again
         for name in lost_ips:
-            sb = env.run(name, "node-1", on(NET_A))
+            sb = env.run(name, "node-1", requests[name])
             assert sb.ping(env.ip(keep.name))
+        assert env.ip(lost[2].name) == lost_ips[lost[2].name]
         check_invariant(cluster)
     finally:
         node2.start()

@@ -307,11 +307,9 @@ class Agent:
 
     async def _refuse_other_node(self, req: p.CniRequest) -> None:
         """A pod bound to another node is that node's agent's to plumb: refused at once. Only a
-        pod missing from this node's cache is looked up (one GET), so an ADD here costs nothing."""
+        pod missing from this node's cache is looked up (one read), so an ADD here costs nothing."""
         ns, name, _ = self._pod_identity(req)
-        if self.pods.get(ns, name) is not None:
-            return
-        pod = await self.pods.lookup(ns, name)
+        pod = self.pods.get(ns, name) or await self.pods.lookup(ns, name)
         if pod is not None and pod.node and pod.node != self.node:
             raise p.CniError(
                 p.ERR_POD_MISMATCH,
