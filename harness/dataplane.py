@@ -31,7 +31,8 @@ from pathlib import Path
 
 from .proc import pid_alive
 
-__all__ = ["PHYS_BRIDGE", "Dataplane", "configure_underlay", "dataplane_env", "start_dataplane"]
+__all__ = ["PHYS_BRIDGE", "Dataplane", "configure_underlay", "dataplane_env", "start_dataplane",
+           "wait_encap"]
 
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovn-controller", "ovs-vswitchd", "ovsdb-server")  # stop order
@@ -215,6 +216,23 @@ def configure_underlay(dp: Dataplane, port: str, ip: str, prefix_length: int = 2
     if f"{net}" not in routes.split() and f"{net.network_address}/{net.prefixlen}" not in routes:
         _run([*ctl, "ovs/route/add", str(net), PHYS_BRIDGE], dp.env)
     dp.vsctl("set", "Open_vSwitch", ".", f"external_ids:ovn-encap-ip={ip}")
+
+
+def wait_encap(dp: Dataplane, ip: str, timeout: float = 30.0) -> None:
+    """Until ovn-controller has published ``ip`` as this chassis' Geneve encap in the SB."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(
+            ["ovn-sbctl", f"--db={dp.sb_remote}", "--timeout=5", "--bare", "--columns=ip",
+             "find", "Encap", f"chassis_name={dp.node}", "type=geneve"],
+            capture_output=True, text=True, env=dp.env,
+        )
+        if out.returncode == 0 and out.stdout.split() == [ip]:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ovn-controller of {dp.node} did not move its encap IP to {ip} within "
+                               f"{timeout:g}s (SB Encap: {out.stdout.split()}); see {dp.root / 'ovn-controller.log'}")
+        time.sleep(0.1)
 
 
 def _chassis_registered(dp: Dataplane) -> bool:

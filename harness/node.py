@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import REPO
 from .central import OvnCentral
-from .dataplane import DAEMONS, Dataplane, configure_underlay, dataplane_env, start_dataplane
+from .dataplane import DAEMONS, Dataplane, configure_underlay, dataplane_env, start_dataplane, wait_encap
 from .prereq import explain, node_missing
 from .proc import Workdir, pid_alive
 from .underlay import NODE_PORT, Underlay, encap_ip
@@ -206,6 +206,7 @@ class Node:
                             underlay=(NODE_PORT, self.encap_ip) if port else None)
         elif port:  # a running node joining (a one-node stack grown to N)
             configure_underlay(dp, port, self.encap_ip)
+            wait_encap(dp, self.encap_ip)
         self.start_agent()
 
     def start_agent(self, *, wait: bool = True) -> None:

@@ -20,10 +20,12 @@ the agent as ``OVNVNET_SEAL_KEY_FILE``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -269,7 +271,30 @@ class Stack(Workdir):
         self.worker.start(node, underlay=multi)
         for other in self.workers[1:]:
             other.start()
+        if multi:
+            self.wait_mesh()
         self.write_env()
+
+    def wait_mesh(self, timeout: float = 30) -> None:
+        """Until every running node's br-int has its Geneve tunnel port to every other node (made
+        by ovn-controller once it sees the other chassis), so the overlay is whole on return."""
+        nodes = [n for n in self.workers if n.dataplane().running()]
+        want = {n.name: {o.encap_ip for o in nodes if o is not n} for n in nodes}
+
+        def tunnels(node: Node) -> set[str]:
+            out = node.dataplane().vsctl("--format=json", "--columns=options,ofport", "find", "Interface",
+                                         "type=geneve")
+            rows = json.loads(out)["data"]
+            return {dict(r[0][1]).get("remote_ip", "") for r in rows if isinstance(r[1], int) and r[1] > 0}
+
+        wait_for(lambda: all(want[n.name] <= tunnels(n) for n in nodes), timeout,
+                 "the Geneve tunnels between the nodes")
+        # one ping between the nodes' underlay addresses (inside the stack's namespaces): OVS learns
+        # the other chassis' MACs (tnl/neigh) from the ARP, so no pod's first packet is lost to it
+        for n in nodes:
+            for ip in want[n.name]:
+                subprocess.run(["ip", "netns", "exec", n.netns, "ping", "-n", "-q", "-c", "1", "-W", "1", ip],
+                               capture_output=True)
 
     def start_agent(self, *, wait: bool = True) -> None:
         self.worker.start_agent(wait=wait)
@@ -281,8 +306,12 @@ class Stack(Workdir):
         return self.worker.stack_netns()
 
     def stop_dataplane(self) -> None:
-        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces."""
+        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces (of every
+        node of a multi-node stack, and its underlay)."""
+        for node in self.workers[1:]:
+            node.stop()
         self.worker.stop()
+        self.worker.underlay.remove()
 
 
 def cli(argv: list[str] | None = None) -> int:

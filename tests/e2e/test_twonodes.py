@@ -36,6 +36,9 @@ SUBNET_A, SUBNET_B = "10.181.0.0/24", "10.182.0.0/24"
 def two(tmp_path_factory) -> Iterator[Stack]:
     s = Stack(Path(tmp_path_factory.mktemp("two")))
     try:
+        # grown from one node, as `make up` then `make up NODES=2` does (node-1 moves its encap IP
+        # from 127.0.0.1 to the underlay while running; a fresh two-node start is test_demo's)
+        s.up(operator=False, dataplane=True)
         s.up(operator=False, nodes=2)
         s.start_operator(OPERATOR_ENV)
         yield s
