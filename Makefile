@@ -51,8 +51,10 @@ chart-lint: bootstrap
 	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet
 	@/var/cache/ovnvnet/helm-3.17.3/helm lint --strict charts/ovnvnet -f tests/install/chart-values-all.yaml
 
+# NODES=2 (or more): node-1..node-N, each with its own OVS, ovn-controller (own chassis and encap
+# IP on a private underlay) and CNI agent; pods on different nodes talk through Geneve tunnels.
 up: bootstrap
-	@$(PY) -m harness.stack up --dir $(STACK)
+	@$(PY) -m harness.stack up --dir $(STACK) $(if $(NODES),--nodes $(NODES))
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m harness.stack down --dir $(STACK); else rm -rf $(STACK); fi
@@ -71,8 +73,9 @@ demo-node: demo
 # The same scenario (plus a dual-stack network) in about 15 s, without containers: the operator and
 # agent as local processes, a played kubelet making each pod's network namespace on the real data
 # plane (OVS + ovn-controller). Leaves the stack up; `make down` stops it. Idempotent.
+# Two nodes by default (pods spread over node-1 and node-2, pings across Geneve); NODES=1 for one.
 demo-dataplane: bootstrap
-	@$(PY) -m harness.demo --dir $(STACK)
+	@$(PY) -m harness.demo --dir $(STACK) $(if $(NODES),--nodes $(NODES))
 
 # Static checks (config in pyproject.toml): ruff over the whole checkout, mypy over the package
 # (strict for model/, ipam/, ovn/). Run first by `make test`, hence by .ci/run.

@@ -20,11 +20,21 @@ first alternates too), so both see the same load.
 ``--dual-stack`` (result ``s4_cni_dualstack``, not one of the committed tables): both networks
 dual-stack (IPv4 + IPv6 /64), so each ADD also sets the IPv6 sysctls and adds an IPv6 address
 (IFA_F_NODAD) per interface; the bare side adds the same IPv6 address with ``nodad`` too.
+
+``--two-nodes`` (result ``s4_cni_twonodes``, issue 18, not one of the committed tables): two
+stacks at once, a one-node one and a two-node one (node-1 and node-2, Geneve over the private
+underlay), and the same ADD alternated pod by pod between them (on the two-node stack, node-1 and
+node-2 in turn), so both see the same load. The figure is the two-node p50 against the one-node
+p50 (target: within 1.1x: a second chassis must not slow an ADD). Then, on the two-node stack,
+ICMP round trips from a node-1 pod to another node-1 pod (same node) and to a node-2 pod (across
+the Geneve tunnel), alternated in rounds; reported as p50s and their ratio (userspace datapath:
+only the ratio means anything).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import subprocess
 import time
@@ -86,11 +96,12 @@ def _bare_add(stack, index: int, nets: list[tuple[str, str]], dual_stack: bool =
 
 def _add(stack, kube: Kube, kubelet, ns: str, name: str, nets: list[tuple[str, str]]) -> float:
     """Create the pod, wait for the operator's answer and the ports' propagation, then the timed ADD
-    (the runtime call: `Kubelet.run_pod` creates the sandbox netns before it starts the timer)."""
+    (the runtime call: `Kubelet.run_pod` creates the sandbox netns before it starts the timer).
+    The pod is bound to the kubelet's node."""
     kube.core.create_namespaced_pod(ns, {
         "metadata": {"name": name, "annotations": {"ovnNetwork": json.dumps(
             [{"name": nets[0][0], "interface": "net0"}, {"name": nets[1][0], "interface": "net1"}])}},
-        "spec": {"nodeName": stack.node, "containers": [{"name": "c", "image": "busybox"}]}})
+        "spec": {"nodeName": kubelet.node, "containers": [{"name": "c", "image": "busybox"}]}})
     deadline = time.monotonic() + 30
     while "ovnIfaceList" not in (kube.core.read_namespaced_pod(name, ns).metadata.annotations or {}):
         if time.monotonic() > deadline:
@@ -158,14 +169,103 @@ def run(pods: int = 100, *, keep: bool = False, dual_stack: bool = False) -> Res
     return res
 
 
+def _rtts(src, dst: str, count: int) -> list[float]:
+    """Round trips (seconds) of `count` echo requests from sandbox `src` to `dst`."""
+    out = src.run("ping", "-n", "-c", str(count), "-i", "0.02", "-W", "1", dst, timeout=60).stdout
+    return [float(m) / 1000 for m in re.findall(r"time=([0-9.]+) ms", out)]
+
+
+def run_two_nodes(pods: int = 100, *, rtt_rounds: int = 10, rtt_count: int = 20, keep: bool = False) -> Result:
+    import tempfile
+    from pathlib import Path
+
+    from harness.kubelet import Kubelet
+    from harness.stack import Stack
+
+    res = Result("s4_cni_twonodes",
+                 f"CNI ADD latency on a two-node stack beside a one-node stack: {pods} pods x 2 interfaces each, "
+                 "alternated; cross-node vs same-node ping round trip",
+                 params={"pods": pods, "interfaces": 2, "rtt_pings": rtt_rounds * rtt_count},
+                 full={"pods": 100, "rtt_pings": 200})
+    stacks = {n: Stack(Path(tempfile.mkdtemp(prefix=f"ovnvnet-bench-{n}n-"))) for n in (1, 2)}
+    nets = [("bench-cni-a", "10.81.0"), ("bench-cni-b", "10.82.0")]
+    try:
+        kubes, kubelets, ns = {}, {}, unique("cni")
+        for n, stack in stacks.items():
+            t0 = time.monotonic()
+            stack.up(operator=False, dataplane=True, nodes=n)
+            log(f"{n}-node stack up in {time.monotonic() - t0:.1f}s at {stack.root}")
+            start_operator(stack, {})
+            kubes[n] = Kube(stack)
+            for name, prefix in nets:
+                kubes[n].create_vnet(name, f"{prefix}.0/24")
+            kubes[n].wait_vnets_ready([name for name, _ in nets])
+            kubes[n].ensure_namespace(ns)
+            kubelets[n] = [Kubelet(stack, node=w.name) for w in stack.workers]
+        one: list[float] = []
+        two: dict[str, list[float]] = {"node-1": [], "node-2": []}
+        for i in range(pods):
+            k2 = kubelets[2][i % 2]
+            order = (1, 2) if i % 2 == 0 else (2, 1)   # which stack goes first alternates too
+            for n in order:
+                if n == 1:
+                    one.append(_add(stacks[1], kubes[1], kubelets[1][0], ns, f"c-{i:04d}", nets))
+                else:
+                    two[k2.node].append(_add(stacks[2], kubes[2], k2, ns, f"c-{i:04d}", nets))
+        both = two["node-1"] + two["node-2"]
+        p1, p2 = percentile(one, 50), percentile(both, 50)
+        res.add("ADD p50, two-node stack", p2, "s", baseline=p1, baseline_name="one-node stack",
+                target="<= 1.1x one-node", met=p2 <= 1.1 * p1)
+        res.add("ADD p99, two-node stack", percentile(both, 99), "s", baseline=percentile(one, 99),
+                baseline_name="one-node stack")
+        for node, values in two.items():
+            res.add(f"ADD p50 on {node} of the two-node stack", percentile(values, 50), "s", baseline=p1,
+                    baseline_name="one-node stack")
+
+        # round trips on the two-node stack: node-1 pod -> node-1 pod, and -> node-2 pod
+        sbs = {k.node: k.sandboxes() for k in kubelets[2]}
+        src, same, far = sbs["node-1"][0], sbs["node-1"][1], sbs["node-2"][0]
+
+        def ip_of(sb) -> str:
+            return sb.addresses()["net0"]["ipv4"][0].split("/")[0]
+
+        rtt_same: list[float] = []
+        rtt_far: list[float] = []
+        _rtts(src, ip_of(same), 3)   # ARP and the datapath flows first, in neither figure
+        _rtts(src, ip_of(far), 3)
+        for r in range(rtt_rounds):
+            for target, into in ((same, rtt_same), (far, rtt_far))[:: 1 if r % 2 == 0 else -1]:
+                into.extend(_rtts(src, ip_of(target), rtt_count))
+        s50, f50 = percentile(rtt_same, 50), percentile(rtt_far, 50)
+        res.add("ping RTT p50, cross-node (Geneve)", f50, "s", baseline=s50, baseline_name="same node")
+        res.add("ping RTT p99, cross-node (Geneve)", percentile(rtt_far, 99), "s",
+                baseline=percentile(rtt_same, 99), baseline_name="same node")
+        res.notes.append("ADDs alternate pod by pod between the two stacks (and between node-1 and node-2 on the "
+                         "two-node one); each timer as in s4 (netns made, ports propagated before it starts)")
+        res.notes.append(f"round trips: {len(rtt_far)} cross-node and {len(rtt_same)} same-node echo replies "
+                         f"(of {rtt_rounds * rtt_count} each), alternated in rounds of {rtt_count}; userspace "
+                         "datapath (netdev), so only the ratio means anything")
+        res.extra = {"one_node_add_s": one, "two_node_add_s": two, "rtt_same_s": rtt_same, "rtt_cross_s": rtt_far}
+    finally:
+        for stack in stacks.values():
+            stack.down(remove=not keep)
+    return res
+
+
 def main(argv: list[str] | None = None) -> Result:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--dual-stack", action="store_true",
                     help="both networks dual-stack (result s4_cni_dualstack)")
+    ap.add_argument("--two-nodes", action="store_true",
+                    help="a two-node stack beside a one-node one, ADDs alternated; cross-node vs same-node "
+                         "ping RTT (result s4_cni_twonodes)")
     args = ap.parse_args(argv)
-    res = run(args.pods, keep=args.keep, dual_stack=args.dual_stack)
+    if args.two_nodes:
+        res = run_two_nodes(args.pods, keep=args.keep)
+    else:
+        res = run(args.pods, keep=args.keep, dual_stack=args.dual_stack)
     print(res.table())
     log(f"wrote {res.write()}")
     return res

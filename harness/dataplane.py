@@ -10,11 +10,18 @@ missing) instead of ours, so several data planes (parallel test runs) never figh
 ``br-int`` tap device. The SB remote must then be reachable from inside it: use a ``unix:``
 remote (a ``tcp:127.0.0.1`` remote would be the namespace's own loopback). The node agent must
 be started with ``--host-netns`` set to the same namespace.
+
+``underlay`` (a node of a multi-node stack, see :mod:`harness.underlay`): ``(port, encap IP)``, a
+netdev bridge ``br-phy`` holding ``port`` (a veth already in the node's namespace) with the encap
+IP on its internal interface, and ``ovn-encap-ip`` set to it, before ovn-controller starts; OVS's
+userspace tunnelling routes the Geneve packets to the other chassis through it. Without it the
+encap IP is 127.0.0.1 (one node: no tunnel is ever used).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -24,10 +31,12 @@ from pathlib import Path
 
 from .proc import pid_alive
 
-__all__ = ["Dataplane", "dataplane_env", "start_dataplane"]
+__all__ = ["PHYS_BRIDGE", "Dataplane", "configure_underlay", "dataplane_env", "start_dataplane",
+           "wait_encap"]
 
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovn-controller", "ovs-vswitchd", "ovsdb-server")  # stop order
+PHYS_BRIDGE = "br-phy"
 
 
 @dataclass
@@ -109,6 +118,7 @@ def start_dataplane(
     netns: str | None = None,
     bridge: str = "br-int",
     timeout: float = 30.0,
+    underlay: tuple[str, str] | None = None,
 ) -> Dataplane:
     """Start ovsdb-server (vswitch), ovs-vswitchd (netdev) and ovn-controller for ``node``."""
     root = Path(root)
@@ -161,6 +171,8 @@ def start_dataplane(
             "--", "set", "Bridge", bridge, "datapath_type=netdev", "fail-mode=secure",
             "other_config:disable-in-band=true",
         )
+        if underlay:
+            configure_underlay(dp, *underlay)
         _run([
             *prefix, "ovn-controller", "--detach", "--no-chdir",
             f"--pidfile={dp.pidfile('ovn-controller')}",
@@ -180,6 +192,47 @@ def start_dataplane(
         dp.stop()
         raise
     return dp
+
+
+def configure_underlay(dp: Dataplane, port: str, ip: str, prefix_length: int = 24) -> None:
+    """``br-phy`` (netdev) holding ``port``, ``ip`` on its internal interface, ``ovn-encap-ip``
+    set to it (idempotent; on a running node ovn-controller moves its Encap by itself)."""
+    prefix = ["ip", "netns", "exec", dp.netns] if dp.netns else []
+    dp.vsctl("--may-exist", "add-br", PHYS_BRIDGE, "--", "set", "Bridge", PHYS_BRIDGE,
+             "datapath_type=netdev", "other_config:disable-in-band=true")
+    dp.vsctl("--may-exist", "add-port", PHYS_BRIDGE, port)
+    dp.vsctl("set", "Interface", PHYS_BRIDGE, "mtu_request=9000")  # the underlay's (harness.underlay.MTU)
+    have = subprocess.run([*prefix, "ip", "-o", "-4", "addr", "show", "dev", PHYS_BRIDGE],
+                          capture_output=True, text=True, env=dp.env).stdout
+    if f" {ip}/{prefix_length} " not in have:
+        _run([*prefix, "ip", "addr", "add", f"{ip}/{prefix_length}", "dev", PHYS_BRIDGE], dp.env)
+    _run([*prefix, "ip", "link", "set", PHYS_BRIDGE, "up"], dp.env)
+    # ovs-vswitchd runs with --disable-system-route: its tunnel route table (ovs/route) learns
+    # nothing from the kernel, so the underlay's subnet is routed to br-phy by hand (the remote
+    # chassis' MAC is then learnt by OVS's own ARP, tnl/neigh)
+    net = ipaddress.ip_interface(f"{ip}/{prefix_length}").network
+    ctl = ["ovs-appctl", "-t", str(dp.root / "ovs-vswitchd.ctl")]
+    routes = subprocess.run([*ctl, "ovs/route/show"], capture_output=True, text=True, env=dp.env).stdout
+    if f"{net}" not in routes.split() and f"{net.network_address}/{net.prefixlen}" not in routes:
+        _run([*ctl, "ovs/route/add", str(net), PHYS_BRIDGE], dp.env)
+    dp.vsctl("set", "Open_vSwitch", ".", f"external_ids:ovn-encap-ip={ip}")
+
+
+def wait_encap(dp: Dataplane, ip: str, timeout: float = 30.0) -> None:
+    """Until ovn-controller has published ``ip`` as this chassis' Geneve encap in the SB."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(
+            ["ovn-sbctl", f"--db={dp.sb_remote}", "--timeout=5", "--bare", "--columns=ip",
+             "find", "Encap", f"chassis_name={dp.node}", "type=geneve"],
+            capture_output=True, text=True, env=dp.env,
+        )
+        if out.returncode == 0 and out.stdout.split() == [ip]:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ovn-controller of {dp.node} did not move its encap IP to {ip} within "
+                               f"{timeout:g}s (SB Encap: {out.stdout.split()}); see {dp.root / 'ovn-controller.log'}")
+        time.sleep(0.1)
 
 
 def _chassis_registered(dp: Dataplane) -> bool:

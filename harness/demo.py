@@ -8,6 +8,11 @@ dual-stack network: IPv4 and IPv6 on one switch); attaches the pods as a kubelet
 ``ovn-k8s-cni-overlay`` then Debian's ``tuning``, status patched); then prints pods, interfaces,
 networks, addresses, gateways, the ping matrix and the invalid pod's error. Leaves everything
 running; running it again reuses what is there.
+
+Two nodes by default (``--nodes``, ``make demo-dataplane NODES=1`` for one): node-1 and node-2,
+each its own OVS, ovn-controller (chassis, encap IP on the stack's private underlay) and agent;
+the pods are spread over them in turn (a pod already bound stays where it is), so the ping matrix
+crosses nodes through Geneve tunnels; the tables give each pod's node.
 """
 from __future__ import annotations
 
@@ -41,11 +46,12 @@ def table(rows: list[list[str]], indent: str = "  ") -> str:
                      for r in rows)
 
 
-def run(root: str) -> int:
-    t0 = step(f"starting the local stack in {root} (API server, etcd, OVN central, node-1 data plane, "
-              "operator, CNI agent)")
+def run(root: str, nodes: int = 2) -> int:
+    names = ", ".join(f"node-{i}" for i in range(1, nodes + 1))
+    t0 = step(f"starting the local stack in {root} (API server, etcd, OVN central, data plane and CNI "
+              f"agent of {names}, operator)")
     stack = Stack(root)
-    stack.up(dataplane=True)
+    stack.up(dataplane=True, nodes=nodes)
     print(f"    up in {time.monotonic() - t0:.1f}s")
 
     def annotated(pod: str) -> bool:
@@ -71,22 +77,26 @@ def run(root: str) -> int:
     for net in NETWORKS:
         wait_for(lambda net=net: ready(net), 60, f"network {net} Ready")
 
-    step("attaching the pods as node-1's kubelet would (bind, netns, libcni ADD, status)")
-    kubelet = Kubelet(stack)
+    kubelets = {n.name: Kubelet(stack, node=n.name) for n in stack.workers}
+    kubelet = kubelets[stack.node]
+    step(f"attaching the pods as the kubelets of {', '.join(kubelets)} would (bind, netns, libcni ADD, status)")
     sandboxes: dict[str, Sandbox] = {}
     timings: dict[str, float] = {}
     failures: dict[str, CniFailed] = {}
-    for pod in PODS:
+    node_of: dict[str, str] = {}
+    for n, pod in enumerate(PODS):
+        bound = kubelet.core.read_namespaced_pod(pod, NAMESPACE).spec.node_name
+        node_of[pod] = bound if bound in kubelets else list(kubelets)[n % len(kubelets)]
         started = time.monotonic()
         try:
-            sandboxes[pod], _ = kubelet.run_pod(NAMESPACE, pod)
+            sandboxes[pod], _ = kubelets[node_of[pod]].run_pod(NAMESPACE, pod)
         except CniFailed as exc:
             failures[pod] = exc
         timings[pod] = time.monotonic() - started
         state = "attached" if pod in sandboxes else "ADD failed"
-        print(f"    {pod:9} {state} in {timings[pod]:.2f}s")
+        print(f"    {pod:9} {state} in {timings[pod]:.2f}s on {node_of[pod]}")
 
-    report(stack, kubelet, sandboxes, failures, timings)
+    report(stack, kubelet, sandboxes, failures, timings, node_of)
     return 0 if set(sandboxes) == set(PODS) - {"pod-bad"} and "pod-bad" in failures else 1
 
 
@@ -100,7 +110,9 @@ def _ips(iface: dict) -> list[str]:
 
 
 def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
-           failures: dict[str, CniFailed], timings: dict[str, float]) -> None:
+           failures: dict[str, CniFailed], timings: dict[str, float],
+           node_of: dict[str, str] | None = None) -> None:
+    node_of = node_of or {}
     print()
     print("Networks (VirtualNetwork -> OVN logical switch; routed ones share ovnvnet-router)")
     rows = [["NAME", "SUBNET", "GATEWAY", "ROUTED", "USED", "FREE", "READY", "MTU"]]
@@ -123,12 +135,13 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
     print(table(rows))
 
     print()
-    print("Pods and interfaces (the addresses as configured inside each pod's netns; OVS port on br-int)")
-    dp = stack.dataplane()
-    rows = [["POD", "NETNS", "IFACE", "NETWORK", "IP/PREFIX", "MAC", "GATEWAY", "DEFAULT ROUTE", "OVS PORT", "OVN LSP",
-             "INSTALLED"]]
+    print("Pods and interfaces (the addresses as configured inside each pod's netns; OVS port on its node's br-int)")
+    rows = [["POD", "NODE", "NETNS", "IFACE", "NETWORK", "IP/PREFIX", "MAC", "GATEWAY", "DEFAULT ROUTE", "OVS PORT",
+             "OVN LSP", "INSTALLED"]]
     ifaces_of: dict[str, list[dict]] = {}
     for pod, sb in sandboxes.items():
+        node = node_of.get(pod, stack.node)
+        dp = stack.node_part(node).dataplane()
         ann = kubelet.core.read_namespaced_pod(pod, NAMESPACE).metadata.annotations or {}
         ifaces = json.loads(ann.get("ovnIfaceList", "[]"))
         ifaces_of[pod] = ifaces
@@ -149,7 +162,7 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
             addrs = link.get("ipv4", []) + link.get("ipv6", [])
             default = ",".join(d.split(" via ")[1].split(" dev")[0] for d in defaults
                                if f"dev {name} " in f"{d} ")
-            rows.append([pod, sb.netns, name, i["name"], ",".join(addrs) or "MISSING",
+            rows.append([pod, node, sb.netns, name, i["name"], ",".join(addrs) or "MISSING",
                          link.get("mac", "?"), ",".join(i.get("gateway_ips") or [i["gateway_ip"]]),
                          f"via {default}" if default else "-",
                          host if ids else "MISSING", ids.get("iface-id", "-"), ids.get("ovn-installed", "no")])
@@ -171,7 +184,8 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
             where[label] = ("", net, _family(gw))
     started = time.monotonic()
     result = ping_matrix(list(sandboxes.values()), targets)
-    print(f"Ping matrix (ICMP echo from the row's pod to the column's address, through OVN; "
+    crossing = " (pods on different nodes: Geneve over the underlay)" if len(set(node_of.values())) > 1 else ""
+    print(f"Ping matrix (ICMP echo from the row's pod to the column's address, through OVN{crossing}; "
           f"{time.monotonic() - started:.1f}s)")
     nets_of = {pod: {i["name"] for i in ifaces} for pod, ifaces in ifaces_of.items()}
     # the families each pod has a default route of (those of its defaultGateway interface)
@@ -192,9 +206,11 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
         return not (nets_of[pod] & nets_of[src]) and family in default_of[pod]
 
     rows = [[""] + [label for label, _ in targets]]
+    if node_of and len(set(node_of.values())) > 1:
+        rows.append([""] + [node_of.get(where[label][0], "router") for label, _ in targets])
     odd = notes = 0
     for src in sandboxes:
-        row = [src]
+        row = [f"{src} ({node_of[src]})" if src in node_of and len(set(node_of.values())) > 1 else src]
         for label, _ in targets:
             if where[label][0] == src:
                 row.append(SELF)
@@ -248,8 +264,12 @@ def report(stack: Stack, kubelet: Kubelet, sandboxes: dict[str, Sandbox],
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default=".stack", help="stack directory (default .stack)")
+    ap.add_argument("--nodes", type=int, default=2,
+                    help="nodes to spread the pods over (default 2: the ping matrix crosses Geneve tunnels)")
     args = ap.parse_args(argv)
-    return run(str(Path(args.dir)))
+    if args.nodes < 1:
+        ap.error(f"--nodes {args.nodes}: at least 1")
+    return run(str(Path(args.dir)), args.nodes)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ removes the netns.
 Sandboxes are recorded in ``<stack>/kubelet.json`` so another process (``make demo`` run twice)
 finds them again; every netns name starts with :attr:`Stack.netns_prefix`, so ``Stack.down()``
 removes them even without that file.
+
+On a multi-node stack ``Kubelet(stack, node="node-2")`` is that node's kubelet: it binds to it,
+runs that node's conflist (its agent's socket) and CNI cache, names its pod namespaces with the
+node's prefix (so stopping the node removes them) and records its sandboxes in
+``kubelet-node-2.json``. The default is the stack's first node, exactly as before.
 """
 from __future__ import annotations
 
@@ -116,17 +121,19 @@ class Sandbox:
 class Kubelet:
     """The kubelet of the stack's node, for pods that exist in the API server."""
 
-    def __init__(self, stack: Stack, *, conflist: Path | None = None) -> None:
+    def __init__(self, stack: Stack, *, conflist: Path | None = None, node: str | None = None) -> None:
         import kubernetes
 
         if "dataplane" not in stack.state:
             raise RuntimeError("the stack has no data plane: Stack.up(dataplane=True) first")
         self.stack = stack
-        self.node = stack.node
-        self.conflist = conflist or stack.cni_conflist
+        self.part = stack.node_part(node) if node else stack.worker
+        self.node = self.part.name
+        self.conflist = conflist or self.part.cni_conflist
         api = kubernetes.config.new_client_from_config(config_file=str(stack.kubeconfig))
         self.core = kubernetes.client.CoreV1Api(api)
-        self._state_file = stack.root / "kubelet.json"
+        first = self.part.index == 1
+        self._state_file = stack.root / ("kubelet.json" if first else f"kubelet-{self.node}.json")
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -162,7 +169,7 @@ class Kubelet:
         out = subprocess.run(
             [str(self.stack.cni_runtime), action, str(conflist or self.conflist), sandbox.container_id,
              sandbox.netns_path, sandbox.ifname, sandbox.cni_args,
-             ":".join(str(d) for d in self.stack.cni_plugin_dirs), str(self.stack.cni_cache_dir)],
+             ":".join(str(d) for d in self.stack.cni_plugin_dirs), str(self.part.cni_cache_dir)],
             capture_output=True, text=True, timeout=timeout,
         )
         return CniOutcome(out.returncode, out.stdout, out.stderr, time.monotonic() - started)
@@ -209,7 +216,7 @@ class Kubelet:
             sandbox = Sandbox(
                 namespace=namespace, name=name, uid=pod.metadata.uid,
                 container_id=secrets.token_hex(32),
-                netns=self.stack.netns_prefix + "pod-" + secrets.token_hex(4),
+                netns=self.part.pod_netns_prefix + secrets.token_hex(4),
                 ifname=ifname or self.default_ifname(pod),
             )
             subprocess.run(["ip", "netns", "add", sandbox.netns], check=True, capture_output=True)

@@ -6,7 +6,12 @@ ovs-vswitchd (netdev) + ovn-controller in the node's own network namespace (all 
 if one died; see :mod:`harness.dataplane`) and the agent process (``python -m ovnvnet.cni.agent``)
 serving ``agent_socket``. Every network namespace of the node and its pods starts with
 ``netns_prefix`` (unique per stack directory), which is how :meth:`stop` finds and removes them.
-A stack has at most one node; its name is kept in the state once chosen.
+The stack's first node (``index`` 1, the default) is the one every single-node test uses; its
+name is kept in the state once chosen. A multi-node stack (issue 18) adds ``node-2`` ... ``node-N``
+(``index`` 2..N): each its own namespace (``<prefix>n<i>-node``), OVS, ovn-controller (chassis =
+node name), agent (``cni-agent-node-<i>``, socket ``cni-node-<i>.sock``), conflist and CNI cache
+(``cni/node-<i>/``), and pod namespaces (``<prefix>n<i>-pod-*``); with ``underlay`` every node,
+the first included, joins the stack's :class:`~harness.underlay.Underlay` with its own encap IP.
 """
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ from pathlib import Path
 
 from . import REPO
 from .central import OvnCentral
-from .dataplane import DAEMONS, Dataplane, dataplane_env, start_dataplane
+from .dataplane import DAEMONS, Dataplane, configure_underlay, dataplane_env, start_dataplane, wait_encap
 from .prereq import explain, node_missing
 from .proc import Workdir, pid_alive
+from .underlay import NODE_PORT, Underlay, encap_ip
 
 __all__ = ["BUILD_CNI", "NODE", "Node", "SYSTEM_CNI_DIR"]
 
@@ -36,18 +42,26 @@ class Node:
     AGENT = "cni-agent"
 
     def __init__(self, wd: Workdir, central: OvnCentral, kubeconfig: Path,
-                 agent_env: Callable[[], dict[str, str]] = dict):
-        """`agent_env`: extra environment of the agent process, asked for at each start."""
+                 agent_env: Callable[[], dict[str, str]] = dict, *, index: int = 1):
+        """`agent_env`: extra environment of the agent process, asked for at each start.
+        `index`: 1 for the stack's first node, 2..N for the others of a multi-node stack."""
         self.wd, self.central, self.kubeconfig, self.agent_env = wd, central, kubeconfig, agent_env
+        self.index = index
+        if index != 1:
+            self.AGENT = f"cni-agent-node-{index}"
 
     # ------------------------------------------------------------------ names and paths
     @property
     def configured(self) -> bool:
         """A data plane was started in this stack once (it may be stopped now)."""
+        if self.index != 1:
+            return self.name in self.wd.state.get("extra_nodes", [])
         return "dataplane" in self.wd.state
 
     @property
     def name(self) -> str:
+        if self.index != 1:
+            return f"node-{self.index}"
         return self.wd.state.get("dataplane", {}).get("node", NODE)
 
     @property
@@ -56,9 +70,37 @@ class Node:
         return "ovnvnet-" + hashlib.sha256(str(self.wd.root).encode()).hexdigest()[:8] + "-"
 
     @property
+    def own_prefix(self) -> str:
+        """The prefix of this node's own namespaces (the first node's: the stack's, minus the
+        other nodes' and the underlay's, see :meth:`foreign`)."""
+        return self.netns_prefix + ("" if self.index == 1 else f"n{self.index}-")
+
+    @property
+    def pod_netns_prefix(self) -> str:
+        """What the played kubelet names this node's pod namespaces with."""
+        return self.own_prefix + "pod-"
+
+    def foreign(self, netns: str) -> bool:
+        """A namespace of this stack that another node (or the underlay) owns."""
+        rest = netns[len(self.netns_prefix):]
+        if self.index != 1:
+            return not rest.startswith(f"n{self.index}-")
+        head = rest.split("-", 1)[0]
+        return rest == "underlay" or (head[:1] == "n" and head[1:].isdigit() and "-" in rest)
+
+    @property
     def netns(self) -> str:
         """The "host" network namespace of the node: ovs-vswitchd, br-int, the pods' host veths."""
-        return self.netns_prefix + "node"
+        return self.own_prefix + "node"
+
+    @property
+    def underlay(self) -> Underlay:
+        """The stack's underlay (shared by every node; used only by a multi-node stack)."""
+        return Underlay(self.netns_prefix + "underlay")
+
+    @property
+    def encap_ip(self) -> str:
+        return encap_ip(self.index)
 
     @property
     def dir(self) -> Path:
@@ -70,10 +112,12 @@ class Node:
 
     @property
     def agent_socket(self) -> Path:
-        return self.wd.root / "cni.sock"
+        return self.wd.root / ("cni.sock" if self.index == 1 else f"cni-{self.name}.sock")
 
     @property
     def cni_conf_dir(self) -> Path:
+        if self.index != 1:
+            return self.wd.root / "cni" / self.name / "net.d"
         return self.wd.root / "cni" / "net.d"
 
     @property
@@ -82,6 +126,8 @@ class Node:
 
     @property
     def cni_cache_dir(self) -> Path:
+        if self.index != 1:
+            return self.wd.root / "cni" / self.name / "cache"
         return self.wd.root / "cni" / "cache"
 
     @property
@@ -136,20 +182,31 @@ class Node:
         return path
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, node: str = NODE) -> None:
+    def start(self, node: str = NODE, *, underlay: bool = False) -> None:
+        """`underlay`: join the stack's underlay (a multi-node stack; always for index > 1)."""
+        if self.index != 1:
+            node, underlay = self.name, True
         if lacking := node_missing():
             raise RuntimeError(explain(f"the data plane of {node}", lacking))
-        if self.wd.state.get("dataplane", {}).get("node", node) != node:
-            raise RuntimeError(f"this stack's data plane is for {self.name}, not {node}")
-        self.wd.state["dataplane"] = {"node": node, "netns": self.netns}
+        if self.index == 1:
+            if self.wd.state.get("dataplane", {}).get("node", node) != node:
+                raise RuntimeError(f"this stack's data plane is for {self.name}, not {node}")
+            self.wd.state["dataplane"] = {"node": node, "netns": self.netns}
+        elif self.name not in self.wd.state.setdefault("extra_nodes", []):
+            self.wd.state["extra_nodes"].append(self.name)
         self.wd.save()
         self.build_cni()
         self.write_conflist()
         self.cni_cache_dir.mkdir(parents=True, exist_ok=True)
         dp = self.dataplane()
+        port = self.underlay.attach(self.netns, self.index) if underlay else None
         if not dp.running():
             dp.stop()  # a partial data plane (one daemon died): restart all three
-            start_dataplane(self.dir, self.central.sb_unix, node, netns=self.netns)
+            start_dataplane(self.dir, self.central.sb_unix, node, netns=self.netns,
+                            underlay=(NODE_PORT, self.encap_ip) if port else None)
+        elif port:  # a running node joining (a one-node stack grown to N)
+            configure_underlay(dp, port, self.encap_ip)
+            wait_encap(dp, self.encap_ip)
         self.start_agent()
 
     def start_agent(self, *, wait: bool = True) -> None:
@@ -175,13 +232,14 @@ class Node:
             return []
 
     def stop(self) -> None:
-        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces."""
+        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces (this
+        node's only: never another node's or the underlay's)."""
         self.stop_agent()
         if not self.configured:
             return
         self.dataplane().stop()
         for ns in self.stack_netns():  # pod netns first, the node's last
-            if ns != self.netns:
+            if ns != self.netns and not self.foreign(ns):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
 

@@ -5,7 +5,9 @@ It is composed of one part per process group:
 - :class:`~harness.kube.KubeControlPlane`: etcd, kube-apiserver 1.20, kube-controller-manager;
 - :class:`~harness.central.OvnCentral`: OVN NB/SB ovsdb-servers and ovn-northd (and NB RAFT);
 - :class:`~harness.node.Node`: one node's data plane (OVS + ovn-controller in its own network
-  namespace) and its CNI node agent, only when asked for;
+  namespace) and its CNI node agent, only when asked for; ``nodes=N`` (``make up NODES=N``) adds
+  ``node-2`` .. ``node-N``, every node on a private underlay (:mod:`harness.underlay`) with its own
+  chassis and encap IP, so pods on different nodes talk through real Geneve tunnels;
 - :class:`~harness.operator_process.OperatorProcess`: the ovnvnet operator as a process.
 
 One piece of code used by the tests, the demo (`make up`) and the benchmarks. Everything runs in a
@@ -18,10 +20,12 @@ the agent as ``OVNVNET_SEAL_KEY_FILE``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -104,10 +108,42 @@ class Stack(Workdir):
         wrapper.write_text(f'#!/bin/sh\nexec {self.kube_bin / "kubectl"} --cache-dir={self.root / "kube-cache"} "$@"\n')
         wrapper.chmod(0o755)
 
+    # ------------------------------------------------------------------ the nodes (issue 18)
+    @property
+    def node_count(self) -> int:
+        """How many nodes this stack has (1 unless it was brought up with ``nodes=N``)."""
+        return int(self.state.get("nodes", 1))
+
+    @property
+    def workers(self) -> list[Node]:
+        """Every node, the first (``worker``) first."""
+        return [self.worker] + [
+            Node(self, self.central, self.kube.kubeconfig, agent_env=self.seal_env, index=i)
+            for i in range(2, self.node_count + 1)]
+
+    def node_part(self, name: str) -> Node:
+        """The :class:`~harness.node.Node` called `name`."""
+        for node in self.workers:
+            if node.name == name:
+                return node
+        raise KeyError(f"this stack has no node {name} (nodes: {[n.name for n in self.workers]})")
+
+    def underlay(self):
+        """The stack's :class:`~harness.underlay.Underlay` (a multi-node stack's)."""
+        return self.worker.underlay
+
     def up(self, *, operator: bool = True, controller_manager: bool = True,
-           dataplane: bool = False) -> Stack:
+           dataplane: bool = False, nodes: int | None = None) -> Stack:
+        """`nodes`: how many nodes (a data plane on each, implies `dataplane`); kept in the state,
+        so a later ``up()`` keeps them. A stack never shrinks here: stop a node with
+        ``node_part(name).stop()``."""
         if lacking := stack_missing(self.kube_bin):
             raise RuntimeError(explain("the local stack", lacking))
+        if nodes is not None and nodes > 1:
+            if nodes > 250:
+                raise ValueError(f"nodes={nodes}: at most 250 nodes")
+            self.state["nodes"] = max(nodes, self.node_count)
+            dataplane = True
         self.create()
         self.central.start()
         self.kube.start(controller_manager=controller_manager)
@@ -127,7 +163,10 @@ class Stack(Workdir):
             from .realnode import RealNode
             RealNode(self).stop()
         self.operator.stop()
+        for node in self.workers[1:]:
+            node.stop()
         self.worker.stop()
+        self.worker.underlay.remove()
         for name in extra:
             self.kill(name)
         self.kube.stop()
@@ -139,7 +178,8 @@ class Stack(Workdir):
 
     def status(self) -> dict[str, bool]:
         out = {name: self.running(name) for name in self.COMPONENTS}
-        out.update(self.worker.status())
+        for node in self.workers:
+            out.update(node.status())
         return out
 
     # ------------------------------------------------------------------ Kubernetes
@@ -227,8 +267,34 @@ class Stack(Workdir):
     def start_dataplane(self, node: str = NODE) -> None:
         """OVS ovsdb-server + ovs-vswitchd (netdev) + ovn-controller for `node` in the node netns,
         the CNI binaries, the conflist and the node agent. Starts only what is not running."""
-        self.worker.start(node)
+        multi = self.node_count > 1
+        self.worker.start(node, underlay=multi)
+        for other in self.workers[1:]:
+            other.start()
+        if multi:
+            self.wait_mesh()
         self.write_env()
+
+    def wait_mesh(self, timeout: float = 30) -> None:
+        """Until every running node's br-int has its Geneve tunnel port to every other node (made
+        by ovn-controller once it sees the other chassis), so the overlay is whole on return."""
+        nodes = [n for n in self.workers if n.dataplane().running()]
+        want = {n.name: {o.encap_ip for o in nodes if o is not n} for n in nodes}
+
+        def tunnels(node: Node) -> set[str]:
+            out = node.dataplane().vsctl("--format=json", "--columns=options,ofport", "find", "Interface",
+                                         "type=geneve")
+            rows = json.loads(out)["data"]
+            return {dict(r[0][1]).get("remote_ip", "") for r in rows if isinstance(r[1], int) and r[1] > 0}
+
+        wait_for(lambda: all(want[n.name] <= tunnels(n) for n in nodes), timeout,
+                 "the Geneve tunnels between the nodes")
+        # one ping between the nodes' underlay addresses (inside the stack's namespaces): OVS learns
+        # the other chassis' MACs (tnl/neigh) from the ARP, so no pod's first packet is lost to it
+        for n in nodes:
+            for ip in want[n.name]:
+                subprocess.run(["ip", "netns", "exec", n.netns, "ping", "-n", "-q", "-c", "1", "-W", "1", ip],
+                               capture_output=True)
 
     def start_agent(self, *, wait: bool = True) -> None:
         self.worker.start_agent(wait=wait)
@@ -240,8 +306,12 @@ class Stack(Workdir):
         return self.worker.stack_netns()
 
     def stop_dataplane(self) -> None:
-        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces."""
+        """Agent, then OVS/ovn-controller; removes the node and pod network namespaces (of every
+        node of a multi-node stack, and its underlay)."""
+        for node in self.workers[1:]:
+            node.stop()
         self.worker.stop()
+        self.worker.underlay.remove()
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -251,11 +321,15 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-operator", action="store_true", help="start the stack without the operator")
     ap.add_argument("--dataplane", action="store_true",
                     help=f"also start the data plane of {NODE} (OVS, ovn-controller) and the CNI node agent")
+    ap.add_argument("--nodes", type=int, default=None,
+                    help="how many nodes (node-1..node-N, each with its data plane and agent, joined by a "
+                         "private underlay: Geneve between them); implies --dataplane")
     args = ap.parse_args(argv)
     stack = Stack(args.dir)
     if args.command == "up":
         t0 = time.monotonic()
-        stack.up(operator=not args.no_operator, dataplane=args.dataplane or "dataplane" in stack.state)
+        stack.up(operator=not args.no_operator, dataplane=args.dataplane or "dataplane" in stack.state,
+                 nodes=args.nodes)
         print(f"stack up in {time.monotonic() - t0:.1f}s; state and logs in {stack.root}")
         print(f"  source {stack.root / 'env'}   # KUBECONFIG, OVN_NB_DB, PATH with kubectl 1.20")
     elif args.command == "down":

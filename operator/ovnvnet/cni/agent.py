@@ -307,7 +307,21 @@ class Agent:
 
     # --- commands -----------------------------------------------------------------------
 
+    async def _refuse_other_node(self, req: p.CniRequest) -> None:
+        """A pod bound to another node is that node's agent's to plumb: refused at once. Only a
+        pod missing from this node's cache is looked up (one read), so an ADD here costs nothing."""
+        ns, name, _ = self._pod_identity(req)
+        pod = self.pods.get(ns, name) or await self.pods.lookup(ns, name)
+        if pod is not None and pod.node and pod.node != self.node:
+            raise p.CniError(
+                p.ERR_POD_MISMATCH,
+                f"pod {ns}/{name} is bound to node {pod.node} (spec.nodeName), not to this "
+                f"node {self.node}: the ovnvnet agent serves only pods bound to its own node",
+                f"the runtime of node {pod.node} must run this ADD, through that node's agent",
+            )
+
     async def add(self, req: p.CniRequest) -> dict[str, Any]:
+        await self._refuse_other_node(req)
         ifaces = await self._interfaces_for(req, req.annotation_timeout)
         ns, name, uid = self._pod_identity(req)
         pod = self.pods.get(ns, name)

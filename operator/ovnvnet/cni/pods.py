@@ -62,6 +62,10 @@ class PodSource:
     def get(self, namespace: str, name: str) -> PodInfo | None:
         return self._pods.get((namespace, name))
 
+    async def lookup(self, namespace: str, name: str) -> PodInfo | None:
+        """The pod wherever it is bound (the cache holds only this node's): here, the cache."""
+        return self.get(namespace, name)
+
     async def wait_for(
         self,
         namespace: str,
@@ -187,6 +191,22 @@ class KubePodSource(PodSource):
                 await self._task
         if self._kube is not None:
             await self._kube.close()
+
+    async def lookup(self, namespace: str, name: str) -> PodInfo | None:
+        """One read of the pod, for a pod not in the cache (bound to another node, or not yet
+        seen): a list by ``metadata.name`` (the agent's RBAC grants list, not get). None when it
+        does not exist or the read fails (the caller waits as before)."""
+        if self._kube is None:
+            return self.get(namespace, name)
+        try:
+            out = await self._kube.request(
+                "GET", f"/api/v1/namespaces/{namespace}/pods",
+                params={"fieldSelector": f"metadata.name={name}"})
+        except Exception as e:  # noqa: BLE001 - a lookup is advisory: the wait decides
+            log.debug("lookup of pod %s/%s failed: %s", namespace, name, e)
+            return None
+        items = out.get("items") or []
+        return _pod_info(items[0]) if items else None
 
     async def _run(self, kube: KubeClient) -> None:
         params = {"fieldSelector": f"spec.nodeName={self.node}"}
