@@ -59,6 +59,7 @@ __all__ = [
     "host_veth_name",
     "link_alias",
     "remove_container_links",
+    "remove_interface",
     "wanted_routes",
 ]
 
@@ -519,3 +520,16 @@ def remove_container_links(
                     host.link("del", index=msg["index"])
                     removed.append(name)
     return removed
+
+
+def remove_interface(host_netns: str | None, container_id: str, interface: str) -> str | None:
+    """Delete the veth plumbed for (container, interface), found by its alias (never by a name
+    alone); its pod end goes with it. Returns the host end's name, None if there was none."""
+    with _ns(host_netns) as host:
+        index = _find_own(host, container_id, interface)
+        if index is None:
+            return None
+        name = _link(host, index)["ifname"]
+        with contextlib.suppress(NetlinkError):
+            host.link("del", index=index)
+        return str(name)
