@@ -239,7 +239,8 @@ class Converger:
         self._tasks: dict[PodKey, asyncio.Task[None]] = {}
         self._again: set[PodKey] = set()
         self._resync_task: asyncio.Task[None] | None = None
-        self._reported: dict[tuple[str, str, str], str] = {}
+        # status written per pod (namespace, name, uid): (value, seen back on the pod)
+        self._reported: dict[tuple[str, str, str], tuple[str, bool]] = {}
         self._refused: dict[tuple[str, str, str], str] = {}
         self.passes: dict[PodKey, int] = {}  # completed passes per pod (tests wait on it)
 
@@ -294,6 +295,10 @@ class Converger:
                 self.kick((sb.namespace, sb.name))
 
     async def converge_pod(self, namespace: str, name: str) -> list[Outcome]:
+        if self.agent.pods.get(namespace, name) is None:  # gone: forget what was reported
+            for memo in (self._reported, self._refused):
+                for k in [k for k in memo if k[:2] == (namespace, name)]:
+                    del memo[k]
         match = {POD_NAMESPACE_KEY: namespace, POD_NAME_KEY: name}
         ports = await asyncio.to_thread(self.agent.ovs.owned_ports, match)
         outcomes = []
@@ -444,7 +449,11 @@ class Converger:
         key = (pod.namespace, pod.name, pod.uid)
         current = self.agent.pods.get(pod.namespace, pod.name)
         on_pod = (current.annotations if current else pod.annotations).get(STATUS_ANNOTATION)
-        if value in (on_pod, self._reported.get(key)):
-            return  # already there, or written and the watch has not brought it back yet
+        if on_pod == value:
+            self._reported[key] = (value, True)
+            return
+        if self._reported.get(key) == (value, False):
+            return  # written; the watch has not brought it back yet
+        # a new value, or ours overwritten by someone else since the cache showed it: (re)write
         if await self.reporter.set_status(pod, value):
-            self._reported[key] = value
+            self._reported[key] = (value, False)
