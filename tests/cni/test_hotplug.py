@@ -431,6 +431,11 @@ def test_forged_change_is_not_acted_on(pair, hp_agent, dataplane):
     refused = hp_agent.events(a, "HotplugRefused")
     assert refused and "not sealed by the operator" in refused[0][3], hp_agent.events(a)
     assert len(refused) == 1  # said once per value, not at every resync
+    other = {**annotations, "ovnIfaceList": json.dumps([entry("net0", "hp-c", 10), entry("net2", "hp-d", 21)])}
+    hp_agent.pods.put(PodInfo(namespace=NS, name=a.name, uid=a.uid, annotations=other, node="node1"))
+    hp_agent.passes_after(a, 2)
+    assert len(hp_agent.events(a, "HotplugRefused")) == 2  # another forged value: said again
+    assert set(a.links()) == before and set(ovs_ports(dataplane, a)) == {"net0"}
     assert b.netns.ping("172.16.36.1")  # the victim's address is still b's alone
 
 

@@ -49,7 +49,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..model.annotation import AnnotationError, InterfaceResult, SealError
+from ..model.annotation import (
+    SEAL_ANNOTATION,
+    AnnotationError,
+    InterfaceResult,
+    SealError,
+    result_key,
+)
 from ..model.names import (
     INTERFACE_KEY,
     POD_NAME_KEY,
@@ -323,10 +329,13 @@ class Converger:
         return list(result.interfaces)
 
     def _refuse(self, pod: PodInfo, why: str) -> None:
+        """Say once per distinct result value (and reason) why it is not acted on."""
         key = (pod.namespace, pod.name, pod.uid)
-        if self._refused.get(key) == why:
+        name = result_key(pod.annotations) or ""
+        memo = f"{why}\0{name}\0{pod.annotations.get(name, '')}\0{pod.annotations.get(SEAL_ANNOTATION, '')}"
+        if self._refused.get(key) == memo:
             return
-        self._refused[key] = why
+        self._refused[key] = memo
         log.warning("hot-plug: not acting on %s/%s: %s", pod.namespace, pod.name, why)
         asyncio.ensure_future(self.reporter.event(
             pod, "Warning", "HotplugRefused",
