@@ -477,3 +477,23 @@ def test_converge_is_serialised_with_cni_calls(pair, hp_agent, binaries, datapla
     assert a.cni(binaries, hp_agent, "DEL").code == 0
     time.sleep(2)  # the watch's pass (behind DEL's lock) and a resync
     assert ovs_ports(dataplane, a) == {} and host_links(dataplane, a) == []
+
+
+def test_failed_plug_is_reported_undone_and_retried(pair, hp_agent, dataplane):
+    """net1 cannot be plugged (the netns holds a foreign net1): a Warning naming why (once, not
+    at every resync), status failed, nothing half-plumbed; once the obstacle is gone the resync
+    plugs it without any new trigger."""
+    a, _ = pair
+    a.netns.run("ip", "link", "add", "net1", "type", "dummy", check=True)
+    a.change(hp_agent, [entry("net0", "hp-c", 10), entry("net1", "hp-d", 10)])
+    wait_for(lambda: hp_agent.status(a) == {"net0": "plumbed", "net1": "failed"}, 30,
+             f"net1 reported failed (now {hp_agent.status(a)})")
+    hp_agent.passes_after(a, 3)
+    failed = hp_agent.events(a, "InterfacePlugFailed")
+    assert len(failed) == 1, failed
+    assert "net1 already exists" in failed[0][3] and "not an ovnvnet veth" in failed[0][3]
+    assert set(ovs_ports(dataplane, a)) == {"net0"} and len(host_links(dataplane, a)) == 1
+    assert stray_temp_links(dataplane) == []
+    a.netns.run("ip", "link", "del", "net1", check=True)
+    plumbed(hp_agent, a, ["net0", "net1"])  # the resync's doing: the pod did not change
+    assert a.v4("net1") == ["172.16.36.10/24"]

@@ -22,7 +22,8 @@ payload):
   ``ovn-installed``. An add that fails is undone (nothing half-plumbed) and retried by the next
   pass.
 - the outcome is reported on the pod: a Normal Event ``InterfaceAdded`` / ``InterfaceRemoved``
-  per interface (a Warning ``InterfacePlugFailed`` with the error), and the annotation
+  per interface (a Warning ``InterfacePlugFailed`` with the error, posted again only when it
+  changes or after a success), and the annotation
   ``ovnvnet.io/plumbed``: JSON ``{"<interface>": "plumbed" | "pending" | "failed"}`` of the
   result's interfaces (``pending``: its port is not ``ovn-installed`` yet), written only when it
   changes.
@@ -248,6 +249,9 @@ class Converger:
         # status written per pod (namespace, name, uid): (value, seen back on the pod)
         self._reported: dict[tuple[str, str, str], tuple[str, bool]] = {}
         self._refused: dict[tuple[str, str, str], str] = {}
+        # the last failure said per pod and interface: a failure repeated by every resync is
+        # logged each time but posted as a Warning once (again when it changes)
+        self._failures: dict[tuple[str, str, str], dict[str, str]] = {}
         self.passes: dict[PodKey, int] = {}  # completed passes per pod (tests wait on it)
 
     async def start(self) -> None:
@@ -302,7 +306,7 @@ class Converger:
 
     async def converge_pod(self, namespace: str, name: str) -> list[Outcome]:
         if self.agent.pods.get(namespace, name) is None:  # gone: forget what was reported
-            for memo in (self._reported, self._refused):
+            for memo in (self._reported, self._refused, self._failures):
                 for k in [k for k in memo if k[:2] == (namespace, name)]:
                     del memo[k]
         match = {POD_NAMESPACE_KEY: namespace, POD_NAME_KEY: name}
@@ -449,8 +453,14 @@ class Converger:
                                       f"added interface {iface} on network {entry.network} "
                                       f"({addrs}, {entry.mac}) to sandbox "
                                       f"{sb.container_id[:12]}: ovn-installed in {took}")
-        for why in out.failed.values():
-            await self.reporter.event(pod, "Warning", "InterfacePlugFailed", why)
+        said = self._failures.setdefault((pod.namespace, pod.name, pod.uid), {})
+        for iface, why in out.failed.items():
+            log.warning("hot-plug %s/%s: %s", pod.namespace, pod.name, why)
+            if said.get(iface) != why:
+                said[iface] = why
+                await self.reporter.event(pod, "Warning", "InterfacePlugFailed", why)
+        for iface in out.added + out.removed:
+            said.pop(iface, None)
         if out.added or out.removed:
             log.info("hot-plug %s/%s sandbox %s: added %s, removed %s in %s",
                      pod.namespace, pod.name, sb.container_id[:12], out.added, out.removed, took)
