@@ -340,8 +340,10 @@ def test_check_and_del_after_hotplug(pair, hp_agent, binaries, dataplane):
     assert host_links(dataplane, a) == []
     assert set(a.links()) == set()
     # forgotten: a later change of the result plugs nothing into the old netns
+    before = hp_agent.converger.passes.get((NS, a.name), 0)
     a.change(hp_agent, [entry("net0", "hp-c", 10), entry("net1", "hp-d", 11)])
-    hp_agent.passes_after(a, 1)  # the watch's; the resync no longer sees the sandbox
+    wait_for(lambda: hp_agent.converger.passes.get((NS, a.name), 0) > before, 30,
+             "the watch's pass (the resync no longer sees the sandbox)")
     time.sleep(1.5)
     assert ovs_ports(dataplane, a) == {} and set(a.links()) == set()
 
@@ -484,7 +486,7 @@ def test_failed_plug_is_reported_undone_and_retried(pair, hp_agent, dataplane):
     at every resync), status failed, nothing half-plumbed; once the obstacle is gone the resync
     plugs it without any new trigger."""
     a, _ = pair
-    a.netns.run("ip", "link", "add", "net1", "type", "dummy", check=True)
+    a.netns.run("ip", "link", "add", "net1", "type", "veth", "peer", "name", "foreign1", check=True)
     a.change(hp_agent, [entry("net0", "hp-c", 10), entry("net1", "hp-d", 10)])
     wait_for(lambda: hp_agent.status(a) == {"net0": "plumbed", "net1": "failed"}, 30,
              f"net1 reported failed (now {hp_agent.status(a)})")
