@@ -35,7 +35,8 @@ once the lock is held (a DEL that ran first leaves nothing to converge).
 Triggers: every change of the pod in the agent's pod cache (the watch; a relist fires every pod),
 the end of each ADD, and a periodic resync of every recorded sandbox (``--resync``, 30 s by
 default; also right at start), so a change made while the agent was down or a missed watch event
-converges all the same. Passes for one pod never overlap; a trigger during a pass runs one more.
+converges all the same. Passes for one pod never overlap; a trigger during a pass runs one more;
+at most four passes run at once, so a resync never crowds out CNI calls.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ log = logging.getLogger("ovnvnet.cni.hotplug")
 STATUS_ANNOTATION = "ovnvnet.io/plumbed"
 PLUMBED, PENDING, FAILED = "plumbed", "pending", "failed"
 DEFAULT_RESYNC = 30.0
+PARALLEL_PASSES = 4
 
 PodKey = tuple[str, str]
 
@@ -244,6 +246,9 @@ class Converger:
         self.resync = resync
         self.installed_timeout = installed_timeout
         self._tasks: dict[PodKey, asyncio.Task[None]] = {}
+        # passes running at once: a resync of hundreds of pods must not fill the thread pool
+        # that CNI calls share (ADD's netlink and OVSDB work waits behind it otherwise)
+        self._slots = asyncio.Semaphore(PARALLEL_PASSES)
         self._again: set[PodKey] = set()
         self._resync_task: asyncio.Task[None] | None = None
         # status written per pod (namespace, name, uid): (value, seen back on the pod)
@@ -310,7 +315,8 @@ class Converger:
                 for k in [k for k in memo if k[:2] == (namespace, name)]:
                     del memo[k]
         match = {POD_NAMESPACE_KEY: namespace, POD_NAME_KEY: name}
-        ports = await asyncio.to_thread(self.agent.ovs.owned_ports, match)
+        async with self._slots:
+            ports = await asyncio.to_thread(self.agent.ovs.owned_ports, match)
         outcomes = []
         for sb in sandboxes(ports):
             out = await self.converge_sandbox(sb.container_id, namespace, name)
@@ -348,7 +354,8 @@ class Converger:
     async def converge_sandbox(self, container_id: str, namespace: str, name: str
                                ) -> Outcome | None:
         """One pass over one sandbox under its container lock; None when it is left alone."""
-        async with self.agent._container_lock(container_id):
+        # the slot only once the lock is held: a pass waiting behind an ADD holds no slot
+        async with self.agent._container_lock(container_id), self._slots:
             rows = await asyncio.to_thread(self.agent.ovs.ports_of_container, container_id)
             if not rows:
                 return None  # DEL ran first: forgotten
