@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ovnvnet.cni.agent import Agent, serve
-from ovnvnet.cni.hotplug import STATUS_ANNOTATION, Converger, MemoryReporter
+from ovnvnet.cni.hotplug import STATUS_ANNOTATION, Converger, MemoryReporter, leaks
 from ovnvnet.cni.ovs import OvsPorts
 from ovnvnet.cni.pods import PodInfo, StaticPodSource
 from ovnvnet.model.annotation import SEAL_ANNOTATION
@@ -208,6 +208,12 @@ def host_links(dataplane, pod: HPod) -> list[str]:
                          text=True, check=True).stdout
     return sorted(link["ifname"] for link in json.loads(out)
                   if pod.container_id in (link.get("ifalias") or ""))
+
+
+def audit(hp_agent, dataplane, pod: HPod) -> list[str]:
+    """The node audit (cni/hotplug.py leaks) for this pod's sandbox, plus any temporary veth."""
+    return [p for p in leaks(dataplane.netns, hp_agent.ovs)
+            if pod.container_id[:12] in p or "temporary" in p]
 
 
 def stray_temp_links(dataplane) -> list[str]:
@@ -404,12 +410,14 @@ def test_fast_flapping_ends_right_and_leaks_nothing(topology, hp_agent, binaries
         assert set(ovs_ports(dataplane, a)) == {"net0", "net1"}
         assert len(host_links(dataplane, a)) == 2
         assert stray_temp_links(dataplane) == []
+        assert audit(hp_agent, dataplane, a) == []
         assert a.cni(binaries, hp_agent, "CHECK").code == 0
         wait_for(lambda: a.netns.ping("172.16.36.1", count=1), 10, "a ping over net1")
         a.change(hp_agent, one, nb=False)
         plumbed(hp_agent, a, ["net0"])
         assert set(a.links()) == {"net0"} and set(ovs_ports(dataplane, a)) == {"net0"}
         assert len(host_links(dataplane, a)) == 1
+        assert audit(hp_agent, dataplane, a) == []
     finally:
         a.cni(binaries, hp_agent, "DEL")
 
@@ -495,7 +503,24 @@ def test_failed_plug_is_reported_undone_and_retried(pair, hp_agent, dataplane):
     assert len(failed) == 1, failed
     assert "net1 already exists" in failed[0][3] and "not an ovnvnet veth" in failed[0][3]
     assert set(ovs_ports(dataplane, a)) == {"net0"} and len(host_links(dataplane, a)) == 1
-    assert stray_temp_links(dataplane) == []
+    assert stray_temp_links(dataplane) == [] and audit(hp_agent, dataplane, a) == []
     a.netns.run("ip", "link", "del", "net1", check=True)
     plumbed(hp_agent, a, ["net0", "net1"])  # the resync's doing: the pod did not change
     assert a.v4("net1") == ["172.16.36.10/24"]
+
+
+def test_audit_names_what_is_inconsistent(pair, hp_agent, dataplane):
+    """The audit sees a host veth whose OVS port went (and the reverse), naming the container."""
+    a, _ = pair
+    assert audit(hp_agent, dataplane, a) == []
+    port = ovs_ports(dataplane, a)["net0"]
+    dataplane.vsctl("del-port", "br-int", port)
+    want = [f"host veth {port} (container {a.container_id[:12]}, interface net0) has no OVS port"]
+    wait_for(lambda: audit(hp_agent, dataplane, a) == want, 10, f"{want} (the agent's OVSDB replica)")
+    subprocess.run(["ip", "-n", dataplane.netns, "link", "del", port], check=True)
+    dataplane.vsctl("add-port", "br-int", port, "--", "set", "Interface", port,
+                    "external_ids:ovnvnet.io/owner=ovnvnet", f"external_ids:ovnvnet.io/sandbox={a.container_id}",
+                    "external_ids:ovnvnet.io/interface=net0")
+    want = [f"OVS port {port} (container {a.container_id[:12]}, interface net0) has no host veth recorded for it"]
+    wait_for(lambda: audit(hp_agent, dataplane, a) == want, 10, f"{want} (the agent's OVSDB replica)")
+    dataplane.vsctl("del-port", "br-int", port)

@@ -65,13 +65,14 @@ from ..model.names import (
     POD_UID_KEY,
     port_name,
 )
-from .netlink import PlumbingError, ensure_interface, remove_interface
+from .netlink import PlumbingError, _owner_id, ensure_interface, owned_links, remove_interface
 from .ovs import (
     ATTACHMENT_KEY,
     ENTRY_KEY,
     NETNS_KEY,
     OVN_INSTALLED,
     SANDBOX_KEY,
+    OvsPorts,
     PortBinding,
     entry_digest,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "Plan",
     "Reporter",
     "Sandbox",
+    "leaks",
     "plan",
     "sandboxes",
 ]
@@ -160,6 +162,27 @@ def plan(desired: list[InterfaceResult], plumbed: Mapping[str, Mapping[str, str]
                and plumbed[n].get(ENTRY_KEY, entry_digest(want[n])) != entry_digest(want[n])]
     add = [i for i in desired if i.interface not in plumbed or i.interface in changed]
     return Plan(tuple(remove + changed), tuple(add), frozenset(changed))
+
+
+def leaks(host_netns: str | None, ovs: OvsPorts) -> list[str]:
+    """What is plumbed on this node but inconsistent, for an audit of a quiet node (an ADD, DEL or
+    pass in progress is inconsistent for a moment): an ovnvnet OVS port without its host veth, an
+    ovnvnet host veth without its OVS port, a veth left under a temporary name. Empty: clean."""
+    ports = ovs.owned_ports()
+    links, temporary = owned_links(host_netns)
+    problems = []
+    for name, ids in ports:
+        owner = (_owner_id(ids.get(SANDBOX_KEY, "")), ids.get(INTERFACE_KEY, ""))
+        if links.get(name) != owner:
+            problems.append(f"OVS port {name} (container {ids.get(SANDBOX_KEY, '')[:12]}, interface "
+                            f"{ids.get(INTERFACE_KEY)}) has no host veth recorded for it")
+    names = {name for name, _ in ports}
+    for name, (recorded, iface) in sorted(links.items()):
+        if name not in names:
+            problems.append(f"host veth {name} (container {recorded[:12]}, interface {iface}) has no "
+                            "OVS port")
+    problems += [f"veth {name} left under its temporary name" for name in temporary]
+    return problems
 
 
 # --- reporting ---------------------------------------------------------------------------

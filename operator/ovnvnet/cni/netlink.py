@@ -40,6 +40,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ __all__ = [
     "host_veth_name",
     "link_alias",
     "remove_container_links",
+    "owned_links",
     "remove_interface",
     "wanted_routes",
 ]
@@ -533,3 +535,23 @@ def remove_interface(host_netns: str | None, container_id: str, interface: str) 
         with contextlib.suppress(NetlinkError):
             host.link("del", index=index)
         return str(name)
+
+
+_TEMP_NAME = re.compile(r"o[tp][0-9a-f]{13}")
+
+
+def owned_links(host_netns: str | None) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Host links with an ovnvnet alias (name -> (recorded container id, interface)), and links
+    still under a temporary ``ot``/``op`` name (a creation cut short). For audits."""
+    links: dict[str, tuple[str, str]] = {}
+    temporary: list[str] = []
+    with _ns(host_netns) as host:
+        for msg in host.get_links():
+            name = msg.get("IFLA_IFNAME") or ""
+            alias = msg.get("IFLA_IFALIAS")
+            owner = _alias_owner(alias)
+            if owner is not None:
+                links[name] = (owner, str(alias).rsplit(_ALIAS_IFACE, 1)[1])
+            elif _TEMP_NAME.fullmatch(name):
+                temporary.append(name)
+    return links, temporary
