@@ -152,7 +152,8 @@ class HPod:
             if e["interface"] not in keep:
                 self.central.nbctl("--if-exists", "lsp-del", port_name(NS, self.name, e["interface"]))
         for e in ifaces:
-            lsp, addr = port_name(NS, self.name, e["interface"]), f"{e['mac_address']} {e['ip_address']}"
+            ips = [c.split("/")[0] for c in e.get("ip_addresses", [e["ip_address"]])]
+            lsp, addr = port_name(NS, self.name, e["interface"]), " ".join([e["mac_address"], *ips])
             self.central.nbctl("--may-exist", "lsp-add", e["name"], lsp, "--",
                                "lsp-set-addresses", lsp, addr, "--", "lsp-set-port-security", lsp, addr)
         self.ifaces = [dict(e) for e in ifaces]
@@ -524,3 +525,33 @@ def test_audit_names_what_is_inconsistent(pair, hp_agent, dataplane):
     want = [f"OVS port {port} (container {a.container_id[:12]}, interface net0) has no host veth recorded for it"]
     wait_for(lambda: audit(hp_agent, dataplane, a) == want, 10, f"{want} (the agent's OVSDB replica)")
     dataplane.vsctl("del-port", "br-int", port)
+
+
+def dual(interface: str, host: int) -> dict:
+    """An interface on hp-d with IPv4 and IPv6 (the wire form of a dual-stack result)."""
+    e = entry(interface, "hp-d", host)
+    return {**e, "ip_addresses": [f"172.16.36.{host}/24", f"fd00:36::{host:x}/64"],
+            "gateway_ips": ["172.16.36.1", "fd00:36::1"]}
+
+
+def test_dual_stack_interface_hotplugged(topology, hp_agent, binaries, make_netns):
+    """A dual-stack interface plugged into a running pod: both families at once (IPv6 without
+    DAD, never tentative), ping -6 to a peer on the same switch."""
+    a = HPod(topology, f"v6a-{uuid.uuid4().hex[:5]}", [entry("net0", "hp-c", 50)], make_netns())
+    b = HPod(topology, f"v6b-{uuid.uuid4().hex[:5]}", [entry("net0", "hp-c", 51), dual("net1", 0x51)],
+             make_netns())
+    try:
+        for pod in (a, b):
+            start(hp_agent, binaries, pod)
+        a.change(hp_agent, [entry("net0", "hp-c", 50), dual("net1", 0x50)])
+        plumbed(hp_agent, a, ["net0", "net1"])
+        link = a.links()["net1"]
+        globals_v6 = [x for x in link["addr_info"] if x["family"] == "inet6" and x.get("scope") == "global"]
+        assert [x["local"] for x in globals_v6] == ["fd00:36::50"]
+        assert not any(x.get("tentative") for x in globals_v6)
+        assert a.v4("net1") == ["172.16.36.80/24"]
+        wait_for(lambda: a.netns.ping("fd00:36::51", "-6", count=1), 10, "ping -6 over the plugged net1")
+        assert a.cni(binaries, hp_agent, "CHECK").code == 0
+    finally:
+        for pod in (a, b):
+            pod.cni(binaries, hp_agent, "DEL")
