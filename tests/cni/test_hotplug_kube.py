@@ -25,7 +25,7 @@ from ovnvnet.model.annotation import RESULT_ANNOTATION, sealed_annotations
 from ovnvnet.model.names import port_name
 from tests.prerequisites import node_missing, require, stack_missing
 
-pytestmark = [pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SWITCHES = {"hpk-a": "10.91.0", "hpk-b": "10.92.0"}
 
