@@ -33,7 +33,8 @@ SEAL_RULES = [
     {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ovnvnet-seal"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
 ]
-AGENT_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+AGENT_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},  # hot-plug
+               {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
 
 
 def containers(obj: dict) -> list[dict]:

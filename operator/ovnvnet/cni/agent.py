@@ -7,6 +7,7 @@ One request per connection (see cni/shim/ovn-k8s-cni-overlay.c): the shim sends
 ``{"env": {CNI_*...}, "config": "<stdin>"}`` and half-closes; we answer ``"<exit code>\\n"``
 followed by what the shim must print. Blocking work (netlink, OVSDB commits) runs in threads;
 requests for the same container are serialised, different containers run concurrently.
+The hot-plug converge (cni/hotplug.py) takes the same per-container lock.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import os
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..config import KubeAccess, seal_key_file
+from ..kube.client import KubeClient
 from ..kube.connection import connect
 from ..model.annotation import (
     ERROR_ANNOTATION,
@@ -45,6 +47,7 @@ from ..model.annotation import (
 from ..model.names import INTERFACE_KEY, LEGACY_INTERFACE, port_name
 from ..model.network import display, parse_cidr
 from . import protocol as p
+from .hotplug import DEFAULT_RESYNC, Converger, KubeReporter, MemoryReporter, Reporter
 from .netlink import (
     PlumbingError,
     check_interface,
@@ -54,7 +57,7 @@ from .netlink import (
     remove_container_links,
     wanted_routes,
 )
-from .ovs import ATTACHMENT_KEY, IFACE_ID, OVN_INSTALLED, OvsPorts, PortBinding
+from .ovs import ATTACHMENT_KEY, IFACE_ID, OVN_INSTALLED, OvsPorts, PortBinding, entry_digest
 from .pods import KubePodSource, PodInfo, PodSource, StaticPodSource
 
 __all__ = ["Agent", "main", "serve"]
@@ -138,6 +141,8 @@ class Agent:
         self.host_netns = host_netns
         # per-container serialisation; entries live only while a request holds or awaits them
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # called with (namespace, name) after each ADD (the hot-plug converge, cni/hotplug.py)
+        self.after_add: Callable[[tuple[str, str]], None] | None = None
 
     @contextlib.asynccontextmanager
     async def _container_lock(self, container_id: str) -> AsyncIterator[None]:
@@ -168,6 +173,8 @@ class Agent:
                 if req.command == "ADD":
                     result = await self.add(req)
                     out = json.dumps(result)
+                    if self.after_add is not None:  # runs once this lock is released
+                        self.after_add((req.pod_namespace, req.pod_name))
                 elif req.command == "DEL":
                     await self.delete(req)
                     out = ""
@@ -352,6 +359,7 @@ class Agent:
                 pod_uid=pod_uid,
                 interface=iface.interface,
                 attachment=attachment_name(req, [i for i, _ in ifaces]),
+                entry=entry_digest(iface),
             )
             try:
                 await asyncio.to_thread(self.ovs.ensure_port, binding, link.recreated)
@@ -512,13 +520,19 @@ def _load_static_pods(path: str) -> list[PodInfo]:
 
 async def _run(args: argparse.Namespace, seal_key: bytes) -> None:
     pods: PodSource
+    reporter: Reporter
     if args.static_pods:
         pods = StaticPodSource(_load_static_pods(args.static_pods))
+        reporter = MemoryReporter()
     else:
-        pods = KubePodSource(args.node, connect(KubeAccess.from_env(kubeconfig=args.kubeconfig)))
+        conn = connect(KubeAccess.from_env(kubeconfig=args.kubeconfig))
+        pods = KubePodSource(args.node, conn)
+        reporter = KubeReporter(KubeClient(conn))
     await pods.start()
     ovs = await asyncio.to_thread(OvsPorts, args.ovs_db, args.bridge)
     agent = Agent(args.node, pods, ovs, host_netns=args.host_netns, seal_key=seal_key)
+    converger = Converger(agent, reporter, resync=args.resync)
+    await converger.start()
     server = await serve(agent, args.socket)
     log.info("ovnvnet node agent for %s listening on %s", args.node, args.socket)
     stop = asyncio.Event()
@@ -539,6 +553,9 @@ async def _run(args: argparse.Namespace, seal_key: bytes) -> None:
     await server.wait_closed()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.socket)
+    await converger.stop()
+    if isinstance(reporter, KubeReporter):
+        await reporter.kube.close()
     await pods.stop()
     ovs.close()
 
@@ -557,6 +574,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host-netns", help="netns of ovs-vswitchd (default: our own)")
     parser.add_argument("--seal-key-file", default=seal_key_file(),
                         help="the operator's seal key (default: $OVNVNET_SEAL_KEY_FILE; required)")
+    parser.add_argument("--resync", type=float, default=DEFAULT_RESYNC, metavar="SECONDS",
+                        help="hot-plug: converge every plumbed sandbox on its pod's result this "
+                             "often, besides on every pod change (default %(default)g)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),

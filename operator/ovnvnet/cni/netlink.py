@@ -40,6 +40,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import Iterator
@@ -59,6 +60,8 @@ __all__ = [
     "host_veth_name",
     "link_alias",
     "remove_container_links",
+    "owned_links",
+    "remove_interface",
     "wanted_routes",
 ]
 
@@ -519,3 +522,36 @@ def remove_container_links(
                     host.link("del", index=msg["index"])
                     removed.append(name)
     return removed
+
+
+def remove_interface(host_netns: str | None, container_id: str, interface: str) -> str | None:
+    """Delete the veth plumbed for (container, interface), found by its alias (never by a name
+    alone); its pod end goes with it. Returns the host end's name, None if there was none."""
+    with _ns(host_netns) as host:
+        index = _find_own(host, container_id, interface)
+        if index is None:
+            return None
+        name = _link(host, index)["ifname"]
+        with contextlib.suppress(NetlinkError):
+            host.link("del", index=index)
+        return str(name)
+
+
+_TEMP_NAME = re.compile(r"o[tp][0-9a-f]{13}")
+
+
+def owned_links(host_netns: str | None) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Host links with an ovnvnet alias (name -> (recorded container id, interface)), and links
+    still under a temporary ``ot``/``op`` name (a creation cut short). For audits."""
+    links: dict[str, tuple[str, str]] = {}
+    temporary: list[str] = []
+    with _ns(host_netns) as host:
+        for msg in host.get_links():
+            name = msg.get("IFLA_IFNAME") or ""
+            alias = msg.get("IFLA_IFALIAS")
+            owner = _alias_owner(alias)
+            if owner is not None:
+                links[name] = (owner, str(alias).rsplit(_ALIAS_IFACE, 1)[1])
+            elif _TEMP_NAME.fullmatch(name):
+                temporary.append(name)
+    return links, temporary

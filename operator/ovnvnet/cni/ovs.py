@@ -5,12 +5,21 @@ ovn-controller binds an OVS Interface to the logical switch port named by its
 in place. Our own keys (pod identity, sandbox = the full CNI container id, interface) let DEL
 find every port of a container without the pod object, by exact match on the container id.
 
+These keys are also the agent's memory of the sandboxes it plumbed (cni/hotplug.py): each port
+records the sandbox's container id, netns path, pod identity, interface and ``ovnvnet.io/entry``,
+a digest of the ``ovnIfaceList`` entry it was plumbed from. They are written in the same
+transaction as the port, live in the OVS database (on disk, so they outlive an agent or OVS
+restart), and go with the port at DEL: there is no second record that could disagree.
+
 All methods block (ovsdbapp commits wait for the server): call them with ``asyncio.to_thread``.
 One logical operation is one transaction, always with ``check_error=True``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -20,6 +29,7 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from ..model.annotation import InterfaceResult
 from ..model.names import (
     INTERFACE_KEY,
     OWNER_KEY,
@@ -29,14 +39,22 @@ from ..model.names import (
     POD_UID_KEY,
 )
 
-__all__ = ["SANDBOX_KEY", "OvsPorts", "PortBinding"]
+__all__ = ["ENTRY_KEY", "SANDBOX_KEY", "OvsPorts", "PortBinding", "entry_digest"]
 
 SANDBOX_KEY = "ovnvnet.io/sandbox"  # the CNI container id
 NETNS_KEY = "ovnvnet.io/netns"
+ENTRY_KEY = "ovnvnet.io/entry"  # digest of the ovnIfaceList entry the port was plumbed from
 ATTACHMENT_KEY = "ovnvnet.io/attachment"  # the network configuration's name, in one-interface-per-call mode
 IFACE_ID = "iface-id"
 log = logging.getLogger("ovnvnet.cni.ovs")
 OVN_INSTALLED = "ovn-installed"
+
+
+def entry_digest(iface: InterfaceResult) -> str:
+    """A digest of everything the agent plumbs from one interface's result (name, network,
+    addresses, MAC, MTU, routes, default gateway): equal digests, same plumbing."""
+    text = json.dumps(dataclasses.asdict(iface), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -55,9 +73,13 @@ class PortBinding:
     attachment: str = ""
     """The attachment (network configuration name) that plumbed only this interface; empty
     when one call plumbed every interface of the pod."""
+    entry: str = ""
+    """:func:`entry_digest` of the result entry plumbed (the hot-plug converge compares it)."""
 
     def external_ids(self) -> dict[str, str]:
         extra = {ATTACHMENT_KEY: self.attachment} if self.attachment else {}
+        if self.entry:
+            extra[ENTRY_KEY] = self.entry
         return {**extra,
             IFACE_ID: self.lsp_name,
             "attached-mac": self.mac,
@@ -151,3 +173,14 @@ class OvsPorts:
         with self.api.transaction(check_error=True) as txn:
             for name in port_names:
                 txn.add(self.api.del_port(name, if_exists=True))
+
+    def owned_ports(self, match: Mapping[str, str] | None = None
+                    ) -> list[tuple[str, Mapping[str, str]]]:
+        """Every ovnvnet pod port (name, external_ids), optionally only those whose external_ids
+        hold ``match`` (e.g. the pod's namespace and name). Reads the local replica."""
+        want = {OWNER_KEY: OWNER_VALUE, **(match or {})}
+        rows = self.api.db_find_rows("Interface", ("external_ids", "=", want)).execute(
+            check_error=True
+        )
+        return [(row.name, dict(row.external_ids)) for row in rows
+                if SANDBOX_KEY in row.external_ids]

@@ -7,7 +7,9 @@ without an API server use :class:`StaticPodSource`, fed directly.
 
 Both keep a dict of :class:`PodInfo` owned by the agent's event loop; writers on other threads
 go through ``call_soon_threadsafe``. Waiters (ADD waiting for ``ovnIfaceList``) are woken on
-every change and re-check their predicate.
+every change and re-check their predicate. Subscribers (:meth:`PodSource.subscribe`, the
+hot-plug converge of cni/hotplug.py) are called on the loop with the key of every pod that was
+put, changed or removed (every key, old and new, on a relist).
 """
 
 from __future__ import annotations
@@ -50,7 +52,20 @@ class PodSource:
         self._pods: dict[PodKey, PodInfo] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Condition | None = None
+        self._listeners: list[Callable[[PodKey], None]] = []
         self.synced = False
+
+    def subscribe(self, listener: Callable[[PodKey], None]) -> None:
+        """Call ``listener((namespace, name))`` on the loop after each change of that pod."""
+        self._listeners.append(listener)
+
+    def _fire(self, keys: list[PodKey]) -> None:
+        for key in keys:
+            for listener in self._listeners:
+                try:
+                    listener(key)
+                except Exception:
+                    log.exception("pod change listener failed for %s/%s", *key)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -122,15 +137,25 @@ class PodSource:
         asyncio.ensure_future(wake())
 
     def _set(self, pod: PodInfo) -> None:
-        self._call(lambda: self._pods.__setitem__((pod.namespace, pod.name), pod))
+        def apply() -> None:
+            self._pods[(pod.namespace, pod.name)] = pod
+            self._fire([(pod.namespace, pod.name)])
+
+        self._call(apply)
 
     def _remove(self, namespace: str, name: str) -> None:
-        self._call(lambda: self._pods.pop((namespace, name), None))
+        def apply() -> None:
+            self._pods.pop((namespace, name), None)
+            self._fire([(namespace, name)])
+
+        self._call(apply)
 
     def _replace_all(self, pods: list[PodInfo]) -> None:
         def apply() -> None:
+            old = list(self._pods)
             self._pods = {(p.namespace, p.name): p for p in pods}
             self.synced = True
+            self._fire(sorted(set(old) | set(self._pods)))
 
         self._call(apply)
 
