@@ -1,0 +1,113 @@
+"""Hot-plug end to end (issue 16): the user changes a running pod's `ovnNetwork`; the operator
+serves the change (ports, addresses, the sealed `ovnIfaceList`) and the node agent converges the
+pod's sandbox on it, through the real API server, OVN and the node's OVS: no test code writes
+a result. The halves are tested alone in tests/integration/test_hotplug.py (operator) and
+tests/cni/test_hotplug.py (agent); this is the chain a user sees.
+
+Each step checks the packets (a ping over the new interface, a ping over the kept one running
+throughout and losing nothing), the sandbox (interfaces and addresses), the agent's report on the
+pod (`ovnvnet.io/plumbed`, Events) and the invariant (records, NB ports, results).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from harness.kit import Cluster, check_invariant, wait_until
+from harness.kubelet import Sandbox
+from ovnvnet.cni.hotplug import STATUS_ANNOTATION
+
+from .conftest import Pods, uniq
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _request(pods: Pods, name: str, request: list[dict]) -> None:
+    pods.cluster.core.patch_namespaced_pod(name, pods.ns, {"metadata": {"annotations": {
+        "ovnNetwork": json.dumps(request)}}})
+
+
+def _plumbed(pods: Pods, name: str) -> dict:
+    ann = pods.cluster.pod(pods.ns, name).metadata.annotations or {}
+    return json.loads(ann.get(STATUS_ANNOTATION) or "{}")
+
+
+def _ping_throughout(sb: Sandbox, dst: str, count: int = 60) -> subprocess.Popen:
+    """A ping every 0.1 s over a kept interface while a change is served (6 s in all)."""
+    return subprocess.Popen(["ip", "netns", "exec", sb.netns, "ping", "-n", "-q", "-c", str(count),
+                             "-i", "0.1", "-W", "1", dst], stdout=subprocess.PIPE, text=True)
+
+
+def _loss(proc: subprocess.Popen) -> tuple[int, int, str]:
+    out, _ = proc.communicate(timeout=60)
+    line = next((li for li in out.splitlines() if "transmitted" in li), "")
+    sent, got = (int(x.split()[0]) for x in line.split(",")[:2]) if line else (0, 0)
+    return sent, got, line
+
+
+def test_change_of_a_running_pods_networks_reaches_its_sandbox(pods: Pods, e2e_cluster: Cluster) -> None:
+    cluster = e2e_cluster
+    a, b = uniq("hpa"), uniq("hpb")
+    cluster.create_vnet(a, "10.197.1.0/24")
+    cluster.create_vnet(b, "10.197.2.0/24")
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    try:
+        pods.run("peer", [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+        one = pods.run("one", [{"name": a, "interface": "net0"}])
+        peer_ip = {i["interface"]: i["ip_address"] for i in pods.iface_list("peer")}
+        before = pods.iface_list("one")
+        assert set(one.addresses()) == {"net0"}
+
+        # -- add net1 on b, while a ping over net0 runs
+        background = _ping_throughout(one, peer_ip["net0"])
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        _request(pods, "one", [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+        wait_until(lambda: one.ping(peer_ip["net1"], count=1, wait=0.5), 60, 0.05,
+                   what="a ping over the hot-plugged net1")
+        plug = time.monotonic() - t0
+        sent, got, line = _loss(background)
+        assert sent >= 50 and got == sent, f"the ping over net0 lost packets during the plug: {line}"
+        after = pods.iface_list("one")
+        assert after[0] == before[0], "the kept interface's result changed"
+        have = one.addresses()
+        assert have["net1"]["ipv4"] == [f"{after[1]['ip_address']}/24"]
+        assert have["net1"]["mac"] == after[1]["mac_address"]
+        wait_until(lambda: _plumbed(pods, "one") == {"net0": "plumbed", "net1": "plumbed"}, 30, 0.2,
+                   what="the agent's report of both interfaces plumbed")
+        reasons = [e.reason for e in cluster.events(pods.ns, "one")]
+        assert "InterfaceAdded" in reasons, reasons
+        check_invariant(cluster, [a, b], timeout=30)
+
+        # -- change net1's address: removed and added again with the new one
+        _request(pods, "one", [{"name": a, "interface": "net0"},
+                               {"name": b, "interface": "net1", "ip_address": "10.197.2.50"}])
+        wait_until(lambda: one.addresses().get("net1", {}).get("ipv4") == ["10.197.2.50/24"], 60, 0.1,
+                   what="net1 re-plumbed with its new static address")
+        assert one.ping(peer_ip["net1"], "-I", "10.197.2.50")
+        assert pods.iface_list("one")[0] == before[0]
+        check_invariant(cluster, [a, b], timeout=30)
+
+        # -- remove net1: gone from the sandbox and from OVN, net0 untouched
+        background = _ping_throughout(one, peer_ip["net0"], count=40)
+        _request(pods, "one", [{"name": a, "interface": "net0"}])
+        wait_until(lambda: set(one.addresses()) == {"net0"}, 60, 0.1, what="net1 removed from the sandbox")
+        sent, got, line = _loss(background)
+        assert got == sent, f"the ping over net0 lost packets during the removal: {line}"
+        assert pods.iface_list("one") == before
+        wait_until(lambda: _plumbed(pods, "one") == {"net0": "plumbed"}, 30, 0.2,
+                   what="the agent's report of net0 alone")
+        assert not one.ping(peer_ip["net1"], count=1, wait=0.5)
+        counts = check_invariant(cluster, [a, b], timeout=30)
+        assert counts["ports"] == 3, counts   # peer's two, one's net0
+        print(f"\nHOTPLUG e2e: ovnNetwork change -> first ping over the new interface {plug:.2f} s; "
+              f"{sent} pings over the kept interface, none lost")
+    finally:
+        pods.cleanup()
+        pods.created.clear()
+        cluster.delete_vnet(a)
+        cluster.delete_vnet(b)
