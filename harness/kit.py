@@ -585,3 +585,48 @@ def _capacity(applied: dict, subnet: netaddr.IPNetwork | None = None, gateway: n
             hosts -= netaddr.IPSet(netaddr.IPRange(lo, hi or lo))
     hosts.remove(gateway)
     return int(hosts.size)
+
+
+def sandbox_invariant(cluster: Cluster, sandboxes: list[Any], timeout: float = 30) -> int:
+    """What is plumbed agrees with what the operator says (issue 16: hot-plug), retried until it
+    holds or `timeout` passes: in every given sandbox (harness.kubelet.Sandbox) of a pod with an
+    `ovnIfaceList`, exactly the result's interfaces, each with the result's MAC and addresses; on
+    every node, the agent's audit (cni/hotplug.py `leaks`) finds no OVS port without its veth,
+    no veth without its port, no veth left under a temporary name. Returns the interfaces seen."""
+    from ovnvnet.cni.hotplug import leaks
+    from ovnvnet.cni.ovs import OvsPorts
+
+    def now() -> int:
+        seen = 0
+        for sb in sandboxes:
+            ann = cluster.pod(sb.namespace, sb.name).metadata.annotations or {}
+            if "ovnIfaceList" not in ann:
+                continue
+            want = {i["interface"]: i for i in json.loads(ann["ovnIfaceList"])}
+            have = sb.addresses()
+            assert set(have) == set(want), \
+                f"{sb.namespace}/{sb.name}: sandbox has {sorted(have)}, the result says {sorted(want)}"
+            for name, entry in want.items():
+                addrs = entry.get("ip_addresses") or [f"{entry['ip_address']}/{entry['prefix_length']}"]
+                got = have[name]["ipv4"] + have[name].get("ipv6", [])
+                assert sorted(got) == sorted(addrs) and have[name]["mac"] == entry["mac_address"], \
+                    f"{sb.namespace}/{sb.name} {name}: plumbed {got} {have[name]['mac']}, result " \
+                    f"{addrs} {entry['mac_address']}"
+                seen += 1
+        for node in cluster.stack.workers:
+            ovs = OvsPorts(node.dataplane().ovs_remote)
+            try:
+                problems = leaks(node.netns, ovs)
+            finally:
+                ovs.close()
+            assert not problems, f"{node.name}: {problems}"
+        return seen
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return now()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)

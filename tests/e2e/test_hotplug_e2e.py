@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness.kit import Cluster, check_invariant, wait_until
+from harness.kit import Cluster, check_invariant, sandbox_invariant, wait_until
 from harness.kubelet import Sandbox
 from ovnvnet.cni.hotplug import STATUS_ANNOTATION
 
@@ -104,8 +104,45 @@ def test_change_of_a_running_pods_networks_reaches_its_sandbox(pods: Pods, e2e_c
         assert not one.ping(peer_ip["net1"], count=1, wait=0.5)
         counts = check_invariant(cluster, [a, b], timeout=30)
         assert counts["ports"] == 3, counts   # peer's two, one's net0
+        assert sandbox_invariant(cluster, pods.kubelet.sandboxes()) >= 3
         print(f"\nHOTPLUG e2e: ovnNetwork change -> first ping over the new interface {plug:.2f} s; "
               f"{sent} pings over the kept interface, none lost")
+    finally:
+        pods.cleanup()
+        pods.created.clear()
+        cluster.delete_vnet(a)
+        cluster.delete_vnet(b)
+
+
+def test_flapping_requests_end_in_the_last_one_with_nothing_leaked(pods: Pods, e2e_cluster: Cluster) -> None:
+    """The user flips a running pod's second interface on and off 40 times, 50 ms apart (faster
+    than either side finishes a change): the operator and the agent, both level-driven, end in the
+    last request; the records, the NB ports, the result and what is plumbed agree, and no port,
+    veth or address is left over."""
+    cluster = e2e_cluster
+    a, b = uniq("hfa"), uniq("hfb")
+    cluster.create_vnet(a, "10.197.3.0/24")
+    cluster.create_vnet(b, "10.197.4.0/24")
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    try:
+        pods.run("peer", [{"name": b, "interface": "net0"}])
+        one = pods.run("one", [{"name": a, "interface": "net0"}])
+        peer_ip = pods.iface_list("peer")[0]["ip_address"]
+        with_b = [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}]
+        without_b = [{"name": a, "interface": "net0"}]
+        for i in range(40):
+            _request(pods, "one", with_b if i % 2 == 0 else without_b)
+            time.sleep(0.05)
+        _request(pods, "one", with_b)   # the last word
+        wait_until(lambda: [i["interface"] for i in pods.iface_list("one")] == ["net0", "net1"], 60, 0.2,
+                   what="the operator's result for the last request")
+        wait_until(lambda: one.ping(peer_ip, count=1, wait=0.5), 60, 0.2, what="a ping over net1")
+        counts = check_invariant(cluster, [a, b], timeout=60)
+        assert counts["ports"] == 3, counts
+        assert sandbox_invariant(cluster, pods.kubelet.sandboxes(), timeout=60) >= 3
+        wait_until(lambda: _plumbed(pods, "one") == {"net0": "plumbed", "net1": "plumbed"}, 30, 0.2,
+                   what="the agent's report after the flapping")
     finally:
         pods.cleanup()
         pods.created.clear()
