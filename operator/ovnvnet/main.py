@@ -160,6 +160,8 @@ async def _retry_loop(state: State) -> None:
         except TimeoutError:
             pass
         state.wake.clear()
+        if state.claim_problems:   # claims waiting for their requested addresses (woken by releases)
+            await claims_rec.rebind(state)
         if state.pending:
             try:
                 await pod_rec.retry_pending(state)

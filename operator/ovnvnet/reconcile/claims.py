@@ -404,6 +404,18 @@ async def bind_requested(state: State, obj: dict) -> None:
     _hold_requested(state, net.allocator, ref, uid, spec)
 
 
+async def rebind(state: State) -> None:
+    """Try again every claim whose requested addresses are not held (the retry loop, woken by
+    releases: a claim waiting for an address gets it as soon as its holder lets it go)."""
+    for uid in list(state.claim_problems):
+        obj = state.claim_objects.get(uid)
+        if obj is not None:
+            try:
+                await bind_requested(state, obj)
+            except Exception as exc:  # noqa: BLE001 - isolated per claim; the sweep retries it
+                log.warning("IPClaim uid %s: binding its requested addresses failed: %s", uid, exc)
+
+
 def _hold_requested(state: State, alloc: NetworkAllocator, ref: str, uid: str, spec: ClaimSpec) -> None:
     holder = claim_holder(ref, uid, spec.interface, spec.mac or "")
     try:
