@@ -481,3 +481,61 @@ def test_statefulset_static_address_per_ordinal_from_claims_created_ahead(
     wait_until(lambda: not cluster.allocations(a) and not cluster.allocations(b), 30,
                what="every address released with its claim (no sweep)")
     check_invariant(cluster, [a, b])
+
+
+def test_claims_created_ahead_outlive_scale_down_and_restart(
+        cluster: Cluster, ns: str, subnet, net_name, retention_operator) -> None:
+    """Claims the user created ahead are the user's: a scale-down longer than the retention
+    deletes only the operator's claims (the dynamic interface), the user's keep their requested
+    addresses for the ordinals' return; a claim created while the operator is down is held when it
+    starts, before its member exists; deleting the StatefulSet leaves the user's claims holding."""
+    a, b = net_name("ahead-a"), net_name("ahead-b")
+    sb = subnet()
+    cluster.create_vnet(a, subnet())
+    cluster.create_vnet(b, sb)
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    _restart_operator(cluster, retention_operator)
+    statics = {i: _host(sb, 50 + i) for i in range(3)}
+    for i in range(2):
+        _create_claim(cluster, ns, f"db-{i}.net1", b, "net1", ips=[statics[i]])
+    _statefulset(cluster, ns, "db", 2, [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+    first = _members(cluster, ns, "db", 2)
+    assert {p: m["ifaces"]["net1"][0] for p, m in first.items()} == {f"db-{i}": (statics[i],) for i in range(2)}
+
+    # ordinal 2's claim created while the operator is down: held as soon as it starts
+    cluster.stack.stop_operator(signal.SIGKILL)
+    try:
+        _create_claim(cluster, ns, "db-2.net1", b, "net1", ips=[statics[2]])
+    finally:
+        cluster.stack.start_operator(retention_operator)
+    wait_until(lambda: (cluster.allocations(b).get(statics[2]) or {}).get("pod") == f"ipclaim {ns}/db-2.net1", 20,
+               what="the claim created while the operator was down held at its start")
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 1
+    _scale(cluster, ns, "db", 3)
+    three = _members(cluster, ns, "db", 3)
+    assert {p: m["ifaces"]["net1"][0] for p, m in three.items()} == {f"db-{i}": (statics[i],) for i in range(3)}
+
+    # scaled to 1 for longer than the retention: the operator's claims of ordinals 1 and 2 are
+    # deleted (their dynamic addresses released), the user's keep holding the requested ones
+    _scale(cluster, ns, "db", 1)
+    wait_until(lambda: set(_claims(cluster, ns)) == {"db-0.net0", "db-0.net1", "db-1.net1", "db-2.net1"}, 60,
+               what="only the operator's claims of the scaled-down ordinals deleted")
+    assert all(cluster.allocations(b)[statics[i]]["pod"] == f"ipclaim {ns}/db-{i}.net1" for i in (1, 2))
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 2
+    _scale(cluster, ns, "db", 3)
+    back = _members(cluster, ns, "db", 3)
+    assert {p: m["ifaces"]["net1"][0] for p, m in back.items()} == {f"db-{i}": (statics[i],) for i in range(3)}
+    assert back["db-0"]["ifaces"] == first["db-0"]["ifaces"]
+    check_invariant(cluster, [a, b])
+
+    # the StatefulSet deleted: its pods and the operator's claims go, the user's claims keep holding
+    _apps(cluster).delete_namespaced_stateful_set("db", ns, propagation_policy="Background")
+    wait_until(lambda: set(_claims(cluster, ns)) == {f"db-{i}.net1" for i in range(3)}
+               and not cluster.core.list_namespaced_pod(ns).items, 60, what="the set's pods and own claims deleted")
+    wait_until(lambda: not cluster.allocations(a), 30, what="the dynamic addresses released")
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 3
+    for i in range(3):
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", f"db-{i}.net1")
+    wait_until(lambda: not cluster.allocations(b), 30, what="the user's claims' addresses released")
+    check_invariant(cluster, [a, b])
