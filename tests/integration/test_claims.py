@@ -339,6 +339,14 @@ def test_checker_fails_on_a_corrupted_claim_hold(cluster: Cluster, ns: str, subn
             GROUP, VERSION, ns, "ipclaims", "kept", {"status": {"ownerPod": status.get("ownerPod")}})
         invariant_now(cluster, [net])
 
+        other = str(netaddr.IPAddress(ip) + 1)   # the spec edited to ask another address
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept",
+                                                      {"spec": {"ips": [other]}})
+        with pytest.raises(AssertionError, match=rf"IPClaim .*/kept: holds \['{ip}'\], its spec.ips asks \['{other}'"):
+            invariant_now(cluster, [net])
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept", {"spec": {"ips": None}})
+        invariant_now(cluster, [net])
+
         mac = entry["mac"]
         cluster.stack.nbctl("lsp-add", net, f"{ns}_user_net0", "--", "lsp-set-addresses", f"{ns}_user_net0",
                             f"{mac} {ip}", "--", "set", "Logical_Switch_Port", f"{ns}_user_net0",
@@ -348,6 +356,15 @@ def test_checker_fails_on_a_corrupted_claim_hold(cluster: Cluster, ns: str, subn
     finally:
         cluster.stack.start_operator(OPERATOR_ENV)
     check_invariant(cluster, [net])   # the operator's repair removes the stray port
+
+    # the spec edited after the claim got its address: the address stays (a claim's addresses never
+    # change while it exists) and the Ready condition says why
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept", {"spec": {"ips": [other]}})
+    wait_until(lambda: _ready(cluster, ns, "kept") == (
+        "False", "SpecChanged", f"spec asks for {other}, but the claim holds {ip} {mac}: a claim's addresses never "
+        f"change while it exists (delete it and create it again to change them)"), 20, what="SpecChanged reported")
+    assert cluster.allocations(net)[ip]["pod"] == f"ipclaim {ns}/kept"
+    check_invariant(cluster, [net])
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept")
     wait_until(lambda: not cluster.allocations(net), 30, what="the claim's address released")
 
