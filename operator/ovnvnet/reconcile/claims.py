@@ -146,7 +146,6 @@ async def resolve(state: State, body: dict, reqs: list[InterfaceRequest]
             raise RequestRefused(f"interface {req.interface}: IPClaim {ns}/{claim} belongs to another "
                                  f"StatefulSet {sts['metadata']['name']} (an earlier one?); waiting for its deletion",
                                  retry=True, reason="ClaimInUse")
-        state.claim_objects.setdefault(obj["metadata"]["uid"], obj)   # the watch keeps it fresh
         bound[req.interface] = Bound(f"{ns}/{claim}", obj["metadata"]["uid"], req.network, req.interface,
                                      spec.ips, spec.mac)
         out.append(replace(req, claim=claim))
@@ -396,7 +395,7 @@ async def bind_requested(state: State, obj: dict) -> None:
                                   f"namespace {ns} (its namespaceSelector requires: {net.selector})"))
             return
         net = state.networks.get(spec.network)   # (after the await: it may have changed)
-        if uid in state.claim_index or obj is not state.claim_objects.get(uid, obj):
+        if uid in state.claim_index or uid not in state.claim_objects:   # held meanwhile, or deleted
             return
     if net is None:
         _problem(state, uid, None)   # the status says the network is unknown or not ready
@@ -478,12 +477,14 @@ class ClaimWatch:
 
     async def relist(self) -> str:
         meta: dict[str, Any] = {}
-        seen = set()
+        known, seen = set(self.state.claim_objects), set()
         async for obj in self.state.kube.list_all(ALL_CLAIMS, meta=meta):
             seen.add(obj["metadata"]["uid"])
             await self._handle(obj, "ADDED")
-        for uid in set(self.state.claim_objects) - seen:   # deleted while not watched
-            await self._handle(self.state.claim_objects[uid], "DELETED")
+        for uid in known - seen:   # deleted while not watched
+            gone = self.state.claim_objects.get(uid)
+            if gone is not None:
+                await self._handle(gone, "DELETED")
         return str(meta.get("resourceVersion", ""))
 
     async def _handle(self, obj: dict, kind: str) -> None:
