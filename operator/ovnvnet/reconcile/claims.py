@@ -368,7 +368,8 @@ def release_claim(state: State, key: str, why: str) -> None:
 async def bind_requested(state: State, obj: dict) -> None:
     """A claim asking for addresses (spec.ips / spec.mac) and holding none: hold exactly those,
     by the claim itself, if the network admits the claim's namespace and they are free; else
-    say why in the claim's problem (its Ready condition). Retried by the sweep."""
+    say why in the claim's problem (its Ready condition). Retried by `rebind` (the retry loop,
+    woken by releases and network changes) and by the sweep."""
     meta = obj["metadata"]
     uid, ns = meta["uid"], meta["namespace"]
     ref = f"{ns}/{meta['name']}"
@@ -397,8 +398,8 @@ async def bind_requested(state: State, obj: dict) -> None:
         net = state.networks.get(spec.network)   # (after the await: it may have changed)
         if uid in state.claim_index or uid not in state.claim_objects:   # held meanwhile, or deleted
             return
-    if net is None:
-        _problem(state, uid, None)   # the status says the network is unknown or not ready
+    if net is None:   # (the status says whether it is unknown or not ready; retried when it is)
+        _problem(state, uid, ("UnknownNetwork", f"network {spec.network} is not ready"))
         return
     _hold_requested(state, net.allocator, ref, uid, spec)
 
