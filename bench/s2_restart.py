@@ -116,8 +116,9 @@ def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: di
     found = re.findall(r"rebuilt from records in ([0-9.]+)s", log_text)
     if found:
         rebuild = float(found[-1])
+    lines = [line for line in log_text.splitlines() if "rebuilt from records" in line or "IPClaims listed" in line]
     return {"to_first_attach_s": took, "rss_hwm_mb": max(filter(None, (rss_first, rss)), default=None),
-            "rebuild_s": rebuild}
+            "rebuild_s": rebuild, "log": lines[-2:]}
 
 
 def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int = 3, *,

@@ -479,6 +479,7 @@ class ClaimWatch:
     async def relist(self) -> str:
         meta: dict[str, Any] = {}
         known, seen = set(self.state.claim_objects), set()
+        started = time.monotonic()
         async for obj in self.state.kube.list_all(ALL_CLAIMS, meta=meta):
             seen.add(obj["metadata"]["uid"])
             await self._handle(obj, "ADDED")
@@ -486,6 +487,8 @@ class ClaimWatch:
             gone = self.state.claim_objects.get(uid)
             if gone is not None:
                 await self._handle(gone, "DELETED")
+        log.info("IPClaims listed: %d in %.2fs (%d to report)", len(seen), time.monotonic() - started,
+                 len(self.state.claims_dirty))
         return str(meta.get("resourceVersion", ""))
 
     async def _handle(self, obj: dict, kind: str) -> None:
