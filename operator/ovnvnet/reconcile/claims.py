@@ -65,7 +65,7 @@ from ovnvnet.ipam.allocator import AddressHeld, AllocationError, Holder, Network
 from ovnvnet.kube.client import ApiError
 from ovnvnet.model.annotation import InterfaceRequest
 from ovnvnet.model.claims import ClaimSpec, ClaimSpecError, parse_claim_spec
-from ovnvnet.model.iptext import ip_text
+from ovnvnet.model.iptext import ip_text, ip_value
 from ovnvnet.reconcile.errors import RequestRefused, RetryLater
 from ovnvnet.reconcile.state import State
 
@@ -627,8 +627,8 @@ def claim_status(state: State, obj: dict, held: list[tuple[str, Holder]]) -> dic
     spec = obj.get("spec") or {}
     net = state.networks.get(spec.get("network") or "")
     ips = []
-    for ip, _ in sorted(held, key=lambda e: (netaddr.IPAddress(e[0]).version, netaddr.IPAddress(e[0]))):
-        fam = net.spec.family(netaddr.IPAddress(ip).version) if net is not None else None
+    for version, _, ip in sorted((*(ip_value(ip) or (0, 0)), ip) for ip, _ in held):   # ints: no netaddr per claim
+        fam = net.spec.family(version) if net is not None else None
         ips.append(f"{ip}/{fam.prefix_length}" if fam is not None else ip)
     user = next((h for _, h in held if not is_claim_key(h.pod_uid)), None)
     if net is None:
@@ -651,9 +651,11 @@ def claim_status(state: State, obj: dict, held: list[tuple[str, Holder]]) -> dic
 def _spec_changed(obj: dict, held: list[tuple[str, Holder]]) -> str | None:
     """The message when a claim holds addresses other than its spec asks (the spec was edited
     after it got them: they never change while the claim exists), else None."""
-    meta = obj["metadata"]
+    meta, raw = obj["metadata"], obj.get("spec")
+    if not held or (isinstance(raw, dict) and not raw.get("ips") and raw.get("mac") is None):
+        return None   # (the common case, read without parsing: a claim asking for nothing of its own)
     try:
-        spec = parse_claim_spec(obj.get("spec"), f"{meta.get('namespace')}/{meta.get('name')}")
+        spec = parse_claim_spec(raw, f"{meta.get('namespace')}/{meta.get('name')}")
     except ClaimSpecError as exc:
         return str(exc) if held else None
     have = {str(netaddr.IPAddress(ip)) for ip, _ in held}
