@@ -81,6 +81,7 @@ HOLDER_PREFIX = "claim:"
 _ORDINAL = re.compile(r"^(.+)-(0|[1-9][0-9]*)$")
 REPORT_DELAY = 0.2    # seconds: a burst of changes (every interface of an attach) is one status write
 WATCH_TIMEOUT = 60
+YIELD_EVERY = 100     # claims handled between two yields to the event loop when listing
 
 
 def claim_path(namespace: str, name: str = "", *, status: bool = False) -> str:
@@ -483,6 +484,8 @@ class ClaimWatch:
         async for obj in self.state.kube.list_all(ALL_CLAIMS, meta=meta):
             seen.add(obj["metadata"]["uid"])
             await self._handle(obj, "ADDED")
+            if len(seen) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)   # a page is handled without awaiting: let a waiting attach run
         for uid in known - seen:   # deleted while not watched
             gone = self.state.claim_objects.get(uid)
             if gone is not None:
