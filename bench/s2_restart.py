@@ -5,6 +5,10 @@ operator. Then, repeatedly: stop the operator, create one new pod, start the ope
 time from the process start to that pod's `ovnIfaceList`; read the operator's peak RSS (VmHWM).
 Baseline in the same run: the same restart with no allocations at all.
 Targets: <= 5 s to the first new pod attached; <= 250 MB peak RSS.
+`--claims F` (issue 15): that fraction of the allocations is held for IPClaims (one claim per
+interface of the first F x pods, created before them, the pods referring to them with "claim"):
+the rebuild re-links their records, and the operator's claim watch lists and compares every
+claim while the probe pod waits. The result is written as `s2_restart_claims` (not the s2 row).
 (Published anchor: Kube-OVN needed about 200 s to rebuild its allocator at 10k pods.)
 """
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import (
     Kube,
@@ -66,6 +71,32 @@ def wait_status(kube: Kube, nets: list[str], total: int, timeout: float) -> None
         time.sleep(0.5)
 
 
+def create_claims(kube: Kube, ns: str, claims: list[tuple[str, str, str]], threads: int = 32) -> None:
+    """IPClaims (name, network, interface), created in parallel."""
+    def one(item: tuple[str, str, str]) -> None:
+        name, network, interface = item
+        body = {"apiVersion": "ovnvnet.io/v1", "kind": "IPClaim", "metadata": {"name": name},
+                "spec": {"network": network, "interface": interface}}
+        _ = kube.custom.create_namespaced_custom_object("ovnvnet.io", "v1", ns, "ipclaims", body,
+                                                        _preload_content=False).data
+    with ThreadPoolExecutor(threads) as ex:
+        for _ in ex.map(one, claims):
+            pass
+
+
+def wait_claims_reported(kube: Kube, ns: str, count: int, timeout: float) -> None:
+    """Until `count` claims of `ns` report a pod (their status is written on change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = kube.custom.list_namespaced_custom_object("ovnvnet.io", "v1", ns, "ipclaims")["items"]
+        owned = sum(1 for c in items if (c.get("status") or {}).get("ownerPod"))
+        if owned == count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{owned} of {count} IPClaims report their pod after {timeout}s")
+        time.sleep(1)
+
+
 def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: dict[str, str]) -> dict:
     """Stop the operator, add a pod, start the operator: seconds to that pod attached, peak RSS."""
     stack.stop_operator()
@@ -85,18 +116,24 @@ def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: di
     found = re.findall(r"rebuilt from records in ([0-9.]+)s", log_text)
     if found:
         rebuild = float(found[-1])
+    lines = [line for line in log_text.splitlines() if "rebuilt from records" in line or "IPClaims listed" in line]
     return {"to_first_attach_s": took, "rss_hwm_mb": max(filter(None, (rss_first, rss)), default=None),
-            "rebuild_s": rebuild}
+            "rebuild_s": rebuild, "log": lines[-2:]}
 
 
 def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int = 3, *,
-        keep: bool = False) -> Result:
+        keep: bool = False, claims: float = 0.0) -> Result:
     pods = allocations // ifaces
+    claimed = round(pods * claims)   # the first `claimed` pods use one IPClaim per interface
     env = {"OVNVNET_SWEEP_INTERVAL": "30"}
-    res = Result("s2_restart", f"restart recovery: {allocations:,} allocations over {nets} networks",
-                 params={"allocations": allocations, "pods": pods, "interfaces_per_pod": ifaces,
-                         "networks": nets, "repeats": repeats},
-                 full={"allocations": 10_000, "networks": 10, "interfaces_per_pod": 1, "repeats": 3})
+    title = f"restart recovery: {allocations:,} allocations over {nets} networks"
+    params = {"allocations": allocations, "pods": pods, "interfaces_per_pod": ifaces, "networks": nets,
+              "repeats": repeats}
+    full = {"allocations": 10_000, "networks": 10, "interfaces_per_pod": 1, "repeats": 3}
+    if claims:
+        title += f", {claimed * ifaces:,} of them held for IPClaims"
+        params["claims_fraction"] = full["claims_fraction"] = claims
+    res = Result("s2_restart_claims" if claims else "s2_restart", title, params=params, full=full)
     with bench_stack(keep=keep) as stack:
         kube = Kube(stack)
         netlist = networks(nets, allocations // nets)
@@ -112,12 +149,19 @@ def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int
         empty = [restart_once(stack, kube, ns, probe_req, env) for _ in range(repeats)]
         log("empty restart: " + ", ".join(f"{r['to_first_attach_s']:.2f}s/{r['rss_hwm_mb']:.0f}MiB" for r in empty))
 
-        specs = [(f"p-{i:05d}", [{"name": names[(i + j) % nets], "interface": f"net{j}"} for j in range(ifaces)])
+        specs = [(f"p-{i:05d}", [{"name": names[(i + j) % nets], "interface": f"net{j}",
+                                  **({"claim": f"c-{i:05d}-{j}"} if i < claimed else {})} for j in range(ifaces)])
                  for i in range(pods)]
+        if claimed:
+            log(f"setup: creating {claimed * ifaces} IPClaims")
+            create_claims(kube, ns, [(f"c-{i:05d}-{j}", names[(i + j) % nets], f"net{j}")
+                                     for i in range(claimed) for j in range(ifaces)])
         log(f"setup: creating {pods} pods ({allocations} allocations)")
         setup_s = populate(kube, ns, specs, timeout=max(600, pods * 0.2))
         total = pods * ifaces + repeats  # + the empty-run probes (1 interface each)
         wait_status(kube, names, total, timeout=300)
+        if claimed:
+            wait_claims_reported(kube, ns, claimed * ifaces, timeout=300)
         log(f"setup took {setup_s:.0f}s ({pods / setup_s:.0f} pods/s)")
 
         full = []
@@ -149,8 +193,12 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--interfaces", type=int, default=1, help="interfaces per pod")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--claims", type=float, default=0.0, metavar="F",
+                    help="fraction of the allocations held for IPClaims (issue 15: 0.5)")
     args = ap.parse_args(argv)
-    res = run(args.allocations, args.networks, args.interfaces, args.repeats, keep=args.keep)
+    if not 0 <= args.claims <= 1:
+        ap.error(f"--claims {args.claims}: a fraction from 0 to 1")
+    res = run(args.allocations, args.networks, args.interfaces, args.repeats, keep=args.keep, claims=args.claims)
     print(res.table())
     log(f"wrote {res.write()}")
     return res

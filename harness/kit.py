@@ -242,7 +242,8 @@ def invariant_now(cluster: Cluster, networks: list[str] | None = None) -> dict[s
       name it (``ovnvnet.io/claim``; ``claim``/``claimUID``) and whose addresses its status lists
       with ``ownerPod``; the addresses of a claim no live pod uses (its status) are still held, by
       the claim (record entry ``pod: "ipclaim <ns>/<name>"``, ``podUID: "claim:<uid>"``, no port),
-      unique and counted like any other.
+      unique and counted like any other; a claim holding addresses holds its ``spec.ips``
+      (unless its Ready condition reports the spec edited afterwards, ``SpecChanged``).
     """
     pods = cluster.core.list_pod_for_all_namespaces().items
     expected = _expected_ports(cluster, pods)
@@ -302,6 +303,9 @@ def _claim_holds(expected: dict[str, dict], claims: dict[str, dict]) -> dict[str
     for ref, c in claims.items():
         st = c.get("status") or {}
         ips = [str(netaddr.IPAddress(i.split("/")[0])) for i in st.get("ips") or []]
+        asked = [_canonical(i) for i in (c.get("spec") or {}).get("ips") or []]
+        changed = any(k.get("reason") == "SpecChanged" for k in st.get("conditions") or [])   # reported
+        assert not ips or set(asked) <= set(ips) or changed, f"IPClaim {ref}: holds {ips}, its spec.ips asks {asked}"
         e = used.get(ref)
         if e is not None:
             assert ips == e["ips"] and (st.get("ownerPod") or {}).get("uid") == e["uid"], \
@@ -314,6 +318,13 @@ def _claim_holds(expected: dict[str, dict], claims: dict[str, dict]) -> dict[str
                                    "ns": ref.split("/")[0], "pod": None, "interface": spec.get("interface"),
                                    "uid": None, "claim": ref, "claimUID": c["metadata"]["uid"]}
     return out
+
+
+def _canonical(ip: Any) -> str:
+    try:
+        return str(netaddr.IPAddress(ip))
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        return str(ip)
 
 
 def _record_entry(e: dict) -> dict:

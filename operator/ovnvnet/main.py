@@ -23,6 +23,7 @@ from ovnvnet.kube.connection import Connection
 from ovnvnet.kube.seal import operator_seal_key
 from ovnvnet.model.annotation import SealKeyError
 from ovnvnet.ovn.nb import NbClient
+from ovnvnet.reconcile import claims as claims_rec
 from ovnvnet.reconcile import nad as nad_rec
 from ovnvnet.reconcile import network as network_rec
 from ovnvnet.reconcile import pod as pod_rec
@@ -125,9 +126,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     global started
     started = True
     watch = PodWatch(state)
+    state.claims_dirty.clear()   # the rebuild's holds: the claim watch's first list compares every claim
     memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
                   asyncio.create_task(watch.run(resource_version)),
-                  asyncio.create_task(_first_repair(state, nb_read))]
+                  asyncio.create_task(_first_repair(state, nb_read)),
+                  asyncio.create_task(claims_rec.ClaimWatch(state).run()),
+                  asyncio.create_task(claims_rec.report_loop(state))]
     if memo.get("insights") is not None and memo.get("restart") is not None:   # `python -m ovnvnet`
         memo.tasks.append(asyncio.create_task(_watch_served(memo.insights, memo.restart)))
     if cfg.webhook is not None and cfg.webhook.service is not None:   # the manifests' registration
@@ -158,6 +162,8 @@ async def _retry_loop(state: State) -> None:
         except TimeoutError:
             pass
         state.wake.clear()
+        if state.claim_problems:   # claims waiting for their requested addresses (woken by releases)
+            await claims_rec.rebind(state)
         if state.pending:
             try:
                 await pod_rec.retry_pending(state)

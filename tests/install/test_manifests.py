@@ -21,7 +21,7 @@ OPERATOR_RULES = [
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["virtualnetworks/status"], "verbs": ["patch"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["ipblocks"], "verbs": ["list", "create", "patch"]},
-    {"apiGroups": ["ovnvnet.io"], "resources": ["ipclaims"], "verbs": ["get", "list", "create", "delete"]},
+    {"apiGroups": ["ovnvnet.io"], "resources": ["ipclaims"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": ["ovnvnet.io"], "resources": ["ipclaims/status"], "verbs": ["patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},

@@ -484,7 +484,7 @@ def test_every_rule_is_granted_as_written(installed: Stack, rendered):
                     out = kubectl_as(kubeconfig, "auth", "can-i", *check, check=False)
                     if out.stdout.strip() != "yes":
                         denied.append(f"{subject['name']}: {' '.join(check)} ({out.stderr.strip()})")
-    assert total == 39 and not denied, (total, denied)  # 25 operator (6 for IPClaims), 3 Lease, 2 seal, 5 NADs, 4 agent
+    assert total == 40 and not denied, (total, denied)  # 26 operator (7 for IPClaims), 3 Lease, 2 seal, 5 NADs, 4 agent
 
 
 # ---------------------------------------------------------------------------- necessary

@@ -14,6 +14,7 @@ import json
 import signal
 
 import kubernetes
+import netaddr
 import pytest
 from kubernetes.client.rest import ApiException
 
@@ -66,10 +67,29 @@ def _claims(cluster: Cluster, ns: str) -> dict[str, dict]:
     return {c["metadata"]["name"]: c for c in items}
 
 
-def _create_claim(cluster: Cluster, ns: str, name: str, network: str, interface: str) -> dict:
+def _create_claim(cluster: Cluster, ns: str, name: str, network: str, interface: str, *,
+                  ips: list[str] | None = None, mac: str | None = None) -> dict:
+    spec = {"network": network, "interface": interface, **({"ips": ips} if ips else {}),
+            **({"mac": mac} if mac else {})}
     return cluster.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "IPClaim", "metadata": {"name": name},
-        "spec": {"network": network, "interface": interface}})
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "IPClaim", "metadata": {"name": name}, "spec": spec})
+
+
+def _status(cluster: Cluster, ns: str, name: str) -> dict:
+    return _claims(cluster, ns).get(name, {}).get("status") or {}
+
+
+def _ready(cluster: Cluster, ns: str, name: str) -> tuple[str, str, str]:
+    cond = (_status(cluster, ns, name).get("conditions") or [{}])[0]
+    return cond.get("status", ""), cond.get("reason", ""), cond.get("message", "")
+
+
+def _host(cidr: str, n: int) -> str:
+    return str(netaddr.IPNetwork(cidr).network + n)
+
+
+def _mac(ip: str) -> str:
+    return "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
 
 
 def _restart_operator(cluster: Cluster, env: dict[str, str]) -> None:
@@ -319,6 +339,14 @@ def test_checker_fails_on_a_corrupted_claim_hold(cluster: Cluster, ns: str, subn
             GROUP, VERSION, ns, "ipclaims", "kept", {"status": {"ownerPod": status.get("ownerPod")}})
         invariant_now(cluster, [net])
 
+        other = str(netaddr.IPAddress(ip) + 1)   # the spec edited to ask another address
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept",
+                                                      {"spec": {"ips": [other]}})
+        with pytest.raises(AssertionError, match=rf"IPClaim .*/kept: holds \['{ip}'\], its spec.ips asks \['{other}'"):
+            invariant_now(cluster, [net])
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept", {"spec": {"ips": None}})
+        invariant_now(cluster, [net])
+
         mac = entry["mac"]
         cluster.stack.nbctl("lsp-add", net, f"{ns}_user_net0", "--", "lsp-set-addresses", f"{ns}_user_net0",
                             f"{mac} {ip}", "--", "set", "Logical_Switch_Port", f"{ns}_user_net0",
@@ -328,5 +356,203 @@ def test_checker_fails_on_a_corrupted_claim_hold(cluster: Cluster, ns: str, subn
     finally:
         cluster.stack.start_operator(OPERATOR_ENV)
     check_invariant(cluster, [net])   # the operator's repair removes the stray port
+
+    # the spec edited after the claim got its address: the address stays (a claim's addresses never
+    # change while it exists) and the Ready condition says why
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept", {"spec": {"ips": [other]}})
+    wait_until(lambda: _ready(cluster, ns, "kept") == (
+        "False", "SpecChanged", f"spec asks for {other}, but the claim holds {ip} {mac}: a claim's addresses never "
+        f"change while it exists (delete it and create it again to change them)"), 20, what="SpecChanged reported")
+    assert cluster.allocations(net)[ip]["pod"] == f"ipclaim {ns}/kept"
+    check_invariant(cluster, [net])
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "kept")
     wait_until(lambda: not cluster.allocations(net), 30, what="the claim's address released")
+
+
+@pytest.fixture
+def unswept_operator(cluster: Cluster):
+    """The operator with its sweep an hour apart for this test: whatever a claim's status says
+    was written on the change itself (binding, release, a pod using it), not by the sweep."""
+    env = {**OPERATOR_ENV, "OVNVNET_SWEEP_INTERVAL": "3600"}
+    _restart_operator(cluster, env)
+    yield env
+    _restart_operator(cluster, OPERATOR_ENV)
+
+
+def test_statefulset_static_address_per_ordinal_from_claims_created_ahead(
+        cluster: Cluster, ns: str, subnet, net_name, unswept_operator) -> None:
+    """Member N of a StatefulSet gets the address the user wrote in the claim `web-N.net1` created
+    ahead of it (`spec.ips`): held from the claim's creation, before any pod; the status follows
+    every change without a sweep; bad requested addresses are refused with their message."""
+    a, b = net_name("ord-a"), net_name("ord-b")
+    sa, sb = subnet(), subnet()
+    cluster.create_vnet(a, sa)
+    cluster.create_vnet(b, sb)
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    statics = {i: _host(sb, 20 + i) for i in range(3)}
+    for i in range(3):
+        _create_claim(cluster, ns, f"web-{i}.net1", b, "net1", ips=[statics[i]])
+
+    # held from the claim's creation: the record and the status say so (no sweep runs)
+    wait_until(lambda: {ip: e["pod"] for ip, e in cluster.allocations(b).items()}
+               == {statics[i]: f"ipclaim {ns}/web-{i}.net1" for i in range(3)}, 20,
+               what="the requested addresses held by their claims")
+    wait_until(lambda: all(_status(cluster, ns, f"web-{i}.net1").get("ips") == [f"{statics[i]}/24"]
+                           and _ready(cluster, ns, f"web-{i}.net1") == ("True", "Held", f"holds {statics[i]}/24")
+                           for i in range(3)), 20, what="the claims' status written on binding")
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 3
+    cluster.create_pod(ns, "thief", [{"name": b, "interface": "net0", "ip_address": statics[1]}])
+    assert cluster.pod_error(ns, "thief") == f"ip_address {statics[1]} on {b} is held by ipclaim {ns}/web-1.net1"
+    cluster.delete_pod(ns, "thief")
+
+    # the StatefulSet: member N gets its claim's address (and the MAC derived from it) on net1, a
+    # dynamic one on net0 (a claim the operator creates, owned by the set); the user's claims stay the user's
+    _statefulset(cluster, ns, "web", 3, [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+    first = _members(cluster, ns, "web", 3)
+    assert {p: m["ifaces"]["net1"] for p, m in first.items()} == {
+        f"web-{i}": ((statics[i],), _mac(statics[i])) for i in range(3)}
+    claims = _claims(cluster, ns)
+    assert set(claims) == {f"web-{i}.net{j}" for i in range(3) for j in range(2)}
+    assert all(not claims[f"web-{i}.net1"]["metadata"].get("ownerReferences") for i in range(3))
+    assert all(claims[f"web-{i}.net0"]["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet" for i in range(3))
+    wait_until(lambda: all((_status(cluster, ns, f"web-{i}.net{j}").get("ownerPod") or {}).get("uid")
+                           == first[f"web-{i}"]["uid"] for i in range(3) for j in range(2)), 20,
+               what="every claim's status naming its member (written when the member took it)")
+    check_invariant(cluster, [a, b])
+
+    # a member recreated: the same addresses again; the status names the new pod
+    cluster.core.delete_namespaced_pod("web-1", ns)
+    again = _members(cluster, ns, "web", 3, old_uids={"web-1": first["web-1"]["uid"]})
+    assert {p: m["ifaces"] for p, m in again.items()} == {p: m["ifaces"] for p, m in first.items()}
+    wait_until(lambda: (_status(cluster, ns, "web-1.net1").get("ownerPod") or {}).get("uid") == again["web-1"]["uid"],
+               20, what="web-1.net1's status naming the recreated member")
+    check_invariant(cluster, [a, b])
+
+    # bad requested addresses: each with its message, in the claim's Ready condition and in the
+    # ovnNetworkError of a pod using the claim
+    gateway, spare = _host(sb, 1), _host(sb, 40)
+    bad = {
+        "outside": (["192.0.2.7"], "InvalidAddress", f"spec.ips 192.0.2.7 is outside {b} ({sb})"),
+        "gateway": ([gateway], "InvalidAddress", f"spec.ips {gateway} is the gateway of {b}"),
+        "taken": ([statics[0]], "AddressUnavailable", f"spec.ips {statics[0]} on {b} is held by {ns}/web-0"),
+        "twice": ([spare, spare], "InvalidClaim", f"IPClaim {ns}/twice: spec.ips lists {spare} twice"),
+    }
+    for name, (ips, _, _) in bad.items():
+        _create_claim(cluster, ns, name, b, "net0", ips=ips)
+    for name, (_, reason, message) in bad.items():
+        wait_until(lambda n=name, r=reason, m=message: _ready(cluster, ns, n) == ("False", r, m), 20,
+                   what=f"claim {name}'s Ready condition")
+        assert not _status(cluster, ns, name).get("ips")
+    cluster.create_pod(ns, "p-outside", [{"name": b, "interface": "net0", "claim": "outside"}])
+    assert cluster.pod_error(ns, "p-outside") == f"interface net0: IPClaim {ns}/outside: {bad['outside'][2]}"
+    assert "ovnNetworkErrorRetry" not in cluster.annotations(ns, "p-outside")
+    cluster.create_pod(ns, "p-taken", [{"name": b, "interface": "net0", "claim": "taken"}])
+    assert cluster.pod_error(ns, "p-taken") == f"interface net0: IPClaim {ns}/taken: {bad['taken'][2]}"
+    assert cluster.annotations(ns, "p-taken").get("ovnNetworkErrorRetry") == "true"
+    cluster.create_pod(ns, "p-twice", [{"name": b, "interface": "net0", "claim": "twice"}])
+    assert cluster.pod_error(ns, "p-twice") == f"interface net0: {bad['twice'][2]}"
+
+    # two claims asking for one address: the second waits, named as held by the first
+    _create_claim(cluster, ns, "first", b, "net0", ips=[spare])
+    _create_claim(cluster, ns, "second", b, "net0", ips=[spare])
+    wait_until(lambda: _ready(cluster, ns, "second")
+               == ("False", "AddressUnavailable", f"spec.ips {spare} on {b} is held by ipclaim {ns}/first"),
+               20, what="the second claim of one address refused")
+    # a request's static address that is not its claim's
+    cluster.create_pod(ns, "p-other", [{"name": b, "interface": "net0", "claim": "second",
+                                         "ip_address": _host(sb, 41)}])
+    assert cluster.pod_error(ns, "p-other") == (
+        f"interface net0 on {b}: IPClaim {ns}/second asks for {spare}, the request asks {_host(sb, 41)}; "
+        f"remove the static address or use another claim")
+    for pod in ("p-outside", "p-twice", "p-other"):
+        cluster.delete_pod(ns, pod)
+
+    # the first claim deleted: the second gets the address at once (no sweep), and the pod waiting
+    # on it is attached with it; the pod gone, the status says so (ownerPod cleared, still held)
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "first")
+    wait_until(lambda: _ready(cluster, ns, "second") == ("True", "Held", f"holds {spare}/24"), 20,
+               what="the second claim holding the released address")
+    cluster.create_pod(ns, "user", [{"name": b, "interface": "net0", "claim": "second"}])
+    assert cluster.iface_list(ns, "user")[0]["ip_address"] == spare
+    user_uid = cluster.pod(ns, "user").metadata.uid
+    wait_until(lambda: (_status(cluster, ns, "second").get("ownerPod") or {}).get("uid") == user_uid, 20,
+               what="the claim's status naming its pod")
+    check_invariant(cluster, [a, b])
+    cluster.delete_pod(ns, "user")
+    wait_until(lambda: not _status(cluster, ns, "second").get("ownerPod")
+               and _status(cluster, ns, "second").get("ips") == [f"{spare}/24"], 20,
+               what="the claim's status after its pod went (no pod, the address still held)")
+    assert cluster.allocations(b)[spare]["pod"] == f"ipclaim {ns}/second"
+
+    # the claim asking for web-0's address gets it once web-0's claim is deleted and web-0 is gone
+    _apps(cluster).delete_namespaced_stateful_set("web", ns, propagation_policy="Background")
+    wait_until(lambda: not [p for p in cluster.core.list_namespaced_pod(ns).items
+                            if p.metadata.name.startswith("web-")], 60, what="the members deleted")
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", "web-0.net1")
+    assert cluster.iface_list(ns, "p-taken", timeout=30)[0]["ip_address"] == statics[0]
+    check_invariant(cluster, [a, b])
+    cluster.delete_pod(ns, "p-taken")
+    for name in [n for n in _claims(cluster, ns)]:
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", name)
+    wait_until(lambda: not cluster.allocations(a) and not cluster.allocations(b), 30,
+               what="every address released with its claim (no sweep)")
+    check_invariant(cluster, [a, b])
+
+
+def test_claims_created_ahead_outlive_scale_down_and_restart(
+        cluster: Cluster, ns: str, subnet, net_name, retention_operator) -> None:
+    """Claims the user created ahead are the user's: a scale-down longer than the retention
+    deletes only the operator's claims (the dynamic interface), the user's keep their requested
+    addresses for the ordinals' return; a claim created while the operator is down is held when it
+    starts, before its member exists; deleting the StatefulSet leaves the user's claims holding."""
+    a, b = net_name("ahead-a"), net_name("ahead-b")
+    sb = subnet()
+    cluster.create_vnet(a, subnet())
+    cluster.create_vnet(b, sb)
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    _restart_operator(cluster, retention_operator)
+    statics = {i: _host(sb, 50 + i) for i in range(3)}
+    for i in range(2):
+        _create_claim(cluster, ns, f"db-{i}.net1", b, "net1", ips=[statics[i]])
+    _statefulset(cluster, ns, "db", 2, [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+    first = _members(cluster, ns, "db", 2)
+    assert {p: m["ifaces"]["net1"][0] for p, m in first.items()} == {f"db-{i}": (statics[i],) for i in range(2)}
+
+    # ordinal 2's claim created while the operator is down: held as soon as it starts
+    cluster.stack.stop_operator(signal.SIGKILL)
+    try:
+        _create_claim(cluster, ns, "db-2.net1", b, "net1", ips=[statics[2]])
+    finally:
+        cluster.stack.start_operator(retention_operator)
+    wait_until(lambda: (cluster.allocations(b).get(statics[2]) or {}).get("pod") == f"ipclaim {ns}/db-2.net1", 20,
+               what="the claim created while the operator was down held at its start")
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 1
+    _scale(cluster, ns, "db", 3)
+    three = _members(cluster, ns, "db", 3)
+    assert {p: m["ifaces"]["net1"][0] for p, m in three.items()} == {f"db-{i}": (statics[i],) for i in range(3)}
+
+    # scaled to 1 for longer than the retention: the operator's claims of ordinals 1 and 2 are
+    # deleted (their dynamic addresses released), the user's keep holding the requested ones
+    _scale(cluster, ns, "db", 1)
+    wait_until(lambda: set(_claims(cluster, ns)) == {"db-0.net0", "db-0.net1", "db-1.net1", "db-2.net1"}, 60,
+               what="only the operator's claims of the scaled-down ordinals deleted")
+    assert all(cluster.allocations(b)[statics[i]]["pod"] == f"ipclaim {ns}/db-{i}.net1" for i in (1, 2))
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 2
+    _scale(cluster, ns, "db", 3)
+    back = _members(cluster, ns, "db", 3)
+    assert {p: m["ifaces"]["net1"][0] for p, m in back.items()} == {f"db-{i}": (statics[i],) for i in range(3)}
+    assert back["db-0"]["ifaces"] == first["db-0"]["ifaces"]
+    check_invariant(cluster, [a, b])
+
+    # the StatefulSet deleted: its pods and the operator's claims go, the user's claims keep holding
+    _apps(cluster).delete_namespaced_stateful_set("db", ns, propagation_policy="Background")
+    wait_until(lambda: set(_claims(cluster, ns)) == {f"db-{i}.net1" for i in range(3)}
+               and not cluster.core.list_namespaced_pod(ns).items, 60, what="the set's pods and own claims deleted")
+    wait_until(lambda: not cluster.allocations(a), 30, what="the dynamic addresses released")
+    assert check_invariant(cluster, [a, b])["claim_holds"] == 3
+    for i in range(3):
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "ipclaims", f"db-{i}.net1")
+    wait_until(lambda: not cluster.allocations(b), 30, what="the user's claims' addresses released")
+    check_invariant(cluster, [a, b])

@@ -74,3 +74,74 @@ def test_the_allocator_keeps_the_claim_of_a_holder() -> None:
     assert [alloc.held_by(ip).claim_uid for ip in ips] == ["c-1", "c-1"]
     alloc.reserve("10.0.0.9", Holder("ns/q", "uid-2", "net0", "", "ns/d", "d-1"))
     assert alloc.held_by("10.0.0.9").claim == "ns/d" and alloc.held_by("10.0.0.9").mac == "0a:58:0a:00:00:09"
+
+
+# ---------------------------------------------------------------- requested addresses (spec.ips / spec.mac)
+def test_a_claims_requested_addresses_are_read_one_per_family() -> None:
+    from ovnvnet.model.claims import parse_claim_spec
+    spec = parse_claim_spec({"network": "a", "interface": "net0", "ips": ["fd00::5", "10.0.0.5"],
+                             "mac": "0A-58-0A-00-00-05"}, "ns/c")
+    assert [str(ip) for ip in spec.ips] == ["10.0.0.5", "fd00::5"] and spec.mac == "0a:58:0a:00:00:05"
+    assert spec.requests
+    assert not parse_claim_spec({"network": "a", "interface": "net0"}, "ns/c").requests
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"network": "a", "interface": "net0", "ips": ["10.0.0.5/24"]},
+     'IPClaim ns/c: spec.ips[0] "10.0.0.5/24" is not an IP address (give the address alone, without a prefix)'),
+    ({"network": "a", "interface": "net0", "ips": ["10.0.0.5", "10.0.0.5"]},
+     "IPClaim ns/c: spec.ips lists 10.0.0.5 twice"),
+    ({"network": "a", "interface": "net0", "ips": ["10.0.0.5", "10.0.0.6"]},
+     "IPClaim ns/c: spec.ips lists two IPv4 addresses (10.0.0.5 and 10.0.0.6); at most one per family"),
+    ({"network": "a", "interface": "net0", "ips": "10.0.0.5"},
+     "IPClaim ns/c: spec.ips must be a list of addresses, got string"),
+    ({"network": "a", "interface": "net0", "mac": "01:00:00:00:00:01"},
+     'IPClaim ns/c: spec.mac "01:00:00:00:00:01" is a multicast address'),
+    ({"interface": "net0"}, "IPClaim ns/c: spec.network (a non-empty string) is required, got null"),
+])
+def test_bad_requested_addresses_are_refused_with_their_message(spec: dict, message: str) -> None:
+    from ovnvnet.model.claims import ClaimSpecError, parse_claim_spec
+    with pytest.raises(ClaimSpecError) as err:
+        parse_claim_spec(spec, "ns/c")
+    assert str(err.value) == message
+
+
+# ---------------------------------------------------------------- the claim index
+def test_the_claim_index_follows_every_hold_and_release() -> None:
+    """Who holds a claim's addresses is a lookup (`State.claim_index`), kept by hold/unhold for
+    pods and for the claim itself, and each change marks the claim for a status write."""
+    import asyncio
+
+    import netaddr
+
+    from ovnvnet.config import Settings
+    from ovnvnet.ipam.allocator import NetworkAllocator
+    from ovnvnet.model.network import parse_network_spec
+    from ovnvnet.reconcile import claims
+    from ovnvnet.reconcile.state import Network, State
+
+    async def run() -> None:
+        state = State(Settings.from_env({"OVN_NB_DB": "tcp:127.0.0.1:6641"}), None, None, seal_key=b"k" * 32)  # type: ignore[arg-type]
+        spec = parse_network_spec({"subnet": "10.0.0.0/24"})
+        state.networks["a"] = Network("a", spec, NetworkAllocator("a", spec))
+        alloc = state.networks["a"].allocator
+        pod = Holder("ns/web-0", "uid-1", "net0", "", "ns/web-0.net0", "c-1")
+        (ip,) = alloc.attach(pod)
+        state.hold("a", str(ip), alloc.held_by(ip), record_status=False)
+        assert state.claim_index == {"c-1": {("a", str(ip))}} and state.claims_dirty == {"c-1"}
+        bound = claims.Bound("ns/web-0.net0", "c-1", "a", "net0")
+        assert claims._user_of(state, bound) == alloc.held_by(ip)
+        state.claims_dirty.clear()
+        released = state.unhold("a", str(ip))   # the pod goes: the claim keeps the address
+        assert released is not None
+        claims.retain(state, "a", str(ip), released)
+        assert state.claim_index == {"c-1": {("a", str(ip))}} and state.claims_dirty == {"c-1"}
+        assert claims._user_of(state, bound) is None
+        assert [h.pod for _, h in claims.held_for(state, "c-1")] == ["ipclaim ns/web-0.net0"]
+        claims.release_claim(state, "claim:c-1", "deleted")
+        assert state.claim_index == {} and alloc.holder_of(netaddr.IPAddress(ip)) is None
+        plain = Holder("ns/p", "uid-2", "net0", "")
+        (other,) = alloc.attach(plain)
+        state.hold("a", str(other), alloc.held_by(other), record_status=False)
+        assert state.claim_index == {}   # a pod without a claim is not indexed
+    asyncio.run(run())

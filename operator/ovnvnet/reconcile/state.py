@@ -83,6 +83,16 @@ class State:
         self.refused: dict[str, RequestRefused] = {}    # pod uid -> refused for the pod's life (forged result)
         self.orphan_suspects: set[str] = set()          # pod uids seen orphaned by the previous sweep
         self.claims_scaled_down: dict[str, float] = {}  # IPClaim uid -> when seen beyond its set's replicas
+        # IPClaims (reconcile/claims.py): uid -> {(network, ip)} held for it, by a pod or by itself
+        # (kept by hold/unhold: who uses a claim is a lookup, not a scan); the claims whose status
+        # is to be written (set by hold/unhold, written by claims.report_loop); the claim objects
+        # as last seen (claims.ClaimWatch); why a claim holds nothing; claims seen deleted
+        self.claim_index: dict[str, set[tuple[str, str]]] = {}
+        self.claims_dirty: set[str] = set()
+        self.claims_changed = asyncio.Event()
+        self.claim_objects: dict[str, dict[str, Any]] = {}
+        self.claim_problems: dict[str, tuple[str, str]] = {}
+        self.claims_deleted: set[str] = set()
         self.inflight_ports: set[str] = set()           # allocated, NB commit not done yet: not drift
         self.locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()
@@ -160,6 +170,9 @@ class State:
     def hold(self, network: str, ip: str, holder: Holder, *, record_status: bool = True) -> None:
         """Book-keeping after the allocator accepted (network, ip) for holder."""
         self.holdings.setdefault(holder.pod_uid, set()).add((network, ip))
+        if holder.claim_uid:
+            self.claim_index.setdefault(holder.claim_uid, set()).add((network, ip))
+            self.claim_changed(holder.claim_uid)
         if record_status:
             self.status.set_allocation(network, ip, status_entry(holder))
 
@@ -172,9 +185,20 @@ class State:
                 held.discard((network, ip))
                 if not held:
                     del self.holdings[holder.pod_uid]
+            claimed = self.claim_index.get(holder.claim_uid) if holder.claim_uid else None
+            if claimed is not None:
+                claimed.discard((network, ip))
+                if not claimed:
+                    del self.claim_index[holder.claim_uid]
+                self.claim_changed(holder.claim_uid)
         self.status.set_allocation(network, ip, None)
         self.wake.set()
         return holder
+
+    def claim_changed(self, uid: str) -> None:
+        """An IPClaim's holding changed: its status is written soon (claims.report_loop)."""
+        self.claims_dirty.add(uid)
+        self.claims_changed.set()
 
     def holders_of_network(self, network: str) -> dict[str, Holder]:
         net = self.networks.get(network)
