@@ -31,9 +31,10 @@ SCENARIOS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     "s4": (lambda: s4_cni.run(100), lambda: s4_cni.run(10)),
     "s5": (lambda: s5_status.run(10_000), lambda: s5_status.run(1000)),
     "s6": (lambda: s6_churn.run(2000, 50, repeats=3), lambda: s6_churn.run(300, 50, repeats=3)),
+    "s4tn": (lambda: s4_cni.run_two_nodes(100), lambda: s4_cni.run_two_nodes(10)),
     "s7": (lambda: s7_hotplug.run(50), lambda: s7_hotplug.run(10)),
 }
-ORDER = ["s3", "s3v6", "s1", "s1ds", "s2", "s4", "s5", "s6", "s7"]
+ORDER = ["s3", "s3v6", "s1", "s1ds", "s2", "s4", "s4tn", "s5", "s6", "s7"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,10 @@ SCENARIOS = [
     ("s3", "s3_allocator", "python -m bench s3"),
     ("s3v6", "s3_allocator_v6", "python -m bench s3v6"),
     ("s4", "s4_cni", "python -m bench s4"),
+    ("s4tn", "s4_cni_twonodes", "python -m bench s4tn"),
     ("s5", "s5_status", "python -m bench s5"),
     ("s6", "s6_churn", "python -m bench s6"),
+    ("s7", "s7_hotplug", "python -m bench s7"),
 ]
 END = "<!-- bench.report: end -->"
 TARGETS = {"summary": REPO / "README.md", "detail": REPO / "bench" / "README.md"}

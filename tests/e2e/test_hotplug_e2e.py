@@ -148,3 +148,48 @@ def test_flapping_requests_end_in_the_last_one_with_nothing_leaked(pods: Pods, e
         pods.created.clear()
         cluster.delete_vnet(a)
         cluster.delete_vnet(b)
+
+
+def test_refused_change_leaves_the_pod_and_its_packets_alone(pods: Pods, e2e_cluster: Cluster) -> None:
+    """A change the operator cannot serve (an unknown network, an address another pod holds) is
+    refused where the user looks (`ovnNetworkError`, a `ChangeRefused` Event) and changes nothing
+    the pod has: its result, its sandbox, and a ping over its interface running throughout loses
+    nothing. Asking again for what the pod has clears the error."""
+    cluster = e2e_cluster
+    a, b = uniq("hra"), uniq("hrb")
+    cluster.create_vnet(a, "10.197.5.0/24")
+    cluster.create_vnet(b, "10.197.6.0/24")
+    cluster.wait_ready(a)
+    cluster.wait_ready(b)
+    try:
+        pods.run("peer", [{"name": a, "interface": "net0"}, {"name": b, "interface": "net1"}])
+        one = pods.run("one", [{"name": a, "interface": "net0"}])
+        peer_ip = {i["interface"]: i["ip_address"] for i in pods.iface_list("peer")}
+        before, sandbox = pods.iface_list("one"), one.addresses()
+        refusals = [
+            ([{"name": a, "interface": "net0"}, {"name": uniq("nosuch"), "interface": "net1"}], "nosuch-"),
+            ([{"name": a, "interface": "net0"}, {"name": b, "interface": "net1", "ip_address": peer_ip["net1"]}],
+             peer_ip["net1"]),
+        ]
+        for request, named in refusals:
+            background = _ping_throughout(one, peer_ip["net0"], count=30)
+            _request(pods, "one", request)
+            wait_until(lambda named=named: named in ((cluster.pod(pods.ns, "one").metadata.annotations or {})
+                                         .get("ovnNetworkError") or ""), 30, 0.2, what=f"the refusal naming {named}")
+            time.sleep(1)   # what a wrongly served change would have done by now (a plug takes ~0.2 s)
+            sent, got, line = _loss(background)
+            assert got == sent, f"the ping over net0 lost packets during a refused change: {line}"
+            assert pods.iface_list("one") == before, "a refused change changed the result"
+            assert one.addresses() == sandbox, "a refused change changed the sandbox"
+            assert "ChangeRefused" in [e.reason for e in cluster.events(pods.ns, "one")]
+            check_invariant(cluster, [a, b], timeout=30)
+        _request(pods, "one", [{"name": a, "interface": "net0"}])
+        wait_until(lambda: "ovnNetworkError" not in (cluster.pod(pods.ns, "one").metadata.annotations or {}),
+                   30, 0.2, what="the error cleared by asking for what the pod has")
+        assert pods.iface_list("one") == before and one.ping(peer_ip["net0"])
+        assert sandbox_invariant(cluster, pods.kubelet.sandboxes()) >= 3
+    finally:
+        pods.cleanup()
+        pods.created.clear()
+        cluster.delete_vnet(a)
+        cluster.delete_vnet(b)
