@@ -9,19 +9,18 @@ With OVNVNET_LEADER_ELECT=true (several replicas), only the holder of a Lease ru
 Crash-only: if Kopf's reactor stops with an error after a completed startup (Kopf 1.45 treats
 some answers as fatal, e.g. a 404 on a VirtualNetwork watch while a restarting API server has
 not yet installed the CRD's routes), the process releases its Lease and re-executes itself in
-place after a second: the state is rebuilt from the records exactly as on any start, the pid
+place after a second (doubling, up to 30 s, while re-executions repeat within a minute):
+the state is rebuilt from the records exactly as on any start, the pid
 (and a Pod's container) stays, and no one has to restart it. A failed startup (no seal key...)
 and a requested stop (SIGTERM/SIGINT) exit as before. The same re-execution follows when Kopf,
 started while the API server did not serve ovnvnet.io, never watched VirtualNetworks (it does not
 fail then; main._watch_served notices it from Kopf's insights and raises Kopf's stop flag).
 """
 import asyncio
-import json
 import logging
 import os
 import sys
 import time
-import urllib.request
 
 import kopf
 from kopf._cogs.structs.references import Insights  # not re-exported by Kopf 1.45
@@ -71,40 +70,46 @@ def run() -> None:
     except Exception:
         if not ovnvnet.main.started:
             raise   # the startup itself failed (its error is logged): exit, as before
-        log.exception("the Kopf reactor stopped on an error; re-executing in place in 1 s")
+        log.exception("the Kopf reactor stopped on an error; re-executing in place")
         failed = True
     finally:
         if elector is not None:
             elector.release()
             log.info("operator stopped")
     if failed or restart.is_set():
-        time.sleep(1)
+        time.sleep(_reexec_delay())
         _wait_for_served(connection, log)
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, "-m", "ovnvnet"])
+
+
+REEXEC_ENV = "OVNVNET_REEXECS"   # "<count>:<unix time of the last re-execution>", kept across execv
+
+
+def _reexec_delay(now: float | None = None) -> float:
+    """1 s before the first re-execution, doubling for each one that follows within a minute of
+    the last (up to 30 s), so a failure that repeats at once does not spin; a minute of running
+    resets it. The count travels in the environment, which execv keeps."""
+    now = time.time() if now is None else now
+    count, _, last = os.environ.get(REEXEC_ENV, "0:0").partition(":")
+    try:
+        recent = int(count) if now - float(last) < 60 else 0
+    except ValueError:
+        recent = 0
+    os.environ[REEXEC_ENV] = f"{recent + 1}:{now:.0f}"
+    return float(min(30, 2 ** recent))
 
 
 def _wait_for_served(connection: Connection, log: logging.Logger) -> None:
     """Before re-executing: wait until API discovery serves virtualnetworks again. Kopf resolves
     its resources from discovery once, when it starts; started while a restarting API server
     still answers 404 for the group, it would never watch VirtualNetworks."""
-    url = connection.server.rstrip("/") + "/apis/ovnvnet.io/v1"
-    ctx = connection.ssl_context() if url.startswith("https:") else None
-    started, last = time.monotonic(), ""
-    while True:
-        try:
-            req = urllib.request.Request(url, headers=connection.headers())
-            with urllib.request.urlopen(req, timeout=5, context=ctx) as answer:
-                if any(r.get("name") == "virtualnetworks" for r in json.load(answer).get("resources", [])):
-                    return
-                last = "virtualnetworks not listed"
-        except (OSError, ValueError) as exc:   # URLError/HTTPError are OSErrors
-            last = str(exc)
+    started = time.monotonic()
+    while (answer := connection.serves("ovnvnet.io/v1", "virtualnetworks")) is not True:
         if time.monotonic() - started > 10:
-            log.warning("waiting for the API server to serve virtualnetworks.ovnvnet.io again: %s", last)
+            log.warning("waiting for the API server to serve virtualnetworks.ovnvnet.io again: %s", answer)
             started = time.monotonic()
         time.sleep(0.5)
-
 
 if __name__ == "__main__":
     run()

@@ -25,6 +25,7 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,19 @@ class Connection:
                     ctx.load_cert_chain(cert, key)
             self._ssl = ctx
         return self._ssl
+
+    def serves(self, group_version: str, plural: str, *, timeout: float = 5) -> bool | str:
+        """Blocking, for the moments no event loop runs (before a re-execution): True if API
+        discovery lists `plural` in `group_version` (e.g. "ovnvnet.io/v1"), else a one-line reason."""
+        url = f"{self.server.rstrip('/')}/apis/{group_version}"
+        ctx = self.ssl_context() if url.startswith("https:") else None
+        try:
+            request = urllib.request.Request(url, headers=self.headers())
+            with urllib.request.urlopen(request, timeout=timeout, context=ctx) as answer:
+                listed = any(r.get("name") == plural for r in json.load(answer).get("resources", []))
+        except (OSError, ValueError) as exc:   # URLError/HTTPError are OSErrors
+            return str(exc) or type(exc).__name__
+        return True if listed else f"{plural} not listed in {group_version}"
 
 
 def _temp_pem(stack: contextlib.ExitStack, pem: str) -> str:
