@@ -297,3 +297,26 @@ def test_node_loss_and_recovery(env: Env):
     for name in lost_ips:
         assert bound_chassis(stack, port_name(env.ns, name, "eth1")) == "node-1"
     check_invariant(cluster)
+
+
+def test_a_third_node_joins_and_every_pair_of_nodes_talks(env: Env):
+    """N > 2: the running stack grows to three nodes (as `make up NODES=3` does on a running one):
+    node-3 gets its chassis and encap IP, a Geneve tunnel to each other node and each other node
+    one to it, and pods on the three nodes reach each other pairwise, every path encapsulated."""
+    stack = env.stack
+    stack.up(operator=False, nodes=3)
+    env.kubelets["node-3"] = Kubelet(stack, node="node-3")
+    rows = json.loads(sbctl(stack, "--format=json", "--columns=chassis_name,ip", "list", "Encap"))["data"]
+    assert {r[0]: r[1] for r in rows} == {f"node-{i}": encap_ip(i) for i in (1, 2, 3)}
+    pods = {node: env.run(uniq(f"tri{node[-1]}"), node, on(NET_A)) for node in ("node-1", "node-2", "node-3")}
+    ips = {node: env.ip(sb.name) for node, sb in pods.items()}
+    for src, sb in pods.items():
+        for dst, ip in ips.items():
+            if src != dst:
+                assert sb.ping(ip), f"{src} -> {dst}"
+        # every other node is reached through a Geneve push from this node's encap IP
+        me = encap_ip(int(src[-1]))
+        pushed = {m.group(2) for f in dp_flows(stack, src)
+                  if (m := re.search(r"tnl_push\(.*?ipv4\(src=([\d.]+),dst=([\d.]+)", f)) and m.group(1) == me}
+        assert pushed >= {encap_ip(i) for i in (1, 2, 3) if encap_ip(i) != me}, (src, pushed)
+    check_invariant(env.cluster)
