@@ -15,8 +15,9 @@ Host-side names fit IFNAMSIZ: ``ov`` + 13 hex digits (52 bits) of a hash of (con
 interface). A name held by a link that is not ours (another container's, however unlikely at 52
 bits, or anyone else's) is never touched: ADD takes the next of :data:`NAME_ATTEMPTS` candidate
 names (the hash over the same pair and the attempt number), and ADD and CHECK find our link by
-probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names,
-gets its alias, and only then takes its real names: any link with a real name has its owner on it.
+probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names (the
+``op`` end made right in the pod's netns), gets its alias, and only then takes its real names: any
+link with a real name has its owner on it.
 
 Addresses (every family of the interface, ``InterfaceResult.addresses``): IPv4 and IPv6 alike are
 converged to exactly the annotation's (the kernel's IPv6 link-local address is left alone). IPv6
@@ -46,7 +47,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..model.annotation import InterfaceResult
@@ -55,7 +56,9 @@ __all__ = [
     "LinkState",
     "PlumbingError",
     "check_interface",
+    "InterfaceFailed",
     "ensure_interface",
+    "ensure_interfaces",
     "find_host_veth",
     "host_veth_name",
     "link_alias",
@@ -114,17 +117,36 @@ def _alias_owner(alias: str | None) -> str | None:
     return alias[len(_ALIAS_PREFIX):].rsplit(_ALIAS_IFACE, 1)[0]
 
 
+def _netns_path(netns: str) -> str:
+    return netns if "/" in netns else f"/var/run/netns/{netns}"
+
+
 @contextlib.contextmanager
 def _ns(netns: str | None) -> Iterator[IPRoute]:
-    """Netlink in ``netns`` (a name or path), or in our own netns for None."""
+    """Netlink in ``netns`` (a name or path), or in our own netns for None.
+
+    The socket is made by this thread inside the namespace (setns(2) of the calling thread only,
+    :func:`_in_netns`) and handed to pyroute2: a netlink socket stays bound to the namespace it
+    was created in. pyroute2's own ``NetNS`` forks a child process per socket to do the same,
+    which cost 50-100 ms per socket in the agent (profiled in bench/README.md, s4). No multicast
+    groups: the socket answers our requests only and never queues the namespace's events."""
     if netns is None:
-        with IPRoute() as ipr:
+        with IPRoute(groups=0) as ipr:
             yield ipr
-    else:
-        if not os.path.exists(netns if "/" in netns else f"/var/run/netns/{netns}"):
-            raise FileNotFoundError(errno.ENOENT, "network namespace not found", netns)
-        with NetNS(netns, flags=0) as ns:  # flags=0: never create a missing netns
-            yield ns
+        return
+    path = _netns_path(netns)
+    if not os.path.exists(path):  # never create a missing netns
+        raise FileNotFoundError(errno.ENOENT, "network namespace not found", netns)
+    with _in_netns(path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+    try:
+        ipr = IPRoute(fileno=sock.fileno(), groups=0)
+    except BaseException:
+        sock.close()
+        raise
+    sock.detach()  # the IPRoute owns the descriptor now
+    with ipr:
+        yield ipr
 
 
 def _lookup(ipr: IPRoute, name: str) -> int | None:
@@ -175,74 +197,119 @@ class LinkState:
     recreated: bool  # the veth pair was (re)created: any old OVS binding is stale
 
 
+class InterfaceFailed(Exception):
+    """:func:`ensure_interfaces` could not plumb ``interface``: ``error`` (a
+    :class:`PlumbingError` or an ``OSError``) says why."""
+
+    def __init__(self, interface: str, error: Exception) -> None:
+        super().__init__(str(error))
+        self.interface = interface
+        self.error = error
+
+
 def ensure_interface(
     host_netns: str | None, pod_netns: str, container_id: str, iface: InterfaceResult
 ) -> LinkState:
     """Converge one interface: veth pair, pod end named/addressed as the annotation says."""
-    recreated = False
     _check_ipv6_mtu(iface)  # before anything is created
     with _ns(host_netns) as host, _ns(pod_netns) as pod:
-        host_idx = _find_own(host, container_id, iface.interface)
-        pod_idx = _lookup(pod, iface.interface)
-        consistent = (
-            host_idx is not None
-            and pod_idx is not None
-            and _link(pod, pod_idx)["peer_index"] == host_idx
-        )
-        if not consistent:
-            recreated = True
-            if host_idx is not None:
-                host.link("del", index=host_idx)  # ours: the alias says so
-                if pod_idx is not None:
-                    pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
-            if pod_idx is not None:
-                raise PlumbingError(
-                    f"interface {iface.interface} already exists in {pod_netns} and is not "
-                    f"an ovnvnet veth; refusing to replace it"
-                )
-            host_idx = _create_pair(host, pod, pod_netns, container_id, iface.interface)
-            pod_idx = _lookup(pod, iface.interface)
-            if pod_idx is None:
-                raise PlumbingError(f"{iface.interface} vanished from {pod_netns} after creation")
-        assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
+        return _ensure(host, pod, pod_netns, container_id, iface)
 
-        # pod end: MAC, MTU, IPv6 settings, up, addresses, routes (all idempotent)
-        settings: dict = {"address": iface.mac}
-        if iface.mtu is not None:
-            settings["mtu"] = iface.mtu
-        pod.link("set", index=pod_idx, **settings)
-        if _has_ipv6(iface):  # before up: the link-local address must not probe either
+
+def ensure_interfaces(
+    host_netns: str | None, pod_netns: str, container_id: str, ifaces: list[InterfaceResult]
+) -> list[LinkState]:
+    """:func:`ensure_interface` for each interface in turn, over one netlink socket per
+    namespace. A missing namespace raises ``FileNotFoundError``; any other failure raises
+    :class:`InterfaceFailed` naming the interface (those before it stay plumbed: DEL removes
+    them, as it would after single calls)."""
+    for iface in ifaces:
+        try:
+            _check_ipv6_mtu(iface)  # before anything is created
+        except PlumbingError as e:
+            raise InterfaceFailed(iface.interface, e) from e
+    with _ns(host_netns) as host, _ns(pod_netns) as pod:
+        out = []
+        for iface in ifaces:
             try:
-                _ipv6_sysctls(pod_netns, iface)
-            except PlumbingError:
-                if recreated:  # nothing half-done: the pair we just made goes again
-                    host.link("del", index=host_idx)
+                out.append(_ensure(host, pod, pod_netns, container_id, iface))
+            except FileNotFoundError:
                 raise
-        pod.link("set", index=pod_idx, state="up")
-        _converge_addresses(pod, pod_idx, iface)
-        for dst, gw in _wanted_routes(iface):
-            pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
+            except (PlumbingError, OSError) as e:
+                raise InterfaceFailed(iface.interface, e) from e
+        return out
 
-        # host end: MTU and up (its MAC does not matter to OVN)
-        if iface.mtu is not None:
-            host.link("set", index=host_idx, mtu=iface.mtu)
-        host.link("set", index=host_idx, state="up")
-        return LinkState(
-            host_name=_link(host, host_idx)["ifname"],
-            host_mac=_link(host, host_idx)["mac"],
-            pod_mac=_link(pod, pod_idx)["mac"],
-            recreated=recreated,
-        )
+
+def _ensure(
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, iface: InterfaceResult
+) -> LinkState:
+    recreated = False
+    host_idx = _find_own(host, container_id, iface.interface)
+    pod_idx = _lookup(pod, iface.interface)
+    consistent = (
+        host_idx is not None
+        and pod_idx is not None
+        and _link(pod, pod_idx)["peer_index"] == host_idx
+    )
+    if not consistent:
+        recreated = True
+        if host_idx is not None:
+            host.link("del", index=host_idx)  # ours: the alias says so
+            if pod_idx is not None:
+                pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
+        if pod_idx is not None:
+            raise PlumbingError(
+                f"interface {iface.interface} already exists in {pod_netns} and is not "
+                f"an ovnvnet veth; refusing to replace it"
+            )
+        host_idx, pod_idx = _create_pair(host, pod, pod_netns, container_id, iface.interface,
+                                         iface.mac)
+    assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
+
+    # pod end: MAC, MTU, IPv6 settings, up, addresses, routes (all idempotent)
+    settings: dict = {"address": iface.mac}
+    if iface.mtu is not None:
+        settings["mtu"] = iface.mtu
+    if _has_ipv6(iface):  # before up: the link-local address must not probe either
+        pod.link("set", index=pod_idx, **settings)
+        settings = {}
+        try:
+            _ipv6_sysctls(pod_netns, iface)
+        except PlumbingError:
+            if recreated:  # nothing half-done: the pair we just made goes again
+                host.link("del", index=host_idx)
+            raise
+    pod.link("set", index=pod_idx, state="up", **settings)  # one message: MAC, MTU, then up
+    _converge_addresses(pod, pod_idx, iface)
+    for dst, gw in _wanted_routes(iface):
+        pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
+
+    # host end: MTU and up (its MAC does not matter to OVN)
+    host.link("set", index=host_idx, state="up",
+              **({"mtu": iface.mtu} if iface.mtu is not None else {}))
+    host_link = _link(host, host_idx)
+    return LinkState(
+        host_name=host_link["ifname"],
+        host_mac=host_link["mac"],
+        pod_mac=_link(pod, pod_idx)["mac"],
+        recreated=recreated,
+    )
 
 
 def _create_pair(
-    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, interface: str
-) -> int:
-    """A new veth pair: host end with our alias under a free candidate name, the other end
-    in the pod named ``interface``. Returns the host end's index; on failure removes the pair."""
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, interface: str, mac: str
+) -> tuple[int, int]:
+    """A new veth pair: host end with our alias under a free candidate name, the other end made
+    right in the pod's netns (with ``mac``, one request) under a temporary name and renamed
+    ``interface`` last. Returns (host index, pod index); on failure removes the pair."""
     tmp = secrets.token_hex(7)[:13]
     host_tmp, peer_tmp = "ot" + tmp, "op" + tmp
-    host.link("add", ifname=host_tmp, kind="veth", peer={"ifname": peer_tmp})
+    fd = os.open(_netns_path(pod_netns), os.O_RDONLY)
+    try:
+        host.link("add", ifname=host_tmp, kind="veth",
+                  peer={"ifname": peer_tmp, "net_ns_fd": fd, "address": mac})
+    finally:
+        os.close(fd)
     host_idx = _lookup(host, host_tmp)
     if host_idx is None:
         raise PlumbingError(f"veth {host_tmp} vanished right after creation")
@@ -250,24 +317,15 @@ def _create_pair(
         # the kernel takes no alias at creation: set it before the link gets its real name
         host.link("set", index=host_idx, ifalias=link_alias(container_id, interface))
         _take_candidate_name(host, host_idx, container_id, interface)
-        peer_idx = _lookup(host, peer_tmp)
-        if peer_idx is None:
-            raise PlumbingError(f"veth peer {peer_tmp} vanished right after creation")
-        fd = os.open(pod_netns if "/" in pod_netns else f"/var/run/netns/{pod_netns}",
-                     os.O_RDONLY)
-        try:
-            host.link("set", index=peer_idx, net_ns_fd=fd)
-        finally:
-            os.close(fd)
-        peer_idx = _lookup(pod, peer_tmp)
-        if peer_idx is None:
+        pod_idx = _lookup(pod, peer_tmp)
+        if pod_idx is None:
             raise PlumbingError(f"veth peer {peer_tmp} did not arrive in {pod_netns}")
-        pod.link("set", index=peer_idx, ifname=interface)
+        pod.link("set", index=pod_idx, ifname=interface)
     except BaseException:
         with contextlib.suppress(NetlinkError):
             host.link("del", index=host_idx)  # takes the peer with it, wherever it is
         raise
-    return host_idx
+    return host_idx, pod_idx
 
 
 def _take_candidate_name(host: IPRoute, index: int, container_id: str, interface: str) -> None:
@@ -329,7 +387,7 @@ def _in_netns(netns: str) -> Iterator[None]:
     libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(netns if "/" in netns else f"/var/run/netns/{netns}", os.O_RDONLY)
+        target = os.open(_netns_path(netns), os.O_RDONLY)
         try:
             if libc.setns(target, _CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
@@ -416,11 +474,14 @@ def _converge_addresses(ipr: IPRoute, index: int, iface: InterfaceResult) -> Non
     DAD). A wanted IPv6 address stuck tentative or failed is re-added without DAD."""
     want = {_canonical(a.ip, a.prefix_length): a for a in iface.addresses}
     have = _current_addresses(ipr, index)
+    removed = False
     for (ip, prefix), flags in have.items():
         stuck = ":" in ip and flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
         if (ip, prefix) not in want or stuck:
             ipr.addr("del", index=index, address=ip, prefixlen=prefix)
-    have = _current_addresses(ipr, index)
+            removed = True
+    if removed:
+        have = _current_addresses(ipr, index)
     for key, a in want.items():
         if key in have:
             continue
