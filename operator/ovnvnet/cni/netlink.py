@@ -44,13 +44,13 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..model.annotation import InterfaceResult
+from ..model.annotation import IfaceAddress, InterfaceResult
 
 __all__ = [
     "LinkState",
@@ -280,7 +280,10 @@ def _ensure(
                 host.link("del", index=host_idx)
             raise
     pod.link("set", index=pod_idx, state="up", **settings)  # one message: MAC, MTU, then up
-    _converge_addresses(pod, pod_idx, iface)
+    if recreated:  # a new link has no address of its own to remove (nor a global IPv6 one)
+        _add_addresses(pod, pod_idx, iface.addresses)
+    else:
+        _converge_addresses(pod, pod_idx, iface)
     for dst, gw in _wanted_routes(iface):
         pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
 
@@ -291,7 +294,8 @@ def _ensure(
     return LinkState(
         host_name=host_link["ifname"],
         host_mac=host_link["mac"],
-        pod_mac=_link(pod, pod_idx)["mac"],
+        # a new pod end was made with the annotation's MAC; an existing one is read back
+        pod_mac=iface.mac if recreated else _link(pod, pod_idx)["mac"],
         recreated=recreated,
     )
 
@@ -482,13 +486,17 @@ def _converge_addresses(ipr: IPRoute, index: int, iface: InterfaceResult) -> Non
             removed = True
     if removed:
         have = _current_addresses(ipr, index)
-    for key, a in want.items():
-        if key in have:
-            continue
+    _add_addresses(ipr, index, [a for key, a in want.items() if key not in have])
+
+
+def _add_addresses(ipr: IPRoute, index: int, addresses: Iterable[IfaceAddress]) -> None:
+    """Add each address (IPv6 without DAD)."""
+    for a in addresses:
+        ip, prefix = _canonical(a.ip, a.prefix_length)
         if a.family == 6:
-            ipr.addr("add", index=index, address=key[0], prefixlen=key[1], flags=IFA_F_NODAD)
+            ipr.addr("add", index=index, address=ip, prefixlen=prefix, flags=IFA_F_NODAD)
         else:
-            ipr.addr("add", index=index, address=key[0], prefixlen=key[1])
+            ipr.addr("add", index=index, address=ip, prefixlen=prefix)
 
 
 def _routes(ipr: IPRoute, index: int) -> set[tuple[str, str]]:
