@@ -8,7 +8,9 @@ for `ovn-installed=true` on both. Reported: p50 / p99 of that ADD over N pods.
 Baseline (same run, same node): the bare cost of the same work with no ovnvnet code: two veth
 pairs with the pod ends in the pod's netns (MAC, address, up), the host ends on br-int with
 `iface-id` set to their logical switch ports, and the same wait for `ovn-installed`, done with `ip`
-and `ovs-vsctl` commands. Target: p50 <= 150 ms + the bare p50.
+and `ovs-vsctl` commands. Targets (issue 17): p50 <= the bare p50 + 50 ms, p99 <= the bare p99 +
+100 ms. The agent logs the time of each phase of every ADD (pod lookup, links, OVS ports,
+ovn-installed, result); their medians over the run are reported beside the figures.
 
 Both timers cover the same steps. Before either starts: the pod's netns exists (the runtime
 creates the sandbox netns before it calls ADD; the bare side creates its own), its logical switch
@@ -38,10 +40,27 @@ import re
 import secrets
 import subprocess
 import time
+from pathlib import Path
 
 from bench.common import Kube, Result, log, percentile, start_operator, unique
 
-TARGET_OVER_BARE_S = 0.150
+TARGET_OVER_BARE_S = 0.050      # p50 (issue 17)
+TARGET_P99_OVER_BARE_S = 0.100  # p99 (issue 17)
+PHASES = re.compile(r"ADD \S+ ok in \S+ \((.*)\)")
+
+
+def agent_phases(log_path) -> dict[str, float]:
+    """Median seconds of each ADD phase, from the agent's log lines (`ok in ... (pod 1 ms, ...)`)."""
+    seen: dict[str, list[float]] = {}
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return {}
+    for m in PHASES.finditer(text):
+        for part in m.group(1).split(", "):
+            name, _, value = part.rpartition(" ")[0].partition(" ")
+            seen.setdefault(name, []).append(float(value) / 1000)
+    return {k: percentile(v, 50) for k, v in seen.items()}
 
 
 def settle(stack) -> None:
@@ -114,7 +133,6 @@ def _add(stack, kube: Kube, kubelet, ns: str, name: str, nets: list[tuple[str, s
 
 def run(pods: int = 100, *, keep: bool = False, dual_stack: bool = False) -> Result:
     import tempfile
-    from pathlib import Path
 
     from harness.kubelet import Kubelet
     from harness.stack import Stack
@@ -154,14 +172,21 @@ def run(pods: int = 100, *, keep: bool = False, dual_stack: bool = False) -> Res
         p50, p99 = percentile(adds, 50), percentile(adds, 99)
         b50, b99 = percentile(bare, 50), percentile(bare, 99)
         res.add("ADD p50", p50, "s", baseline=b50, baseline_name="bare veth + OVS ports",
-                target="<= bare + 150 ms", met=p50 <= b50 + TARGET_OVER_BARE_S)
-        res.add("ADD p99", p99, "s", baseline=b99, baseline_name="bare veth + OVS ports")
-        res.add("ADD p50 minus bare p50", p50 - b50, "s", target="<= 0.150", met=p50 - b50 <= TARGET_OVER_BARE_S)
+                target="<= bare + 50 ms", met=p50 <= b50 + TARGET_OVER_BARE_S)
+        res.add("ADD p99", p99, "s", baseline=b99, baseline_name="bare veth + OVS ports",
+                target="<= bare p99 + 100 ms", met=p99 <= b99 + TARGET_P99_OVER_BARE_S)
+        res.add("ADD p50 minus bare p50", p50 - b50, "s", target="<= 0.050", met=p50 - b50 <= TARGET_OVER_BARE_S)
+        res.add("ADD p99 minus bare p99", p99 - b99, "s", target="<= 0.100",
+                met=p99 - b99 <= TARGET_P99_OVER_BARE_S)
+        phases = agent_phases(stack.root / "logs" / f"{stack.worker.AGENT}.log")
+        if phases:
+            res.notes.append("agent phases, median per ADD: " + ", ".join(
+                f"{k} {v * 1000:.0f} ms" for k, v in phases.items()))
         res.notes.append("both timers start with the netns made and the logical switch ports propagated "
                          "(`ovn-nbctl --wait=hv sync`) and end at ovn-installed on both ports")
         res.notes.append("ADD includes starting the libcni runtime helper and the shim (two execs), as a runtime "
                          "call does; bare runs `ip`/`ovs-vsctl` commands (about 10 execs)")
-        res.extra = {"add_s": adds, "bare_s": bare}
+        res.extra = {"add_s": adds, "bare_s": bare, "agent_phases_s": phases}
         for sb in kubelet.sandboxes():
             kubelet.remove_pod(sb.namespace, sb.name, wait=False)
     finally:
@@ -177,7 +202,6 @@ def _rtts(src, dst: str, count: int) -> list[float]:
 
 def run_two_nodes(pods: int = 100, *, rtt_rounds: int = 10, rtt_count: int = 20, keep: bool = False) -> Result:
     import tempfile
-    from pathlib import Path
 
     from harness.kubelet import Kubelet
     from harness.stack import Stack
@@ -256,6 +280,9 @@ def main(argv: list[str] | None = None) -> Result:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--results-dir", type=Path, default=None,
+                    help="write the result file there instead of bench/results (reduced runs beside "
+                         "the committed full-size file)")
     ap.add_argument("--dual-stack", action="store_true",
                     help="both networks dual-stack (result s4_cni_dualstack)")
     ap.add_argument("--two-nodes", action="store_true",
@@ -267,7 +294,7 @@ def main(argv: list[str] | None = None) -> Result:
     else:
         res = run(args.pods, keep=args.keep, dual_stack=args.dual_stack)
     print(res.table())
-    log(f"wrote {res.write()}")
+    log(f"wrote {res.write(args.results_dir) if args.results_dir else res.write()}")
     return res
 
 

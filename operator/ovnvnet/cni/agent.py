@@ -49,9 +49,10 @@ from ..model.network import display, parse_cidr
 from . import protocol as p
 from .hotplug import DEFAULT_RESYNC, Converger, KubeReporter, MemoryReporter, Reporter
 from .netlink import (
-    PlumbingError,
+    HostEnd,
+    InterfaceFailed,
     check_interface,
-    ensure_interface,
+    ensure_interfaces,
     find_host_veth,
     host_veth_name,
     remove_container_links,
@@ -143,6 +144,8 @@ class Agent:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         # called with (namespace, name) after each ADD (the hot-plug converge, cni/hotplug.py)
         self.after_add: Callable[[tuple[str, str]], None] | None = None
+        # seconds per phase of the last successful ADD (pod, links, ovs, installed, result)
+        self.last_phases: dict[str, float] = {}
 
     @contextlib.asynccontextmanager
     async def _container_lock(self, container_id: str) -> AsyncIterator[None]:
@@ -181,7 +184,8 @@ class Agent:
                 else:
                     await self.check(req)
                     out = ""
-            log.info("%s %s ok in %.2fs", command, cid[:12], time.monotonic() - started)
+            shown = f" ({_Phases.text(self.last_phases)})" if req.command == "ADD" else ""
+            log.info("%s %s ok in %.2fs%s", command, cid[:12], time.monotonic() - started, shown)
             return 0, out
         except p.CniError as e:
             log.warning("%s %s failed (%d): %s %s", command, cid[:12], e.code, e.msg, e.details)
@@ -328,28 +332,21 @@ class Agent:
             )
 
     async def add(self, req: p.CniRequest) -> dict[str, Any]:
+        """Plumb every interface: all veths in one thread call (one netlink socket per
+        namespace), all OVS ports in one transaction, then one wait for ``ovn-installed``.
+        The time of each phase goes to the log line of the request (``phases``)."""
+        phases = _Phases()
         await self._refuse_other_node(req)
         ifaces = await self._interfaces_for(req, req.annotation_timeout)
         ns, name, uid = self._pod_identity(req)
         pod = self.pods.get(ns, name)
         pod_uid = uid or (pod.uid if pod else "")
-        plumbed: list[p.PlumbedInterface] = []
-        ports: list[str] = []
-        for iface, lsp in ifaces:
-            try:
-                link = await asyncio.to_thread(
-                    ensure_interface, self.host_netns, req.netns, req.container_id, iface
-                )
-            except FileNotFoundError as e:
-                raise p.CniError(
-                    p.ERR_INVALID_ENV, f"network namespace {req.netns} does not exist", str(e)
-                ) from None
-            except (PlumbingError, OSError) as e:
-                raise p.CniError(
-                    p.ERR_PLUMBING, f"cannot plumb interface {iface.interface}: {e}"
-                ) from None
-            binding = PortBinding(
-                port_name=link.host_name,
+        phases.mark("pod")
+        attachment = attachment_name(req, [i for i, _ in ifaces])
+
+        def binding(iface: InterfaceResult, lsp: str, host_name: str) -> PortBinding:
+            return PortBinding(
+                port_name=host_name,
                 lsp_name=lsp,
                 mac=iface.mac,
                 container_id=req.container_id,
@@ -358,28 +355,64 @@ class Agent:
                 pod_name=name,
                 pod_uid=pod_uid,
                 interface=iface.interface,
-                attachment=attachment_name(req, [i for i, _ in ifaces]),
+                attachment=attachment,
                 entry=entry_digest(iface),
             )
-            try:
-                await asyncio.to_thread(self.ovs.ensure_port, binding, link.recreated)
-            except Exception as e:  # noqa: BLE001 - ovsdbapp raises several kinds
-                raise p.CniError(
-                    p.ERR_TRY_AGAIN_LATER,
-                    f"cannot add port {link.host_name} for {iface.interface} to OVS: {e}",
-                ) from None
-            ports.append(link.host_name)
-            plumbed.append(
-                p.PlumbedInterface(
-                    name=iface.interface,
-                    mac=link.pod_mac,
-                    host_name=link.host_name,
-                    host_mac=link.host_mac,
-                    addresses=tuple((a.cidr, a.gateway) for a in iface.addresses),
-                    mtu=iface.mtu,
-                    routes=tuple(wanted_routes(iface)),
-                )
+
+        # the OVS ports are added (in a thread of their own) as soon as every host end has its
+        # name, while the pod ends get their addresses: ovn-controller starts binding them early
+        loop = asyncio.get_running_loop()
+        port_jobs: list[asyncio.Future[None]] = []
+
+        def hosts_ready(ends: list[HostEnd]) -> None:  # runs in the plumbing thread
+            bindings = [(binding(iface, lsp, end.name), end.recreated)
+                        for (iface, lsp), end in zip(ifaces, ends, strict=True)]
+            job = asyncio.run_coroutine_threadsafe(
+                asyncio.to_thread(self.ovs.ensure_ports, bindings), loop)
+            port_jobs.append(asyncio.wrap_future(job, loop=loop))
+
+        try:
+            links = await asyncio.to_thread(
+                ensure_interfaces, self.host_netns, req.netns, req.container_id,
+                [iface for iface, _ in ifaces], hosts_ready,
             )
+        except FileNotFoundError as e:
+            await _settle(port_jobs)
+            raise p.CniError(
+                p.ERR_INVALID_ENV, f"network namespace {req.netns} does not exist", str(e)
+            ) from None
+        except InterfaceFailed as e:
+            await _settle(port_jobs)
+            raise p.CniError(
+                p.ERR_PLUMBING, f"cannot plumb interface {e.interface}: {e.error}"
+            ) from None
+        except BaseException:
+            await _settle(port_jobs)
+            raise
+        phases.mark("links")
+        try:
+            for job in port_jobs:
+                await job
+        except Exception as e:  # noqa: BLE001 - ovsdbapp raises several kinds
+            names = ", ".join(f"{link.host_name} for {iface.interface}"
+                              for (iface, _), link in zip(ifaces, links, strict=True))
+            raise p.CniError(
+                p.ERR_TRY_AGAIN_LATER, f"cannot add ports {names} to OVS: {e}",
+            ) from None
+        phases.mark("ovs")
+        ports = [link.host_name for link in links]
+        plumbed = [
+            p.PlumbedInterface(
+                name=iface.interface,
+                mac=link.pod_mac,
+                host_name=link.host_name,
+                host_mac=link.host_mac,
+                addresses=tuple((a.cidr, a.gateway) for a in iface.addresses),
+                mtu=iface.mtu,
+                routes=tuple(wanted_routes(iface)),
+            )
+            for (iface, _), link in zip(ifaces, links, strict=True)
+        ]
         pending = await asyncio.to_thread(
             self.ovs.wait_installed, ports, req.ovn_installed_timeout
         )
@@ -392,8 +425,12 @@ class Agent:
                 f"logical switch ports {', '.join(lsps)}: do they exist in the NB, and is "
                 "ovn-controller on this node connected to the SB?",
             )
+        phases.mark("installed")
         shown = p.result_subset(req.result_interfaces, req.ifname, plumbed)
-        return p.build_result(req.cni_version, req.netns, shown)
+        result = p.build_result(req.cni_version, req.netns, shown)
+        phases.mark("result")
+        self.last_phases = phases.spent  # logged by handle() (no await in between)
+        return result
 
     async def delete(self, req: p.CniRequest) -> None:
         """Every interface of the container; or, when its ports were plumbed one attachment per
@@ -441,6 +478,31 @@ class Agent:
                 f"pod {ns}/{name} does not match its ovnvnet annotation",
                 "; ".join(problems),
             )
+
+
+async def _settle(jobs: list[asyncio.Future[None]]) -> None:
+    """Wait for jobs started alongside a step that failed (their own errors are the lesser
+    news: the step's error is the one reported)."""
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            await job
+
+
+class _Phases:
+    """Seconds spent in each phase of a request, in order (``mark`` ends the current one)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.spent: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.spent[phase] = now - self._last
+        self._last = now
+
+    @staticmethod
+    def text(spent: Mapping[str, float]) -> str:
+        return ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in spent.items())
 
 
 def _retrying(annotations: Mapping[str, str]) -> bool:

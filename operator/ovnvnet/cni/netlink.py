@@ -15,8 +15,9 @@ Host-side names fit IFNAMSIZ: ``ov`` + 13 hex digits (52 bits) of a hash of (con
 interface). A name held by a link that is not ours (another container's, however unlikely at 52
 bits, or anyone else's) is never touched: ADD takes the next of :data:`NAME_ATTEMPTS` candidate
 names (the hash over the same pair and the attempt number), and ADD and CHECK find our link by
-probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names,
-gets its alias, and only then takes its real names: any link with a real name has its owner on it.
+probing the candidates for our alias. A new pair is created under random ``ot``/``op`` names (the
+``op`` end made right in the pod's netns), gets its alias, and only then takes its real names: any
+link with a real name has its owner on it.
 
 Addresses (every family of the interface, ``InterfaceResult.addresses``): IPv4 and IPv6 alike are
 converged to exactly the annotation's (the kernel's IPv6 link-local address is left alone). IPv6
@@ -43,19 +44,22 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..model.annotation import InterfaceResult
+from ..model.annotation import IfaceAddress, InterfaceResult
 
 __all__ = [
     "LinkState",
     "PlumbingError",
     "check_interface",
+    "HostEnd",
+    "InterfaceFailed",
     "ensure_interface",
+    "ensure_interfaces",
     "find_host_veth",
     "host_veth_name",
     "link_alias",
@@ -114,17 +118,36 @@ def _alias_owner(alias: str | None) -> str | None:
     return alias[len(_ALIAS_PREFIX):].rsplit(_ALIAS_IFACE, 1)[0]
 
 
+def _netns_path(netns: str) -> str:
+    return netns if "/" in netns else f"/var/run/netns/{netns}"
+
+
 @contextlib.contextmanager
 def _ns(netns: str | None) -> Iterator[IPRoute]:
-    """Netlink in ``netns`` (a name or path), or in our own netns for None."""
+    """Netlink in ``netns`` (a name or path), or in our own netns for None.
+
+    The socket is made by this thread inside the namespace (setns(2) of the calling thread only,
+    :func:`_in_netns`) and handed to pyroute2: a netlink socket stays bound to the namespace it
+    was created in. pyroute2's own ``NetNS`` forks a child process per socket to do the same,
+    which cost 50-100 ms per socket in the agent (profiled in bench/README.md, s4). No multicast
+    groups: the socket answers our requests only and never queues the namespace's events."""
     if netns is None:
-        with IPRoute() as ipr:
+        with IPRoute(groups=0) as ipr:
             yield ipr
-    else:
-        if not os.path.exists(netns if "/" in netns else f"/var/run/netns/{netns}"):
-            raise FileNotFoundError(errno.ENOENT, "network namespace not found", netns)
-        with NetNS(netns, flags=0) as ns:  # flags=0: never create a missing netns
-            yield ns
+        return
+    path = _netns_path(netns)
+    if not os.path.exists(path):  # never create a missing netns
+        raise FileNotFoundError(errno.ENOENT, "network namespace not found", netns)
+    with _in_netns(path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+    try:
+        ipr = IPRoute(fileno=sock.fileno(), groups=0)
+    except BaseException:
+        sock.close()
+        raise
+    sock.detach()  # the IPRoute owns the descriptor now
+    with ipr:
+        yield ipr
 
 
 def _lookup(ipr: IPRoute, name: str) -> int | None:
@@ -175,74 +198,164 @@ class LinkState:
     recreated: bool  # the veth pair was (re)created: any old OVS binding is stale
 
 
+class InterfaceFailed(Exception):
+    """:func:`ensure_interfaces` could not plumb ``interface``: ``error`` (a
+    :class:`PlumbingError` or an ``OSError``) says why."""
+
+    def __init__(self, interface: str, error: Exception) -> None:
+        super().__init__(str(error))
+        self.interface = interface
+        self.error = error
+
+
 def ensure_interface(
     host_netns: str | None, pod_netns: str, container_id: str, iface: InterfaceResult
 ) -> LinkState:
     """Converge one interface: veth pair, pod end named/addressed as the annotation says."""
-    recreated = False
     _check_ipv6_mtu(iface)  # before anything is created
     with _ns(host_netns) as host, _ns(pod_netns) as pod:
-        host_idx = _find_own(host, container_id, iface.interface)
-        pod_idx = _lookup(pod, iface.interface)
-        consistent = (
-            host_idx is not None
-            and pod_idx is not None
-            and _link(pod, pod_idx)["peer_index"] == host_idx
-        )
-        if not consistent:
-            recreated = True
-            if host_idx is not None:
-                host.link("del", index=host_idx)  # ours: the alias says so
-                if pod_idx is not None:
-                    pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
+        return _ensure(host, pod, pod_netns, container_id, iface)
+
+
+def ensure_interfaces(
+    host_netns: str | None, pod_netns: str, container_id: str, ifaces: list[InterfaceResult],
+    hosts_ready: Callable[[list[HostEnd]], None] | None = None,
+) -> list[LinkState]:
+    """:func:`ensure_interface` for each interface, over one netlink socket per namespace.
+
+    Two passes: first every veth pair exists with its real host name (and its pod end's MAC,
+    MTU and IPv6 settings: everything that can undo a new pair), then ``hosts_ready`` is called
+    with the host ends (so the caller can add the OVS ports while this thread goes on), then
+    each pod end is brought up with its addresses and routes and each host end up. A missing
+    namespace raises ``FileNotFoundError``; any other failure raises :class:`InterfaceFailed`
+    naming the interface (those plumbed before it stay: DEL removes them, as after single calls)."""
+    for iface in ifaces:
+        try:
+            _check_ipv6_mtu(iface)  # before anything is created
+        except PlumbingError as e:
+            raise InterfaceFailed(iface.interface, e) from e
+    with _ns(host_netns) as host, _ns(pod_netns) as pod:
+        ends: list[HostEnd] = []
+        for iface in ifaces:
+            with _failing_as(iface):
+                ends.append(_ensure_pair(host, pod, pod_netns, container_id, iface))
+        if hosts_ready is not None:
+            hosts_ready(ends)
+        out = []
+        for iface, end in zip(ifaces, ends, strict=True):
+            with _failing_as(iface):
+                out.append(_ensure_up(host, pod, iface, end))
+        return out
+
+
+@contextlib.contextmanager
+def _failing_as(iface: InterfaceResult) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (PlumbingError, OSError) as e:
+        raise InterfaceFailed(iface.interface, e) from e
+
+
+@dataclass(frozen=True)
+class HostEnd:
+    """A veth pair of :func:`ensure_interfaces` after its first pass: named, not yet up."""
+
+    name: str
+    mac: str
+    recreated: bool  # the pair was (re)created: any old OVS binding is stale
+    host_index: int
+    pod_index: int
+
+
+def _ensure(
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, iface: InterfaceResult
+) -> LinkState:
+    return _ensure_up(host, pod, iface, _ensure_pair(host, pod, pod_netns, container_id, iface))
+
+
+def _ensure_pair(
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, iface: InterfaceResult
+) -> HostEnd:
+    """The pair exists, consistent, host end named; pod end with its MAC, MTU, IPv6 settings."""
+    recreated = False
+    host_idx = _find_own(host, container_id, iface.interface)
+    pod_idx = _lookup(pod, iface.interface)
+    consistent = (
+        host_idx is not None
+        and pod_idx is not None
+        and _link(pod, pod_idx)["peer_index"] == host_idx
+    )
+    if not consistent:
+        recreated = True
+        if host_idx is not None:
+            host.link("del", index=host_idx)  # ours: the alias says so
             if pod_idx is not None:
-                raise PlumbingError(
-                    f"interface {iface.interface} already exists in {pod_netns} and is not "
-                    f"an ovnvnet veth; refusing to replace it"
-                )
-            host_idx = _create_pair(host, pod, pod_netns, container_id, iface.interface)
-            pod_idx = _lookup(pod, iface.interface)
-            if pod_idx is None:
-                raise PlumbingError(f"{iface.interface} vanished from {pod_netns} after creation")
-        assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
+                pod_idx = _lookup(pod, iface.interface)  # deleting our host end removed it
+        if pod_idx is not None:
+            raise PlumbingError(
+                f"interface {iface.interface} already exists in {pod_netns} and is not "
+                f"an ovnvnet veth; refusing to replace it"
+            )
+        host_idx, pod_idx = _create_pair(host, pod, pod_netns, container_id, iface.interface,
+                                         iface.mac)
+    assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
 
-        # pod end: MAC, MTU, IPv6 settings, up, addresses, routes (all idempotent)
-        settings: dict = {"address": iface.mac}
-        if iface.mtu is not None:
-            settings["mtu"] = iface.mtu
-        pod.link("set", index=pod_idx, **settings)
-        if _has_ipv6(iface):  # before up: the link-local address must not probe either
-            try:
-                _ipv6_sysctls(pod_netns, iface)
-            except PlumbingError:
-                if recreated:  # nothing half-done: the pair we just made goes again
-                    host.link("del", index=host_idx)
-                raise
-        pod.link("set", index=pod_idx, state="up")
+    # pod end: MAC, MTU, IPv6 settings (all idempotent); up comes in the second pass
+    settings: dict = {"address": iface.mac}
+    if iface.mtu is not None:
+        settings["mtu"] = iface.mtu
+    pod.link("set", index=pod_idx, **settings)
+    if _has_ipv6(iface):  # before up: the link-local address must not probe either
+        try:
+            _ipv6_sysctls(pod_netns, iface)
+        except PlumbingError:
+            if recreated:  # nothing half-done: the pair we just made goes again
+                host.link("del", index=host_idx)
+            raise
+    if iface.mtu is not None:  # the host end's MTU too, before OVS sees the link
+        host.link("set", index=host_idx, mtu=iface.mtu)
+    host_link = _link(host, host_idx)
+    return HostEnd(name=host_link["ifname"], mac=host_link["mac"], recreated=recreated,
+                   host_index=host_idx, pod_index=pod_idx)
+
+
+def _ensure_up(host: IPRoute, pod: IPRoute, iface: InterfaceResult, end: HostEnd) -> LinkState:
+    """Pod end up with its addresses and routes, host end up (with the MTU)."""
+    pod_idx = end.pod_index
+    pod.link("set", index=pod_idx, state="up")
+    if end.recreated:  # a new link has no address of its own to remove (nor a global IPv6 one)
+        _add_addresses(pod, pod_idx, iface.addresses)
+    else:
         _converge_addresses(pod, pod_idx, iface)
-        for dst, gw in _wanted_routes(iface):
-            pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
+    for dst, gw in _wanted_routes(iface):
+        pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
 
-        # host end: MTU and up (its MAC does not matter to OVN)
-        if iface.mtu is not None:
-            host.link("set", index=host_idx, mtu=iface.mtu)
-        host.link("set", index=host_idx, state="up")
-        return LinkState(
-            host_name=_link(host, host_idx)["ifname"],
-            host_mac=_link(host, host_idx)["mac"],
-            pod_mac=_link(pod, pod_idx)["mac"],
-            recreated=recreated,
-        )
+    host.link("set", index=end.host_index, state="up")  # its MAC does not matter to OVN
+    return LinkState(
+        host_name=end.name,
+        host_mac=end.mac,
+        # a new pod end was made with the annotation's MAC; an existing one is read back
+        pod_mac=iface.mac if end.recreated else _link(pod, pod_idx)["mac"],
+        recreated=end.recreated,
+    )
 
 
 def _create_pair(
-    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, interface: str
-) -> int:
-    """A new veth pair: host end with our alias under a free candidate name, the other end
-    in the pod named ``interface``. Returns the host end's index; on failure removes the pair."""
+    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, interface: str, mac: str
+) -> tuple[int, int]:
+    """A new veth pair: host end with our alias under a free candidate name, the other end made
+    right in the pod's netns (with ``mac``, one request) under a temporary name and renamed
+    ``interface`` last. Returns (host index, pod index); on failure removes the pair."""
     tmp = secrets.token_hex(7)[:13]
     host_tmp, peer_tmp = "ot" + tmp, "op" + tmp
-    host.link("add", ifname=host_tmp, kind="veth", peer={"ifname": peer_tmp})
+    fd = os.open(_netns_path(pod_netns), os.O_RDONLY)
+    try:
+        host.link("add", ifname=host_tmp, kind="veth",
+                  peer={"ifname": peer_tmp, "net_ns_fd": fd, "address": mac})
+    finally:
+        os.close(fd)
     host_idx = _lookup(host, host_tmp)
     if host_idx is None:
         raise PlumbingError(f"veth {host_tmp} vanished right after creation")
@@ -250,24 +363,15 @@ def _create_pair(
         # the kernel takes no alias at creation: set it before the link gets its real name
         host.link("set", index=host_idx, ifalias=link_alias(container_id, interface))
         _take_candidate_name(host, host_idx, container_id, interface)
-        peer_idx = _lookup(host, peer_tmp)
-        if peer_idx is None:
-            raise PlumbingError(f"veth peer {peer_tmp} vanished right after creation")
-        fd = os.open(pod_netns if "/" in pod_netns else f"/var/run/netns/{pod_netns}",
-                     os.O_RDONLY)
-        try:
-            host.link("set", index=peer_idx, net_ns_fd=fd)
-        finally:
-            os.close(fd)
-        peer_idx = _lookup(pod, peer_tmp)
-        if peer_idx is None:
+        pod_idx = _lookup(pod, peer_tmp)
+        if pod_idx is None:
             raise PlumbingError(f"veth peer {peer_tmp} did not arrive in {pod_netns}")
-        pod.link("set", index=peer_idx, ifname=interface)
+        pod.link("set", index=pod_idx, ifname=interface)
     except BaseException:
         with contextlib.suppress(NetlinkError):
             host.link("del", index=host_idx)  # takes the peer with it, wherever it is
         raise
-    return host_idx
+    return host_idx, pod_idx
 
 
 def _take_candidate_name(host: IPRoute, index: int, container_id: str, interface: str) -> None:
@@ -329,7 +433,7 @@ def _in_netns(netns: str) -> Iterator[None]:
     libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(netns if "/" in netns else f"/var/run/netns/{netns}", os.O_RDONLY)
+        target = os.open(_netns_path(netns), os.O_RDONLY)
         try:
             if libc.setns(target, _CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
@@ -416,18 +520,25 @@ def _converge_addresses(ipr: IPRoute, index: int, iface: InterfaceResult) -> Non
     DAD). A wanted IPv6 address stuck tentative or failed is re-added without DAD."""
     want = {_canonical(a.ip, a.prefix_length): a for a in iface.addresses}
     have = _current_addresses(ipr, index)
+    removed = False
     for (ip, prefix), flags in have.items():
         stuck = ":" in ip and flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
         if (ip, prefix) not in want or stuck:
             ipr.addr("del", index=index, address=ip, prefixlen=prefix)
-    have = _current_addresses(ipr, index)
-    for key, a in want.items():
-        if key in have:
-            continue
+            removed = True
+    if removed:
+        have = _current_addresses(ipr, index)
+    _add_addresses(ipr, index, [a for key, a in want.items() if key not in have])
+
+
+def _add_addresses(ipr: IPRoute, index: int, addresses: Iterable[IfaceAddress]) -> None:
+    """Add each address (IPv6 without DAD)."""
+    for a in addresses:
+        ip, prefix = _canonical(a.ip, a.prefix_length)
         if a.family == 6:
-            ipr.addr("add", index=index, address=key[0], prefixlen=key[1], flags=IFA_F_NODAD)
+            ipr.addr("add", index=index, address=ip, prefixlen=prefix, flags=IFA_F_NODAD)
         else:
-            ipr.addr("add", index=index, address=key[0], prefixlen=key[1])
+            ipr.addr("add", index=index, address=ip, prefixlen=prefix)
 
 
 def _routes(ipr: IPRoute, index: int) -> set[tuple[str, str]]:

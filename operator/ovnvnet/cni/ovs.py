@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ ATTACHMENT_KEY = "ovnvnet.io/attachment"  # the network configuration's name, in
 IFACE_ID = "iface-id"
 log = logging.getLogger("ovnvnet.cni.ovs")
 OVN_INSTALLED = "ovn-installed"
+INSTALLED_RECHECK = 0.5  # seconds: wait_installed's re-check without any Interface change
 
 
 def entry_digest(iface: InterfaceResult) -> str:
@@ -94,12 +96,31 @@ class PortBinding:
         }
 
 
+class _InterfaceWatchingIdl(connection.OvsdbIdl):
+    """The replica, counting every change of an Interface row as the IDL thread applies it, so
+    :meth:`OvsPorts.wait_installed` wakes on ovn-controller's ``ovn-installed`` write instead of
+    polling."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interface_changes = threading.Condition()
+        self.interface_generation = 0
+
+    def notify(self, event: Any, row: Any, updates: Any = None) -> None:
+        if getattr(getattr(row, "_table", None), "name", None) == "Interface":
+            with self.interface_changes:
+                self.interface_generation += 1
+                self.interface_changes.notify_all()
+        super().notify(event, row, updates)
+
+
 class OvsPorts:
     """br-int ports of pod interfaces, through ovsdbapp on the local Open_vSwitch DB."""
 
     def __init__(self, remote: str, bridge: str = "br-int", timeout: float = 30) -> None:
         self.bridge = bridge
-        idl = connection.OvsdbIdl.from_server(remote, "Open_vSwitch")
+        idl = _InterfaceWatchingIdl.from_server(remote, "Open_vSwitch")
+        self._idl = idl
         self._conn = connection.Connection(idl=idl, timeout=timeout)
         # ovsdbapp keeps the connection at class level: a private subclass per instance lets
         # several agents (tests) live in one process without sharing a connection.
@@ -114,22 +135,37 @@ class OvsPorts:
 
         The caller holds the link of this name (its alias says so): a port of that name recorded
         for another container is a leftover whose link is gone, and is replaced."""
-        previous = (self.interface_ids(binding.port_name) or {}).get(SANDBOX_KEY)
-        if previous and previous != binding.container_id:
-            log.warning("OVS port %s was recorded for container %s, whose link is gone; "
-                        "replacing it for %s", binding.port_name, previous, binding.container_id)
-            recreate = True
-        if recreate:
-            with self.api.transaction(check_error=True) as txn:
-                txn.add(self.api.del_port(binding.port_name, if_exists=True))
+        self.ensure_ports([(binding, recreate)])
+
+    def ensure_ports(self, bindings: list[tuple[PortBinding, bool]]) -> None:
+        """:meth:`ensure_port` for several ports in one transaction (one round trip to
+        ovsdb-server). A stale port is deleted first, in a transaction of its own, only when one
+        of that name exists in the replica (a fresh ADD has none: no round trip for it)."""
+        stale = []
+        for binding, recreate in bindings:
+            ids = self.interface_ids(binding.port_name)
+            previous = (ids or {}).get(SANDBOX_KEY)
+            if previous and previous != binding.container_id:
+                log.warning("OVS port %s was recorded for container %s, whose link is gone; "
+                            "replacing it for %s", binding.port_name, previous, binding.container_id)
+                recreate = True
+            if recreate and (ids is not None or self._port_exists(binding.port_name)):
+                stale.append(binding.port_name)
+        if stale:
+            self.delete_ports(stale)
         with self.api.transaction(check_error=True) as txn:
-            txn.add(self.api.add_port(self.bridge, binding.port_name, may_exist=True))
-            # may_exist returns an existing row untouched: set the columns explicitly
-            txn.add(
-                self.api.db_set(
-                    "Interface", binding.port_name, ("external_ids", binding.external_ids())
+            for binding, _ in bindings:
+                txn.add(self.api.add_port(self.bridge, binding.port_name, may_exist=True))
+                # may_exist returns an existing row untouched: set the columns explicitly
+                txn.add(
+                    self.api.db_set(
+                        "Interface", binding.port_name, ("external_ids", binding.external_ids())
+                    )
                 )
-            )
+
+    def _port_exists(self, port_name: str) -> bool:
+        return bool(self.api.db_find_rows("Port", ("name", "=", port_name)).execute(
+            check_error=True))
 
     def interface_ids(self, port_name: str) -> Mapping[str, str] | None:
         rows = self.api.db_find_rows("Interface", ("name", "=", port_name)).execute(
@@ -149,17 +185,27 @@ class OvsPorts:
         return ofport[0] if ofport else None
 
     def wait_installed(self, port_names: list[str], timeout: float) -> list[str]:
-        """Wait for ovn-installed=true on every port; returns those still not installed."""
+        """Wait for ovn-installed=true on every port; returns those still not installed.
+
+        Woken by the replica's own update (ovn-controller's write reaches us as an Interface
+        change, :class:`_InterfaceWatchingIdl`), re-checked at least every
+        :data:`INSTALLED_RECHECK` seconds whatever happens."""
         deadline = time.monotonic() + timeout
         pending = list(port_names)
+        changes = self._idl.interface_changes
         while True:
+            with changes:
+                seen = self._idl.interface_generation
             pending = [
                 p for p in pending
                 if (self.interface_ids(p) or {}).get(OVN_INSTALLED) != "true"
             ]
-            if not pending or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
                 return pending
-            time.sleep(0.01)  # reads the local replica: cheap; a coarse poll adds up to its period to every ADD
+            with changes:  # a change since `seen` was read: re-check at once
+                if self._idl.interface_generation == seen:
+                    changes.wait(min(remaining, INSTALLED_RECHECK))
 
     def ports_of_container(self, container_id: str) -> list[tuple[str, Mapping[str, str]]]:
         rows = self.api.db_find_rows(
