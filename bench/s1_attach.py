@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from bench.common import (
@@ -243,6 +244,30 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
     return res
 
 
+def operator_counters(stack: Stack) -> dict[str, float]:
+    """The operator's own request counters from its /metrics: API requests by ``VERB resource``
+    and ``NB transactions`` (kube/client.py, ovn/nb.py); {} when they cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.health_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("ovnvnet_api_requests_total{"):
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")].split(","))
+            key = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
+            out[key] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ovnvnet_nb_transactions_total "):
+            out["NB transactions"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def per_pod(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Counter increments over a burst, per pod (only those that moved)."""
+    return {k: round((v - before.get(k, 0.0)) / n, 3) for k, v in sorted(after.items()) if v > before.get(k, 0.0)}
+
+
 def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: list[str], timeout: float, n: int,
                     env: dict[str, str], prof_out: Path | None) -> dict:
     start_operator(stack, env)
@@ -251,12 +276,16 @@ def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: l
     cpu0 = cpu_seconds(pid)
     others = {name: stack.pid(name) for name in STACK_PROCESSES}
     others0 = {name: cpu_seconds(p) for name, p in others.items()}
+    counted0 = operator_counters(stack)
     with Profiler(pid, prof_out):
         out = burst(kube, ns, specs, timeout=timeout)
+    time.sleep(0.5)   # the last flush window of the records
+    out["requests_per_pod"] = per_pod(counted0, operator_counters(stack), n)
     out["operator_cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
     out["stack_cpu_s"] = {name: round((cpu_seconds(p) or 0) - (others0[name] or 0), 3) for name, p in others.items()}
     out["operator_rss_hwm_mb"] = rss_hwm_mb(pid)
-    log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod")
+    log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod; "
+        f"per pod: {out['requests_per_pod']}")
     kube.delete_all_pods(ns)
     wait_released(kube, net_names)
     stack.stop_operator()

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from ovnvnet import metrics
 from ovnvnet.kube.connection import Connection
 
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -26,6 +27,24 @@ class ApiError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+RESOURCES = frozenset(("pods", "ipblocks", "virtualnetworks", "ipclaims", "events", "namespaces", "leases",
+                       "secrets", "network-attachment-definitions", "nodes"))
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names (its last known resource segment, ``/status`` kept), for
+    the request counter."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in RESOURCES and not (i > 0 and parts[i - 1] == "namespaces"):
+            return parts[i] + ("/status" if parts[-1] == "status" and i < len(parts) - 1 else "")
+    return "other"
+
+
+def count(method: str, path: str) -> None:
+    metrics.API_REQUESTS.labels(method, resource_of(path)).inc()
 
 
 def _message(text: str) -> str:
@@ -70,6 +89,7 @@ class KubeClient:
                       content_type: str = "application/json", accept: str | None = None) -> Any:
         data = json.dumps(body) if body is not None else None
         for attempt in (1, 2):
+            count(method, path)
             headers = self._headers(accept)
             if data is not None:
                 headers["Content-Type"] = content_type
@@ -89,6 +109,7 @@ class KubeClient:
         query = {**(params or {}), "watch": "1", "resourceVersion": resource_version,
                  "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
         for attempt in (1, 2):
+            count("WATCH", path)
             async with self.session().get(self._url(path), params=query, headers=self._headers(),
                                           timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)) as resp:
                 if resp.status == 401 and attempt == 1 and self.connection.refresh_token():

@@ -17,6 +17,7 @@ from ovsdbapp.backend.ovs_idl import command as cmd
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
+from ovnvnet import metrics
 from ovnvnet.model import names
 from ovnvnet.model.names import NETWORK_KEY, OWNER_KEY, OWNER_VALUE, ROUTER_NAME
 
@@ -326,6 +327,7 @@ class NbClient:
 
     def _commit(self, *commands: cmd.BaseCommand) -> None:
         assert self.api is not None, "NbClient.connect() first"
+        metrics.NB_TRANSACTIONS.inc()
         with self.api.transaction(check_error=True) as txn:
             for c in commands:
                 txn.add(c)
