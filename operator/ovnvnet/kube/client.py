@@ -19,6 +19,12 @@ import aiohttp
 from ovnvnet import metrics
 from ovnvnet.kube.connection import Connection
 
+CONNECTIONS = 24
+"""At most this many connections to the API server (watches included). Each new one costs a TLS
+handshake (the largest single item of a burst's profile with 64); a burst of pods queues for a
+connection instead of opening one per concurrent write."""
+KEEPALIVE = 120.0
+"""Seconds an idle connection is kept (aiohttp's default, 15 s, closes them between bursts)."""
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
@@ -73,7 +79,8 @@ class KubeClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=CONNECTIONS,
+                                               keepalive_timeout=KEEPALIVE),
                 timeout=aiohttp.ClientTimeout(total=60),
             )
         return self._session
@@ -87,7 +94,7 @@ class KubeClient:
 
     async def request(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
                       content_type: str = "application/json", accept: str | None = None) -> Any:
-        data = json.dumps(body) if body is not None else None
+        data = json.dumps(body).encode() if body is not None else None   # bytes: no text payload to re-encode
         for attempt in (1, 2):
             count(method, path)
             headers = self._headers(accept)
