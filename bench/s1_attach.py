@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench.common import (
     FLOOR_NAMES,
+    FLOORS,
     Kube,
     PodWatcher,
     Result,
@@ -201,7 +202,10 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
                 else:
                     start_floor(stack, side)
                     try:
+                        fpid = stack.pid(FLOORS[side][0])
+                        cpu0 = cpu_seconds(fpid)
                         out = burst(kube, ns, specs, timeout=timeout)
+                        out["floor_cpu_s"] = (cpu_seconds(fpid) or 0) - (cpu0 or 0)
                     finally:
                         stop_floor(stack, side)
                     kube.delete_all_pods(ns)
@@ -232,7 +236,14 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
             row.target, row.met = f"<= {TARGET_P99:g} s", v <= TARGET_P99
     res.add("latency p99 vs Kopf floor", med("operator", "p99"), "s", baseline=med("kopf", "p99"),
             baseline_name=SIDE_NAMES["kopf"], ratio=paired("kopf", "p99"))
-    res.add("operator CPU per pod", med("operator", "operator_cpu_s") * 1000 / n, "ms")
+    op_cpu = med("operator", "operator_cpu_s") * 1000 / n
+    for side in ("raw", "kopf"):
+        floor_cpu = (med(side, "floor_cpu_s") or 0) * 1000 / n
+        res.add("operator CPU per pod" + ("" if side == "raw" else " vs Kopf floor"), op_cpu, "ms",
+                baseline=floor_cpu or None, baseline_name=f"{SIDE_NAMES[side]}'s CPU per pod",
+                ratio=op_cpu / floor_cpu if floor_cpu else None,
+                **({"target": "<= 1.0 ms", "met": op_cpu <= 1.0} if side == "raw" else {}))
+    res.extra["requests_per_pod"] = runs["operator"][-1].get("requests_per_pod", {})
     res.add("operator peak RSS", med("operator", "operator_rss_hwm_mb"), "MiB")
     res.add("pod create rate (operator runs)", med("operator", "create_per_s"), "pods/s",
             baseline=med("raw", "create_per_s"), baseline_name="raw floor runs")
