@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 COLUMNS = {
     "Logical_Switch": ("name", "ports", "external_ids", "other_config"),
-    "Logical_Switch_Port": ("name", "type", "options", "addresses", "port_security", "external_ids"),
+    "Logical_Switch_Port": ("name", "type", "options", "addresses", "port_security", "external_ids", "up"),
     "Logical_Router": ("name", "ports", "external_ids"),
     "Logical_Router_Port": ("name", "mac", "networks", "external_ids"),
 }
-"""What the replica monitors: only the columns ovnvnet reads or writes. northd writes every new
-port's ``up`` (and ``dynamic_addresses``...): an update of a column not monitored is not sent,
-so a port costs the replica one update (its insertion) instead of two."""
+"""What the replica monitors: only the columns ovnvnet reads or writes (those the server's schema
+has). Updates of other columns (e.g. those ovn-controller or northd keep) are not sent to it.
+
+A new pod port is inserted with ``up`` false, the value northd gives an unbound port: otherwise
+northd writes it into every new port itself, an NB transaction of its own after each of ours,
+and every NB change costs northd a full recompute of the logical flows (OVN 23.03 has no
+incremental processing of switch ports): two recomputes per batch of ports instead of one."""
 TABLES = tuple(COLUMNS)
 
 
@@ -204,6 +208,8 @@ class EnsurePorts(_Cmd):
             if lsp is None:
                 lsp = txn.insert(self.api.tables["Logical_Switch_Port"])
                 lsp.name = p.name
+                if "up" in self.api.tables["Logical_Switch_Port"].columns:
+                    lsp.up = [False]   # as northd would set it (see COLUMNS): nothing left for it to write
                 sw.addvalue("ports", lsp)
             elif not _owned(lsp):
                 raise NotOwnedError(f"logical switch port {p.name} exists and is not owned by ovnvnet")
@@ -321,7 +327,8 @@ class NbClient:
             # only the tables ovnvnet reads or writes: a smaller replica syncs faster
             helper = idlutils.get_schema_helper(self.remote, "OVN_Northbound")
             for table, columns in COLUMNS.items():
-                helper.register_columns(table, list(columns))
+                have = helper.schema_json["tables"][table]["columns"]
+                helper.register_columns(table, [c for c in columns if c in have])
             idl = connection.OvsdbIdl(self.remote, helper)
         except Exception as exc:  # ovsdbapp raises a bare Exception when unreachable
             raise ConnectionError(f"cannot reach OVN NB at {self.remote}: {exc}") from exc
