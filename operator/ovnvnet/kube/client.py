@@ -93,7 +93,10 @@ class KubeClient:
         return self.connection.server.rstrip("/") + path
 
     async def request(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
-                      content_type: str = "application/json", accept: str | None = None) -> Any:
+                      content_type: str = "application/json", accept: str | None = None,
+                      decode: bool = True) -> Any:
+        """One request; the answer's JSON, or None with ``decode`` False (the body is read, not
+        parsed: a write whose answer, the whole object, nobody reads)."""
         data = json.dumps(body).encode() if body is not None else None   # bytes: no text payload to re-encode
         for attempt in (1, 2):
             count(method, path)
@@ -102,12 +105,12 @@ class KubeClient:
                 headers["Content-Type"] = content_type
             async with self.session().request(method, self._url(path), data=data, params=params,
                                               headers=headers) as resp:
-                text = await resp.text()
+                raw = await resp.read()
             if resp.status == 401 and attempt == 1 and self.connection.refresh_token():
                 continue   # the token was rotated: once more with the new one
             if resp.status >= 400:
-                raise ApiError(resp.status, _message(text))
-            return json.loads(text) if text else None
+                raise ApiError(resp.status, _message(raw.decode("utf-8", "replace")))
+            return json.loads(raw) if raw and decode else None
 
     async def watch(self, path: str, resource_version: str, *, timeout: int = 300,
                     params: dict | None = None) -> AsyncIterator[dict]:
@@ -151,8 +154,9 @@ class KubeClient:
             if not cont:
                 return
 
-    async def merge_patch(self, path: str, body: dict) -> Any:
-        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    async def merge_patch(self, path: str, body: dict, *, decode: bool = True) -> Any:
+        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json",
+                                  decode=decode)
 
     async def json_patch(self, path: str, ops: list[dict]) -> Any:
         return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
@@ -167,13 +171,13 @@ class KubeClient:
         return f"/apis/ovnvnet.io/v1/virtualnetworks/{name}" + ("/status" if status else "")
 
     async def patch_pod_annotations(self, namespace: str, name: str, uid: str,
-                                    set_: dict[str, str], remove: tuple[str, ...] = ()) -> dict:
+                                    set_: dict[str, str], remove: tuple[str, ...] = ()) -> None:
         """Set/remove pod annotations in one merge patch, only if the pod still has `uid`: the UID
         in the patch is a precondition (a same-name successor is never annotated with its
         predecessor's addresses; the API server answers 409/422 instead)."""
         annotations: dict[str, str | None] = {**set_, **{k: None for k in remove}}
-        return await self.merge_patch(self.pod_path(namespace, name),
-                                      {"metadata": {"uid": uid, "annotations": annotations}})
+        await self.merge_patch(self.pod_path(namespace, name), {"metadata": {"uid": uid, "annotations": annotations}},
+                               decode=False)
 
     async def post_event(self, obj: dict, *, type_: str, reason: str, message: str,
                          component: str = "ovnvnet") -> None:
