@@ -59,3 +59,21 @@ def test_anything_to_do_is_not_settled() -> None:
         state.seal_key = b"j" * 32   # a new key: the result is written again
         assert not pod_rec.settled(state, body)
     asyncio.run(run())
+
+
+def test_attached_pods_logged_once_per_window(caplog) -> None:
+    """A burst of attaches is one INFO record per window naming each pod (`pod.AttachLog`)."""
+    async def run() -> None:
+        attach_log = pod_rec.AttachLog(window=0.05, names=2)
+        with caplog.at_level("INFO", logger=pod_rec.log.name):
+            for i in range(3):
+                attach_log.add(f"ns/p{i}")
+            assert not caplog.records
+            await asyncio.sleep(0.1)
+            attach_log.add("ns/late")
+            await asyncio.sleep(0.1)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("attached 3 pod(s)") and "ns/p0, ns/p1 and 1 more" in lines[0]
+        assert lines[1].startswith("attached 1 pod(s)") and lines[1].endswith("ns/late")
+    asyncio.run(run())

@@ -28,6 +28,7 @@ a result that claims another pod's recorded address is refused for the life of t
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,38 @@ GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
 
 __all__ = ["RequestRefused", "RetryLater"]  # re-exported: callers catch them from here
+
+
+class AttachLog:
+    """The INFO line of attached pods, one per ``window`` seconds naming every pod attached in it
+    (a burst of pods costs one log record a second, not one each; each pod's addresses are logged
+    at DEBUG)."""
+
+    def __init__(self, window: float = 1.0, names: int = 100):
+        self.window, self.names = window, names
+        self.pods: list[str] = []
+        self.started = 0.0
+
+    def add(self, pod: str) -> None:
+        if not self.pods:
+            self.started = time.monotonic()
+            try:
+                asyncio.get_running_loop().call_later(self.window, self.flush)
+            except RuntimeError:   # no loop (a synchronous caller): say it now
+                self.pods.append(pod)
+                self.flush()
+                return
+        self.pods.append(pod)
+
+    def flush(self) -> None:
+        pods, self.pods = self.pods, []
+        if pods:
+            more = f" and {len(pods) - self.names} more" if len(pods) > self.names else ""
+            log.info("attached %d pod(s) in %.1fs: %s%s", len(pods), time.monotonic() - self.started,
+                     ", ".join(pods[:self.names]), more)
+
+
+ATTACH_LOG = AttachLog()
 
 
 def pod_ident(body: dict) -> tuple[str, str, str]:
@@ -625,7 +658,9 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
                          "the allocation is kept and the same result written again")
     metrics.ATTACHED.inc()
     metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
-    log.info("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+    ATTACH_LOG.add(f"{ns}/{name}")
 
 
 async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], is_legacy: bool
