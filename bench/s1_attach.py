@@ -14,7 +14,9 @@ Baselines, in the same run and on the same stack:
 Each repeat (default 3) runs the two API floors and the operator back to back on the same pods,
 in an order rotated per repeat; reported are medians, and ratios are medians of the per-repeat
 ratios, so one noisy minute does not decide a ratio.
-Targets: throughput >= 0.8 x raw API floor; p99 latency <= 1 s.
+Targets: throughput >= 0.8 x raw API floor; p99 latency <= 1 s; operator CPU per pod <= 1 ms (beside
+each floor's own CPU per pod). After each operator burst the invariant (harness.kit.check_invariant)
+must hold, and the operator's API requests and NB transactions per pod are recorded.
 """
 from __future__ import annotations
 
@@ -295,6 +297,8 @@ def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: l
     out["operator_cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
     out["stack_cpu_s"] = {name: round((cpu_seconds(p) or 0) - (others0[name] or 0), 3) for name, p in others.items()}
     out["operator_rss_hwm_mb"] = rss_hwm_mb(pid)
+    from harness.kit import Cluster, check_invariant
+    out["invariant"] = check_invariant(Cluster(stack), net_names, timeout=60)   # raises when it does not hold
     log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod; "
         f"per pod: {out['requests_per_pod']}")
     kube.delete_all_pods(ns)
