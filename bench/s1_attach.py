@@ -14,7 +14,9 @@ Baselines, in the same run and on the same stack:
 Each repeat (default 3) runs the two API floors and the operator back to back on the same pods,
 in an order rotated per repeat; reported are medians, and ratios are medians of the per-repeat
 ratios, so one noisy minute does not decide a ratio.
-Targets: throughput >= 0.8 x raw API floor; p99 latency <= 1 s.
+Targets: throughput >= 0.8 x raw API floor; p99 latency <= 1 s; operator CPU per pod <= 1 ms (beside
+each floor's own CPU per pod). After each operator burst the invariant (harness.kit.check_invariant)
+must hold, and the operator's API requests and NB transactions per pod are recorded.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from bench.common import (
     FLOOR_NAMES,
+    FLOORS,
     Kube,
     PodWatcher,
     Result,
@@ -200,7 +204,10 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
                 else:
                     start_floor(stack, side)
                     try:
+                        fpid = stack.pid(FLOORS[side][0])
+                        cpu0 = cpu_seconds(fpid)
                         out = burst(kube, ns, specs, timeout=timeout)
+                        out["floor_cpu_s"] = (cpu_seconds(fpid) or 0) - (cpu0 or 0)
                     finally:
                         stop_floor(stack, side)
                     kube.delete_all_pods(ns)
@@ -231,7 +238,14 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
             row.target, row.met = f"<= {TARGET_P99:g} s", v <= TARGET_P99
     res.add("latency p99 vs Kopf floor", med("operator", "p99"), "s", baseline=med("kopf", "p99"),
             baseline_name=SIDE_NAMES["kopf"], ratio=paired("kopf", "p99"))
-    res.add("operator CPU per pod", med("operator", "operator_cpu_s") * 1000 / n, "ms")
+    op_cpu = med("operator", "operator_cpu_s") * 1000 / n
+    for side in ("raw", "kopf"):
+        floor_cpu = (med(side, "floor_cpu_s") or 0) * 1000 / n
+        res.add("operator CPU per pod" + ("" if side == "raw" else " vs Kopf floor"), op_cpu, "ms",
+                baseline=floor_cpu or None, baseline_name=f"{SIDE_NAMES[side]}'s CPU per pod",
+                ratio=op_cpu / floor_cpu if floor_cpu else None,
+                **({"target": "<= 1.0 ms", "met": op_cpu <= 1.0} if side == "raw" else {}))
+    res.extra["requests_per_pod"] = runs["operator"][-1].get("requests_per_pod", {})
     res.add("operator peak RSS", med("operator", "operator_rss_hwm_mb"), "MiB")
     res.add("pod create rate (operator runs)", med("operator", "create_per_s"), "pods/s",
             baseline=med("raw", "create_per_s"), baseline_name="raw floor runs")
@@ -243,6 +257,30 @@ def run(n: int = 1000, repeats: int = 3, *, keep: bool = False, profile: Path | 
     return res
 
 
+def operator_counters(stack: Stack) -> dict[str, float]:
+    """The operator's own request counters from its /metrics: API requests by ``VERB resource``
+    and ``NB transactions`` (kube/client.py, ovn/nb.py); {} when they cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.health_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("ovnvnet_api_requests_total{"):
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")].split(","))
+            key = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
+            out[key] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ovnvnet_nb_transactions_total "):
+            out["NB transactions"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def per_pod(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Counter increments over a burst, per pod (only those that moved)."""
+    return {k: round((v - before.get(k, 0.0)) / n, 3) for k, v in sorted(after.items()) if v > before.get(k, 0.0)}
+
+
 def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: list[str], timeout: float, n: int,
                     env: dict[str, str], prof_out: Path | None) -> dict:
     start_operator(stack, env)
@@ -251,12 +289,18 @@ def _operator_burst(stack: Stack, kube: Kube, ns: str, specs: list, net_names: l
     cpu0 = cpu_seconds(pid)
     others = {name: stack.pid(name) for name in STACK_PROCESSES}
     others0 = {name: cpu_seconds(p) for name, p in others.items()}
+    counted0 = operator_counters(stack)
     with Profiler(pid, prof_out):
         out = burst(kube, ns, specs, timeout=timeout)
+    time.sleep(0.5)   # the last flush window of the records
+    out["requests_per_pod"] = per_pod(counted0, operator_counters(stack), n)
     out["operator_cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
     out["stack_cpu_s"] = {name: round((cpu_seconds(p) or 0) - (others0[name] or 0), 3) for name, p in others.items()}
     out["operator_rss_hwm_mb"] = rss_hwm_mb(pid)
-    log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod")
+    from harness.kit import Cluster, check_invariant
+    out["invariant"] = check_invariant(Cluster(stack), net_names, timeout=60)   # raises when it does not hold
+    log(f"operator CPU {out['operator_cpu_s']:.1f}s, {out['operator_cpu_s'] * 1000 / n:.1f} ms/pod; "
+        f"per pod: {out['requests_per_pod']}")
     kube.delete_all_pods(ns)
     wait_released(kube, net_names)
     stack.stop_operator()

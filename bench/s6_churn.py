@@ -20,10 +20,12 @@ import time
 
 from bench.common import (
     FLOOR_NAMES,
+    FLOORS,
     Kube,
     PodWatcher,
     Result,
     bench_stack,
+    cpu_seconds,
     log,
     median,
     percentile,
@@ -99,14 +101,20 @@ def run(n: int = 2000, in_flight: int = 50, repeats: int = 3, *, baseline: bool 
                     start_operator(stack, {"OVNVNET_SWEEP_INTERVAL": "5"})
                     kube.wait_vnets_ready(net_names)
                     try:
+                        pid = stack.pid("operator")
+                        cpu0 = cpu_seconds(pid)
                         out = churn(kube, ns, pod_specs(n, net_names), in_flight)
+                        out["cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
                         checks.append(_check_after(kube, cluster, ns, net_names))
                     finally:
                         stack.stop_operator()
                 else:
                     start_floor(stack, side)
                     try:
+                        pid = stack.pid(FLOORS[side][0])
+                        cpu0 = cpu_seconds(pid)
                         out = churn(kube, ns, pod_specs(n, net_names), in_flight)
+                        out["cpu_s"] = (cpu_seconds(pid) or 0) - (cpu0 or 0)
                     finally:
                         stop_floor(stack, side)
                 runs[side].append(out)
@@ -131,6 +139,13 @@ def run(n: int = 2000, in_flight: int = 50, repeats: int = 3, *, baseline: bool 
     for p in ("cycle_p50", "cycle_p99"):
         res.add(f"create->attached->gone {p[6:]}", med("operator", p), "s", baseline=med("raw", p),
                 baseline_name=FLOOR_NAMES["raw"], ratio=paired("raw", p))
+    op_cpu = (med("operator", "cpu_s") or 0) * 1000 / n
+    for side in ("raw", "kopf"):
+        floor_cpu = (med(side, "cpu_s") or 0) * 1000 / n
+        res.add("operator CPU per pod (attach + release)" + ("" if side == "raw" else " vs Kopf floor"), op_cpu,
+                "ms", baseline=floor_cpu or None, baseline_name=f"{FLOOR_NAMES[side]}'s CPU per pod",
+                ratio=op_cpu / floor_cpu if floor_cpu else None,
+                **({"target": "<= 1.0 ms", "met": op_cpu <= 1.0} if side == "raw" else {}))
     held = all(c["invariant"] for c in checks)
     why = next((c["why"] for c in checks if not c["invariant"]), "")
     res.add("invariant holds after every operator run", 1.0 if held else 0.0, "", target="holds", met=held,

@@ -12,3 +12,6 @@ REBUILD_SECONDS = Gauge("ovnvnet_rebuild_seconds", "Time taken by the last rebui
 ISOLATED_FAILURES = Counter("ovnvnet_isolated_failures_total",
                             "Failures confined to one item (a pod, a network, an NB row, a record) in the rebuild, "
                             "a retry round, the sweep or the NB repair; the rest of the round went on", ["stage"])
+API_REQUESTS = Counter("ovnvnet_api_requests_total", "Requests sent to the API server (watches included)",
+                       ["verb", "resource"])
+NB_TRANSACTIONS = Counter("ovnvnet_nb_transactions_total", "OVN NB transactions committed (or attempted)")

@@ -16,8 +16,15 @@ from typing import Any
 
 import aiohttp
 
+from ovnvnet import metrics
 from ovnvnet.kube.connection import Connection
 
+CONNECTIONS = 24
+"""At most this many connections to the API server (watches included). Each new one costs a TLS
+handshake (the largest single item of a burst's profile with 64); a burst of pods queues for a
+connection instead of opening one per concurrent write."""
+KEEPALIVE = 120.0
+"""Seconds an idle connection is kept (aiohttp's default, 15 s, closes them between bursts)."""
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
@@ -26,6 +33,24 @@ class ApiError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+RESOURCES = frozenset(("pods", "ipblocks", "virtualnetworks", "ipclaims", "events", "namespaces", "leases",
+                       "secrets", "network-attachment-definitions", "nodes"))
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names (its last known resource segment, ``/status`` kept), for
+    the request counter."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in RESOURCES and not (i > 0 and parts[i - 1] == "namespaces"):
+            return parts[i] + ("/status" if parts[-1] == "status" and i < len(parts) - 1 else "")
+    return "other"
+
+
+def count(method: str, path: str) -> None:
+    metrics.API_REQUESTS.labels(method, resource_of(path)).inc()
 
 
 def _message(text: str) -> str:
@@ -54,7 +79,8 @@ class KubeClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=CONNECTIONS,
+                                               keepalive_timeout=KEEPALIVE),
                 timeout=aiohttp.ClientTimeout(total=60),
             )
         return self._session
@@ -67,20 +93,24 @@ class KubeClient:
         return self.connection.server.rstrip("/") + path
 
     async def request(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
-                      content_type: str = "application/json", accept: str | None = None) -> Any:
-        data = json.dumps(body) if body is not None else None
+                      content_type: str = "application/json", accept: str | None = None,
+                      decode: bool = True) -> Any:
+        """One request; the answer's JSON, or None with ``decode`` False (the body is read, not
+        parsed: a write whose answer, the whole object, nobody reads)."""
+        data = json.dumps(body).encode() if body is not None else None   # bytes: no text payload to re-encode
         for attempt in (1, 2):
+            count(method, path)
             headers = self._headers(accept)
             if data is not None:
                 headers["Content-Type"] = content_type
             async with self.session().request(method, self._url(path), data=data, params=params,
                                               headers=headers) as resp:
-                text = await resp.text()
+                raw = await resp.read()
             if resp.status == 401 and attempt == 1 and self.connection.refresh_token():
                 continue   # the token was rotated: once more with the new one
             if resp.status >= 400:
-                raise ApiError(resp.status, _message(text))
-            return json.loads(text) if text else None
+                raise ApiError(resp.status, _message(raw.decode("utf-8", "replace")))
+            return json.loads(raw) if raw and decode else None
 
     async def watch(self, path: str, resource_version: str, *, timeout: int = 300,
                     params: dict | None = None) -> AsyncIterator[dict]:
@@ -89,6 +119,7 @@ class KubeClient:
         query = {**(params or {}), "watch": "1", "resourceVersion": resource_version,
                  "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
         for attempt in (1, 2):
+            count("WATCH", path)
             async with self.session().get(self._url(path), params=query, headers=self._headers(),
                                           timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)) as resp:
                 if resp.status == 401 and attempt == 1 and self.connection.refresh_token():
@@ -123,8 +154,9 @@ class KubeClient:
             if not cont:
                 return
 
-    async def merge_patch(self, path: str, body: dict) -> Any:
-        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    async def merge_patch(self, path: str, body: dict, *, decode: bool = True) -> Any:
+        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json",
+                                  decode=decode)
 
     async def json_patch(self, path: str, ops: list[dict]) -> Any:
         return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
@@ -139,13 +171,13 @@ class KubeClient:
         return f"/apis/ovnvnet.io/v1/virtualnetworks/{name}" + ("/status" if status else "")
 
     async def patch_pod_annotations(self, namespace: str, name: str, uid: str,
-                                    set_: dict[str, str], remove: tuple[str, ...] = ()) -> dict:
+                                    set_: dict[str, str], remove: tuple[str, ...] = ()) -> None:
         """Set/remove pod annotations in one merge patch, only if the pod still has `uid`: the UID
         in the patch is a precondition (a same-name successor is never annotated with its
         predecessor's addresses; the API server answers 409/422 instead)."""
         annotations: dict[str, str | None] = {**set_, **{k: None for k in remove}}
-        return await self.merge_patch(self.pod_path(namespace, name),
-                                      {"metadata": {"uid": uid, "annotations": annotations}})
+        await self.merge_patch(self.pod_path(namespace, name), {"metadata": {"uid": uid, "annotations": annotations}},
+                               decode=False)
 
     async def post_event(self, obj: dict, *, type_: str, reason: str, message: str,
                          component: str = "ovnvnet") -> None:

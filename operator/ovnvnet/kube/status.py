@@ -63,12 +63,13 @@ class StatusWriter:
         kind, _, name = key.partition("/")
         if kind == "vnet":
             body = {**body, **self._counters(name)}
-            await self._kube.merge_patch(KubeClient.vnet_path(name, status=True), network_status_patch(body))
+            await self._kube.merge_patch(KubeClient.vnet_path(name, status=True), network_status_patch(body),
+                                         decode=False)
             return
         block = self._blocks[key]
         patch = ipblock_patch(body.get("allocations", {}))
         try:
-            await self._kube.merge_patch(f"{IPBLOCKS}/{name}", patch)
+            await self._kube.merge_patch(f"{IPBLOCKS}/{name}", patch, decode=False)
         except ApiError as exc:
             if exc.status != 404:
                 raise

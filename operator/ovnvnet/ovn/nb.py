@@ -17,13 +17,27 @@ from ovsdbapp.backend.ovs_idl import command as cmd
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
+from ovnvnet import metrics
 from ovnvnet.model import names
 from ovnvnet.model.names import NETWORK_KEY, OWNER_KEY, OWNER_VALUE, ROUTER_NAME
 
 log = logging.getLogger(__name__)
 
 
-TABLES = ("Logical_Switch", "Logical_Switch_Port", "Logical_Router", "Logical_Router_Port")
+COLUMNS = {
+    "Logical_Switch": ("name", "ports", "external_ids", "other_config"),
+    "Logical_Switch_Port": ("name", "type", "options", "addresses", "port_security", "external_ids", "up"),
+    "Logical_Router": ("name", "ports", "external_ids"),
+    "Logical_Router_Port": ("name", "mac", "networks", "external_ids"),
+}
+"""What the replica monitors: only the columns ovnvnet reads or writes (those the server's schema
+has). Updates of other columns (e.g. those ovn-controller or northd keep) are not sent to it.
+
+A new pod port is inserted with ``up`` false, the value northd gives an unbound port: otherwise
+northd writes it into every new port itself, an NB transaction of its own after each of ours,
+and every NB change costs northd a full recompute of the logical flows (OVN 23.03 has no
+incremental processing of switch ports): two recomputes per batch of ports instead of one."""
+TABLES = tuple(COLUMNS)
 
 
 class NotOwnedError(RuntimeError):
@@ -194,6 +208,8 @@ class EnsurePorts(_Cmd):
             if lsp is None:
                 lsp = txn.insert(self.api.tables["Logical_Switch_Port"])
                 lsp.name = p.name
+                if "up" in self.api.tables["Logical_Switch_Port"].columns:
+                    lsp.up = [False]   # as northd would set it (see COLUMNS): nothing left for it to write
                 sw.addvalue("ports", lsp)
             elif not _owned(lsp):
                 raise NotOwnedError(f"logical switch port {p.name} exists and is not owned by ovnvnet")
@@ -309,7 +325,11 @@ class NbClient:
             ovs.stream.Stream.ssl_set_ca_cert_file(ca)
         try:
             # only the tables ovnvnet reads or writes: a smaller replica syncs faster
-            idl = connection.OvsdbIdl.from_server(self.remote, "OVN_Northbound", helper_tables=TABLES)
+            helper = idlutils.get_schema_helper(self.remote, "OVN_Northbound")
+            for table, columns in COLUMNS.items():
+                have = helper.schema_json["tables"][table]["columns"]
+                helper.register_columns(table, [c for c in columns if c in have])
+            idl = connection.OvsdbIdl(self.remote, helper)
         except Exception as exc:  # ovsdbapp raises a bare Exception when unreachable
             raise ConnectionError(f"cannot reach OVN NB at {self.remote}: {exc}") from exc
         conn = connection.Connection(idl=idl, timeout=self.timeout)
@@ -326,6 +346,7 @@ class NbClient:
 
     def _commit(self, *commands: cmd.BaseCommand) -> None:
         assert self.api is not None, "NbClient.connect() first"
+        metrics.NB_TRANSACTIONS.inc()
         with self.api.transaction(check_error=True) as txn:
             for c in commands:
                 txn.add(c)

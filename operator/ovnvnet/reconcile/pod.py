@@ -28,9 +28,10 @@ a result that claims another pod's recorded address is refused for the life of t
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,6 +80,38 @@ GONE = (404, 409, 422)  # the pod, or the pod with that UID, no longer exists
 
 
 __all__ = ["RequestRefused", "RetryLater"]  # re-exported: callers catch them from here
+
+
+class AttachLog:
+    """The INFO line of attached pods, one per ``window`` seconds naming every pod attached in it
+    (a burst of pods costs one log record a second, not one each; each pod's addresses are logged
+    at DEBUG)."""
+
+    def __init__(self, window: float = 1.0, names: int = 100):
+        self.window, self.names = window, names
+        self.pods: list[str] = []
+        self.started = 0.0
+
+    def add(self, pod: str) -> None:
+        if not self.pods:
+            self.started = time.monotonic()
+            try:
+                asyncio.get_running_loop().call_later(self.window, self.flush)
+            except RuntimeError:   # no loop (a synchronous caller): say it now
+                self.pods.append(pod)
+                self.flush()
+                return
+        self.pods.append(pod)
+
+    def flush(self) -> None:
+        pods, self.pods = self.pods, []
+        if pods:
+            more = f" and {len(pods) - self.names} more" if len(pods) > self.names else ""
+            log.info("attached %d pod(s) in %.1fs: %s%s", len(pods), time.monotonic() - self.started,
+                     ", ".join(pods[:self.names]), more)
+
+
+ATTACH_LOG = AttachLog()
 
 
 def pod_ident(body: dict) -> tuple[str, str, str]:
@@ -208,6 +241,27 @@ async def _ensure_result(state: State, body: dict, record: PodRecord, annotation
     if clear_error:
         state.pending.pop(uid, None)   # e.g. an attach whose result write had an unknown outcome
         state.errors.pop(uid, None)
+
+
+def settled(state: State, body: dict) -> bool:
+    """Whether a watch event of an attached pod asks nothing of the operator: its request is the
+    one its record serves, its result the one written (same seal key), no ``ovnNetworkError`` to
+    clear, nothing pending or refused, the pod not finished. The echo of the operator's own result
+    write is such an event, and so is every status-only update of a running pod: `handle_pod` would
+    only compare and return. The caller makes sure no handling of the pod is in flight (an event
+    of a request changed and changed back must wait for the change it follows)."""
+    meta = body.get("metadata") or {}
+    uid = meta.get("uid", "")
+    record = state.attached.get(uid)
+    if (record is None or record.written is None or record.written[0] != state.seal_key
+            or uid in state.pending or uid in state.errors or uid in state.refused or is_terminal(body)):
+        return False
+    annotations = meta.get("annotations") or {}
+    if ERROR_ANNOTATION in annotations or ERROR_RETRY_ANNOTATION in annotations:
+        return False
+    if record.request != request_of(annotations):
+        return False
+    return all(annotations.get(k) == v for k, v in record.written[1].items())
 
 
 def request_changed(state: State, body: dict) -> bool:
@@ -547,45 +601,23 @@ async def _change_steps(state: State, body: dict, record: PodRecord, change: Cha
     outcome (see `_attach_steps`)."""
     ns, name, uid = pod_ident(body)
     annotations = body.get("metadata", {}).get("annotations") or {}
-    added = change.added
-    ns_labels: dict[str, str] | None = None
-    if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in added):
-        try:
-            ns_labels = await state.namespace_labels(ns)
-        except ApiError as exc:
-            raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
-    bound = None
-    if added and claims.wants_claims(annotations, added):
-        added, bound = await claims.resolve(state, body, added)
+    added, ns_labels, bound = await _prepare(state, body, change.added)
     first = _released_first(change)
     async with AsyncExitStack() as undo:
         # synchronous from here to the allocation: nothing else runs between release and allocation
         dropped = _release_interfaces(state, uid, first)
         undo.callback(_restore, state, dropped)
-        if bound:
-            added = claims.take(state, uid, added, bound, undo)
-        validate_request(state, uid, added, ns, ns_labels, via_networks=REQUEST_ANNOTATION not in annotations)
-        results, taken = allocate_interfaces(state, f"{ns}/{name}", uid, added)
-        if bound:
-            taken = claims.tag(state, taken, bound)
-        for network, ip, _ in taken:
-            undo.callback(state.unhold, network, ip)
-
+        results, taken = _take_addresses(state, body, added, bound, ns_labels, undo,
+                                         via_networks=REQUEST_ANNOTATION not in annotations)
         ports = port_specs(taken)
         new_names = {p.name for p in ports}
-        moved = [port_name_of(h) for _, _, h in dropped if port_name_of(h) not in new_names]
-        state.inflight_ports |= new_names
-        try:
+        moved = sorted({port_name_of(h) for _, _, h in dropped} - new_names)
+
+        async def commit() -> None:
             if ports or moved:
                 async with state.nb_lock:
-                    await state.nb_call(state.nb.apply, ensure_ports=ports, delete_ports=sorted(set(moved)))
-        except NotOwnedError as exc:
-            raise RequestRefused(str(exc), retry=False, reason="PortConflict") from None
-        except Exception as exc:
-            metrics.ATTACH_ERRORS.labels("nb").inc()
-            raise RetryLater(f"OVN NB transaction failed: {exc}") from exc
-        finally:
-            state.inflight_ports -= new_names
+                    await state.nb_call(state.nb.apply, ensure_ports=ports, delete_ports=moved)
+        await _write_ports(state, new_names, commit)
         replaced_names = {port_name_of(h) for _, _, h in dropped}
         undo.push_async_callback(_restore_ports, state, port_specs(dropped),
                                  sorted(new_names - replaced_names))
@@ -593,20 +625,9 @@ async def _change_steps(state: State, body: dict, record: PodRecord, change: Cha
         by_name = {r.interface: r for r in results}
         new = PodRecord(ns, name, uid, [change.kept.get(r.interface) or by_name[r.interface] for r in change.reqs],
                         request=raw)
-        unknown: Exception | None = None
-        try:
-            await retry(lambda: state.kube.patch_pod_annotations(
-                ns, name, uid, result_annotation(state, new),
-                remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
-        except ApiError as exc:
-            if exc.status in GONE:
-                log.info("pod %s/%s went away while changing; rolled back", ns, name)
-                return None
-            if exc.status < 500:
-                raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
-            unknown = exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            unknown = exc
+        gone, unknown = await _write_result(state, body, new, "changing")
+        if gone:
+            return None
         undo.pop_all()
     state.attached[uid] = new
     late = [r for r in change.removed if r not in first]
@@ -637,7 +658,9 @@ async def attach_pod(state: State, body: dict, reqs: list[InterfaceRequest], *, 
                          "the allocation is kept and the same result written again")
     metrics.ATTACHED.inc()
     metrics.ATTACH_SECONDS.observe(time.monotonic() - started)
-    log.info("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("attached %s/%s: %s", ns, name, ", ".join(f"{r.interface}={r.network}/{r.ip}" for r in results))
+    ATTACH_LOG.add(f"{ns}/{name}")
 
 
 async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], is_legacy: bool
@@ -649,64 +672,99 @@ async def _attach_steps(state: State, body: dict, reqs: list[InterfaceRequest], 
     the retry writes the same result again (`_keep_attached`). Rolling back would free addresses
     a pod may already show, and the retry would write other ones: one pod, two results."""
     ns, name, uid = pod_ident(body)
-    pod_key = f"{ns}/{name}"
-    ns_labels: dict[str, str] | None = None
-    if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
-        try:
-            ns_labels = await state.namespace_labels(ns)
-        except ApiError as exc:
-            raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
     annotations = body.get("metadata", {}).get("annotations") or {}
-    via_networks = not is_legacy and REQUEST_ANNOTATION not in annotations
-    bound = None
-    if claims.wants_claims(annotations, reqs):
-        reqs, bound = await claims.resolve(state, body, reqs)
+    reqs, ns_labels, bound = await _prepare(state, body, reqs)
     async with AsyncExitStack() as undo:
-        if bound:   # from here to the allocation: synchronous (a claim's hold is handed over atomically)
-            reqs = claims.take(state, uid, reqs, bound, undo)
-        validate_request(state, uid, reqs, ns, ns_labels, via_networks=via_networks)
-        results, taken = allocate_interfaces(state, pod_key, uid, reqs)
-        if bound:
-            taken = claims.tag(state, taken, bound)
-        for network, ip, _ in taken:
-            undo.callback(state.unhold, network, ip)
-
+        results, taken = _take_addresses(state, body, reqs, bound, ns_labels, undo,
+                                         via_networks=not is_legacy and REQUEST_ANNOTATION not in annotations)
         ports = port_specs(taken)
-        names_ = {p.name for p in ports}
-        state.inflight_ports |= names_
-        try:
-            await state.nb_batch.ensure_ports(ports)
-        except NotOwnedError as exc:
-            raise RequestRefused(str(exc), retry=False, reason="PortConflict") from None
-        except Exception as exc:
-            metrics.ATTACH_ERRORS.labels("nb").inc()
-            raise RetryLater(f"OVN NB transaction failed: {exc}") from exc
-        finally:
-            state.inflight_ports -= names_
+        await _write_ports(state, {p.name for p in ports}, lambda: state.nb_batch.ensure_ports(ports))
         undo.push_async_callback(_delete_ports, state, [p.name for p in ports])
 
         record = PodRecord(ns, name, uid, results, legacy=is_legacy, request=request_of(annotations))
-        unknown: Exception | None = None
-        try:
-            await retry(lambda: state.kube.patch_pod_annotations(
-                ns, name, uid, result_annotation(state, record),
-                remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
-        except ApiError as exc:
-            if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
-                log.info("pod %s went away while attaching; rolled back", pod_key)
-                return None, [], None
-            if exc.status < 500:    # refused (429 included): nothing was written
-                raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
-            unknown = exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            unknown = exc
-
+        gone, unknown = await _write_result(state, body, record, "attaching")
+        if gone:
+            return None, [], None
         undo.pop_all()   # attached (or possibly attached: see above): nothing to undo
     state.attached[uid] = record
     if unknown is None:
         state.pending.pop(uid, None)
         state.errors.pop(uid, None)
     return results, taken, unknown
+
+
+# ---------------------------------------------------------------- the steps an attach and a change share
+async def _prepare(state: State, body: dict, reqs: list[InterfaceRequest]
+                   ) -> tuple[list[InterfaceRequest], dict[str, str] | None, dict[str, claims.Bound] | None]:
+    """What must be awaited before the synchronous allocation: the namespace's labels (only when a
+    network asked for has a namespaceSelector) and the claims the request uses (``claim`` filled in)."""
+    ns = pod_ident(body)[0]
+    ns_labels: dict[str, str] | None = None
+    if any((n := state.networks.get(r.network)) is not None and n.selector is not None for r in reqs):
+        try:
+            ns_labels = await state.namespace_labels(ns)
+        except ApiError as exc:
+            raise RetryLater(f"reading namespace {ns} failed: {exc}") from exc
+    bound = None
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    if reqs and claims.wants_claims(annotations, reqs):
+        reqs, bound = await claims.resolve(state, body, reqs)
+    return reqs, ns_labels, bound
+
+
+def _take_addresses(state: State, body: dict, reqs: list[InterfaceRequest], bound: dict[str, claims.Bound] | None,
+                    ns_labels: dict[str, str] | None, undo: AsyncExitStack, *, via_networks: bool
+                    ) -> tuple[list[InterfaceResult], list[tuple[str, str, Holder]]]:
+    """Synchronous (atomic on the event loop): hand the claims' holds over, validate the whole
+    request, allocate every interface, tag the claimed addresses; ``undo`` frees them all."""
+    ns, name, uid = pod_ident(body)
+    if bound:   # a claim's hold is handed over atomically with the allocation
+        reqs = claims.take(state, uid, reqs, bound, undo)
+    validate_request(state, uid, reqs, ns, ns_labels, via_networks=via_networks)
+    results, taken = allocate_interfaces(state, f"{ns}/{name}", uid, reqs)
+    if bound:
+        taken = claims.tag(state, taken, bound)
+    for network, ip, _ in taken:
+        undo.callback(state.unhold, network, ip)
+    return results, taken
+
+
+async def _write_ports(state: State, port_names: set[str], commit: Callable[[], Awaitable[None]]) -> None:
+    """Run the NB write of an attach or a change (``commit``); its ports count as in flight (not
+    drift) meanwhile. A port of that name ovnvnet does not own refuses the pod; any other failure
+    is transient."""
+    state.inflight_ports |= port_names
+    try:
+        await commit()
+    except NotOwnedError as exc:
+        raise RequestRefused(str(exc), retry=False, reason="PortConflict") from None
+    except Exception as exc:
+        metrics.ATTACH_ERRORS.labels("nb").inc()
+        raise RetryLater(f"OVN NB transaction failed: {exc}") from exc
+    finally:
+        state.inflight_ports -= port_names
+
+
+async def _write_result(state: State, body: dict, record: PodRecord, doing: str) -> tuple[bool, Exception | None]:
+    """Write the record's sealed result (clearing an ``ovnNetworkError``), guarded by the pod's UID.
+    Returns (gone, unknown): gone when the pod (with this UID) no longer exists, so the caller
+    rolls back; unknown: the error of a write whose outcome is unknown (see `_attach_steps`).
+    A refused write (4xx) raises `RetryLater`: nothing was written."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    try:
+        await retry(lambda: state.kube.patch_pod_annotations(
+            record.namespace, record.name, record.uid, result_annotation(state, record),
+            remove=tuple(k for k in (ERROR_ANNOTATION, ERROR_RETRY_ANNOTATION) if k in annotations)))
+    except ApiError as exc:
+        if exc.status in GONE:  # pod gone, or replaced by a same-name pod (UID precondition failed)
+            log.info("pod %s went away while %s; rolled back", record.key, doing)
+            return True, None
+        if exc.status < 500:    # refused (429 included): nothing was written
+            raise RetryLater(f"writing {RESULT_ANNOTATION} failed: {exc}") from exc
+        return False, exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return False, exc
+    return False, None
 
 
 async def _refuse(state: State, body: dict, exc: RequestRefused) -> None:

@@ -5,7 +5,9 @@ Kopf would list every pod a second time and replay each one through a worker of 
 new pod's event got its turn (seconds at 10k pods), and it deep-copies every body. Here a listed
 pod that is already attached costs nothing; only pods that need something (a request not yet
 served, a finished pod still holding addresses) are handled. Events for one pod are handled in
-order (handle_pod takes the pod's lock; asyncio locks are FIFO).
+order (handle_pod takes the pod's lock; asyncio locks are FIFO). An update of an attached pod
+that asks nothing (`pod.settled`: the echo of the operator's own result write, a status update)
+is dropped on the watch itself when no handling of that pod is in flight: no task, no parse.
 """
 from __future__ import annotations
 
@@ -53,13 +55,25 @@ class PodWatch:
         self.state = state
         self.tasks: set[asyncio.Task] = set()
         self.events = 0
+        self.settled = 0                       # MODIFIED events dropped as asking nothing
+        self.busy: dict[str, int] = {}         # pod uid -> handlings dispatched and not done
 
     def dispatch(self, body: dict, event_type: str | None) -> None:
         body.setdefault("kind", "Pod")
         body.setdefault("apiVersion", "v1")
+        uid = (body.get("metadata") or {}).get("uid", "")
+        self.busy[uid] = self.busy.get(uid, 0) + 1
         task = asyncio.get_running_loop().create_task(self._handle(body, event_type))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda t: self._done(t, uid))
+
+    def _done(self, task: asyncio.Task, uid: str) -> None:
+        self.tasks.discard(task)
+        left = self.busy.get(uid, 1) - 1
+        if left > 0:
+            self.busy[uid] = left
+        else:
+            self.busy.pop(uid, None)
 
     async def _handle(self, body: dict, event_type: str | None) -> None:
         try:
@@ -100,6 +114,10 @@ class PodWatch:
                     if kind == "BOOKMARK":
                         continue
                     self.events += 1
+                    if (kind == "MODIFIED" and not self.busy.get((obj.get("metadata") or {}).get("uid", ""))
+                            and pod_rec.settled(self.state, obj)):
+                        self.settled += 1
+                        continue
                     if needs_handling(self.state, obj, kind):
                         self.dispatch(obj, kind)
                 backoff = 0.5
