@@ -111,6 +111,10 @@ class LossyProxy:
                     transport.abort()
         self._loop.call_soon_threadsafe(cut)
 
+    def reveal(self) -> None:
+        """End a `hide` now."""
+        self.hidden = None
+
     # ------------------------------------------------------------------ forwarding
     def _withhold(self, request: web.Request, body: bytes) -> str | None:
         """The pod whose answer to withhold now, if any."""

@@ -207,11 +207,15 @@ def test_operator_started_while_the_group_is_not_discovered_watches_it_later(clu
             log = stack.logs / "operator.log"
             text = log.read_text(errors="replace") if log.exists() else ""
             before, unresolved = text.count("re-executing in place"), text.count("Unresolved resources")
-            proxy.hide("/apis/ovnvnet.io/v1", 12, exact=True)
+            # hidden until Kopf's scan has met the 404 (however slowly the process starts on a
+            # loaded machine), then 5 s more: the window of an API server installing the routes
+            proxy.hide("/apis/ovnvnet.io/v1", 300, exact=True)
             stack.start_operator({**OPERATOR_ENV, "KUBECONFIG": str(proxy.kubeconfig)})
             pid = stack.pid("operator")
-            wait_until(lambda: log.read_text(errors="replace").count("Unresolved resources") > unresolved, 30, 0.2,
+            wait_until(lambda: log.read_text(errors="replace").count("Unresolved resources") > unresolved, 90, 0.2,
                        what="Kopf's resource scan answered 404")
+            time.sleep(5)
+            proxy.reveal()
             cluster.create_vnet(net, subnet())
             try:
                 cluster.wait_ready(net, timeout=90)

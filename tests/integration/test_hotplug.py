@@ -28,12 +28,17 @@ def _ifaces(cluster: Cluster, ns: str, pod: str) -> dict[str, dict]:
     return {i["interface"]: i for i in json.loads(cluster.annotations(ns, pod).get("ovnIfaceList") or "[]")}
 
 
-def _served(cluster: Cluster, ns: str, pod: str, want: list[tuple[str, str]], timeout: float = 30) -> dict[str, dict]:
-    """Wait until the result lists exactly ``want`` [(interface, network)] in that order."""
+def _served(cluster: Cluster, ns: str, pod: str, want: list[tuple[str, str]], timeout: float = 30,
+            ips: dict[str, str] | None = None) -> dict[str, dict]:
+    """Wait until the result lists exactly ``want`` [(interface, network)] in that order (and,
+    for the interfaces in ``ips``, those static addresses: a replaced address keeps the names)."""
     def check() -> dict[str, dict] | None:
         got = json.loads(cluster.annotations(ns, pod).get("ovnIfaceList") or "[]")
-        return {i["interface"]: i for i in got} if [(i["interface"], i["name"]) for i in got] == want else None
-    return wait_until(check, timeout, what=f"{ns}/{pod} result {want}")
+        by_name = {i["interface"]: i for i in got}
+        if [(i["interface"], i["name"]) for i in got] != want:
+            return None
+        return by_name if all(by_name[k].get("ip_address") == v for k, v in (ips or {}).items()) else None
+    return wait_until(check, timeout, what=f"{ns}/{pod} result {want} {ips or ''}")
 
 
 def _ports(cluster: Cluster, ns: str, pod: str) -> dict[str, tuple[str, tuple[str, ...], str]]:
@@ -333,7 +338,8 @@ def test_operator_killed_mid_change_converges(cluster: Cluster, ns: str, two_net
                 time.sleep(delay)
                 stack.stop_operator(signal.SIGKILL)
                 stack.start_operator(OPERATOR_ENV)
-                got = _served(cluster, ns, "km", [(r["interface"], r["name"]) for r in request], timeout=60)
+                got = _served(cluster, ns, "km", [(r["interface"], r["name"]) for r in request], timeout=60,
+                              ips={r["interface"]: r["ip_address"] for r in request if "ip_address" in r})
                 assert got["net0"] == first
                 for r in request:
                     if "ip_address" in r:
