@@ -241,7 +241,7 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
     peer0, peer1 = ips["pod-ovn"]["net0"]["ip_address"], ips["pod-ovn"]["net1"]["ip_address"]
     one = [{"name": "ovn-ls-25", "interface": "net0"}]
     two = [*one, {"name": "ovn-ls-26", "interface": "net1"}]
-    base_ports, base_veths = set(s.dataplane().vsctl("list-ports", "br-int").split()), veths(node)
+    base_ports = set(s.dataplane().vsctl("list-ports", "br-int").split())
     s.kubectl("apply", "-f", "-", input=json.dumps(_pod(HP, one)))
     s.kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{HP}", "--timeout=120s")
     box = Container(node, HP)
@@ -249,15 +249,15 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
     assert set(box.addresses()) == {"net0"} and ping(node, HP, peer0)
     ports0, veths0 = set(s.dataplane().vsctl("list-ports", "br-int").split()), veths(node)
 
-    # -- add net1 while a ping over net0 runs (40 at 0.25 s: 10 s)
-    pinger = background_pings(s, HP, peer0, 40)
-    time.sleep(1.5)
+    # -- add net1 while a ping over net0 runs (24 at 0.25 s: 6 s)
+    pinger = background_pings(s, HP, peer0, 24)
+    time.sleep(1)
     t0 = time.monotonic()
     request(node, HP, two)
     wait_until(lambda: ping(node, HP, peer1), 60, interval=0.2, what="a ping over the hot-plugged net1")
     plug = time.monotonic() - t0
     sent, got, out = loss(pinger)
-    assert sent == 40 and got == sent, f"the ping over net0 lost packets during the plug: {out}"
+    assert sent == 24 and got == sent, f"the ping over net0 lost packets during the plug: {out}"
     res = result(cluster, HP)
     assert res["net0"] == before["net0"], "the kept interface's result changed"
     have = box.addresses()
@@ -265,8 +265,10 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
     assert have["net1"]["ipv4"] == [f"{res['net1']['ip_address']}/24"], have
     assert have["net1"]["mac"] == res["net1"]["mac_address"], have
     assert ping(node, HP, GW26)
-    plugged_veths = veths(node) - veths0
-    assert plugged_veths, "no veth for net1 in the node"
+    # net1's host veth: its OVS port (another pod's sandbox retries may add veths meanwhile)
+    plugged_veths = set(s.dataplane().vsctl("--bare", "--columns=name", "find", "Interface",
+                                            f"external_ids:iface-id={NS}_{HP}_net1").split())
+    assert len(plugged_veths) == 1 and plugged_veths <= veths(node) - veths0, plugged_veths
     wait_until(lambda: plumbed(cluster, HP) == {"net0": "plumbed", "net1": "plumbed"}, 30, interval=0.3,
                what="the agent pod's report of both interfaces plumbed")
     added = [e for e in cluster.events(NS, HP) if e.reason == "InterfaceAdded"]
@@ -282,12 +284,12 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
                what=f"the old address {res['net1']['ip_address']} released")
 
     # -- remove net1 while a ping over net0 runs: gone from the container, port and address released
-    pinger = background_pings(s, HP, peer0, 24)
-    time.sleep(1.5)
+    pinger = background_pings(s, HP, peer0, 16)
+    time.sleep(1)
     request(node, HP, one)
     wait_until(lambda: set(box.addresses()) == {"net0"}, 60, interval=0.3, what="net1 gone from the container")
     sent, got, out = loss(pinger)
-    assert sent == 24 and got == sent, f"the ping over net0 lost packets during the removal: {out}"
+    assert sent == 16 and got == sent, f"the ping over net0 lost packets during the removal: {out}"
     wait_until(lambda: nb_ports(cluster, HP) == {f"{NS}_{HP}_net0"}, 30, what="net1's NB port deleted")
     wait_until(lambda: "172.16.26.50" not in cluster.allocations("ovn-ls-26"), 30, what="172.16.26.50 released")
     wait_until(lambda: set(s.dataplane().vsctl("list-ports", "br-int").split()) == ports0, 30,
@@ -304,8 +306,10 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
     wait_until(lambda: ping(node, HP, peer1), 60, interval=0.2, what="a ping over net1 plugged again")
     ip1 = result(cluster, HP)["net1"]["ip_address"]
     mine_ports = set(s.dataplane().vsctl("list-ports", "br-int").split()) - base_ports
-    mine_veths = veths(node) - base_veths
-    assert len(mine_ports) == 2 and len(mine_veths) == 3, (mine_ports, mine_veths)  # eth0, net0, net1
+    # the OVS ports are the host ends of net0 and net1 (the invalid pod's sandbox retries come
+    # and go with veths of their own: only ours are counted)
+    mine_veths = mine_ports & veths(node)
+    assert len(mine_ports) == 2 and mine_veths == mine_ports, (mine_ports, veths(node))
     s.kubectl("delete", "pod", "-n", NS, HP, "--timeout=60s")
     wait_until(lambda: not nb_ports(cluster, HP), 30, what=f"{HP}'s NB ports removed")
     wait_until(lambda: not mine_ports & set(s.dataplane().vsctl("list-ports", "br-int").split()), 30,
@@ -315,7 +319,7 @@ def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
         wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
     assert sandbox_invariant(cluster, [Container(node, "pod-ovn")]) == 2
     print(f"HOTPLUG real node: ovnNetwork change -> first ping over the new interface from inside the "
-          f"container {plug:.2f} s; 40 + 24 pings over net0 during the add and the removal, none lost")
+          f"container {plug:.2f} s; 24 + 16 pings over net0 during the add and the removal, none lost")
 
 
 def veths(node: RealNode) -> set[str]:
