@@ -16,10 +16,11 @@ bootstrap:
 node-bootstrap:
 	@bash hack/bootstrap-node.sh
 
-# The stack plus a real node-1 (kubelet, containerd, runc; see harness/realnode.py).
-# `make down` stops it too.
+# The stack plus a real node-1 (kubelet, containerd, runc; see harness/realnode.py); NODES=2 (or
+# more): node-1..node-N, each its own kubelet, containerd, OVS, ovn-controller and agent (issue 18).
+# `make down` stops them too.
 node-up: bootstrap node-bootstrap
-	@$(PY) -m harness.realnode up --dir $(STACK)
+	@$(PY) -m harness.realnode up --dir $(STACK) $(if $(NODES),--nodes $(NODES))
 
 # The stack plus node-1 with ovnvnet installed AS PODS: `kubectl apply -k
 # manifests/overlays/local-node` (operator Deployment, agent DaemonSet, webhook, RBAC); nothing of
@@ -35,8 +36,9 @@ node-install-helm: bootstrap node-bootstrap
 # Every real-node scenario (tests/node, see its conftest.py): the install as pods
 # (test_install.py), the operator and agent as local processes (test_realnode.py), the node's
 # lifecycle (test_lifecycle.py: scale 20 -> 0 -> 20, kubelet and containerd restarts, a node
-# reboot, port-forward), the real-container demo (test_demo.py) and the Helm chart's install,
-# upgrade and uninstall (test_helm.py). `make test` runs a subset.
+# reboot, port-forward, hot-plug through restarts), the real-container demo (test_demo.py), the
+# Helm chart's install, upgrade and uninstall (test_helm.py) and two real nodes (test_twonodes.py).
+# `make test` runs a subset.
 e2e-node: bootstrap node-bootstrap
 	@OVNVNET_E2E_NODE=1 $(PY) -m pytest -q -rs tests/node
 

@@ -3,6 +3,19 @@
     python -m harness.realnode up --dir .stack     # stack + data plane + node-1
     python -m harness.realnode down --dir .stack   # everything, then the stack
     python -m harness.realnode up --install ...    # ovnvnet as pods, nothing of it local
+    python -m harness.realnode up --nodes 2 ...    # node-1 and node-2, each its own kubelet + containerd
+
+Several nodes (issue 18, :func:`up_nodes`, ``make node-up NODES=N``; not with ``--install``):
+node-i is ``RealNode(stack, index=i)`` in node-i's namespace of the multi-node stack
+(``Stack.up(nodes=N)``: own OVS, ovn-controller with its own chassis and encap IP on the
+private underlay, own agent process). Everything per node is its own: the directory
+(``<stack>/rn`` for node-1, ``<stack>/rn-<i>``), containerd's root, state, sockets and config,
+the CNI dirs and conflist (naming that node's agent socket), the default network
+(10.85.<i-1>.0/24), the kubelet (its own root dir, port, token ``system:node:node-<i>``), the
+relay (process ``nsrelay-node-<i>``) and the node's InternalIP ``127.0.0.<i>`` (the relay to its
+kubelet listens there, so each node's pods report their own hostIP). Global and shared, safely:
+``/var/lib/cni`` (libcni's result cache, keyed by container id) and runc's state root (by
+container id). :meth:`RealNode.lose` kills one node as a machine dies.
 
 Install mode (``RealNode(stack, install=True)``, ``make node-install``): ``kubectl apply -k
 manifests/overlays/local-node`` runs the operator, agent and webhook as pods; with
@@ -66,7 +79,9 @@ from pathlib import Path
 
 from . import REPO, images
 from .dataplane import start_dataplane
-from .stack import KUBE_BIN, SYSTEM_CNI_DIR, Stack, _tcp_open, pid_alive, wait_for
+from .node import Node
+from .stack import KUBE_BIN, SYSTEM_CNI_DIR, Stack, pid_alive, wait_for
+from .underlay import NODE_PORT
 
 DEFAULT_SUBNET = "10.85.0.0/24"
 API_VIP = "10.96.0.1"
@@ -92,28 +107,52 @@ class RealNode:
     """The real node of `stack` (its data plane's node). Paths live under ``<stack>/rn``."""
 
     def __init__(self, stack: Stack, *, kube_bin: Path = KUBE_BIN, install: bool | None = None,
-                 installer: str | None = None):
+                 installer: str | None = None, index: int = 1):
         """`install`: ovnvnet runs as pods (`kubectl apply -k manifests/overlays/local-node`, or
         with `installer="helm"` the chart), nothing of it as a local process; None: as this stack
-        was started (default False, "kustomize")."""
+        was started (default False, "kustomize"). `index`: which node of the stack (1: node-1,
+        the stack's first; 2..N: node-i of a multi-node stack, see :func:`up_nodes`)."""
         self.stack = stack
         self.kube_bin = kube_bin
-        self.dir = stack.root / "rn"
+        self.index = index
+        self.part = stack.worker if index == 1 else Node(stack, stack.central, stack.kube.kubeconfig,
+                                                         agent_env=stack.seal_env, index=index)
+        self.dir = stack.root / ("rn" if index == 1 else f"rn-{index}")
         if install is None:
             install = bool(stack.state.get("realnode", {}).get("install"))
         self.install = install
         self.installer = installer or stack.state.get("realnode", {}).get("installer") or "kustomize"
         if self.installer not in ("kustomize", "helm"):
             raise ValueError(f"installer={self.installer!r}: kustomize or helm")
+        if index != 1 and self.install:
+            raise ValueError(f"node-{index}: install mode is one node only (the overlay's host paths under "
+                             f"{LOCAL_NODE_ROOT} are one per machine, and every node here shares the host's "
+                             "mount namespace)")
+
+    def proc(self, name: str) -> str:
+        """The stack's process name of this node's `name` (kubelet, containerd, nsrelay)."""
+        return name if self.index == 1 else f"{name}-node-{self.index}"
+
+    @property
+    def internal_ip(self) -> str:
+        """The node's InternalIP: 127.0.0.<index> on the host's loopback, where the relay to its
+        kubelet listens (node-1: 127.0.0.1), so every node's pods report a hostIP of their own."""
+        return f"127.0.0.{self.index}"
+
+    @property
+    def default_subnet(self) -> str:
+        """The default network (eth0) of this node's pods: 10.85.<index - 1>.0/24, one per node
+        (a podIP is unique in the cluster)."""
+        return f"10.85.{self.index - 1}.0/24"
 
     # ------------------------------------------------------------------ paths and addresses
     @property
     def name(self) -> str:
-        return self.stack.node
+        return self.part.name
 
     @property
     def netns(self) -> str:
-        return self.stack.node_netns
+        return self.part.netns
 
     @property
     def containerd_sock(self) -> Path:
@@ -146,7 +185,7 @@ class RealNode:
 
     @property
     def kubelet_port(self) -> int:
-        return self.stack._port("kubelet")
+        return self.stack._port(self.proc("kubelet"))
 
     @property
     def pki(self) -> Path:
@@ -176,16 +215,25 @@ class RealNode:
             _openssl("x509", "-req", "-in", f"{cli}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
                      "-CAcreateserial", "-days", "30", "-out", f"{cli}.crt")
         st = self.stack.state
-        st.setdefault("node_token", secrets.token_hex(16))
-        user = NODE_TOKEN_USER.format(node=self.name)
-        st["extra_tokens"] = [f"{st['node_token']},{user},{user},system:nodes"]
+        st.setdefault("node_tokens", {}).setdefault(self.name, secrets.token_hex(16))
+        if self.index == 1:
+            st["node_token"] = st["node_tokens"][self.name]
+        st["extra_tokens"] = [f"{tok},{user},{user},system:nodes" for node, tok in sorted(st["node_tokens"].items())
+                              for user in [NODE_TOKEN_USER.format(node=node)]]
         st["apiserver_args"] = [
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={cli}.crt", f"--kubelet-client-key={cli}.key",
         ]
-        st["realnode"] = {"node": self.name, "install": self.install, "installer": self.installer}
-        if self.install:
-            self._prepare_install(st)
+        if self.index == 1:
+            nodes = st.get("realnode", {}).get("nodes", 1)
+            st["realnode"] = {"node": self.name, "install": self.install, "installer": self.installer,
+                              "nodes": nodes, **({"local_root": st["realnode"]["local_root"]}
+                                                 if st.get("realnode", {}).get("local_root") else {})}
+            if self.install:
+                self._prepare_install(st)
+        else:
+            st.setdefault("realnode", {"node": "node-1", "install": False, "installer": "kustomize", "nodes": 1})
+            st["realnode"]["nodes"] = max(self.index, st["realnode"].get("nodes", 1))
         self.stack._save()
 
     def _prepare_install(self, st: dict) -> None:
@@ -211,7 +259,7 @@ class RealNode:
             "apiVersion": "v1", "kind": "Config", "current-context": "node",
             "clusters": [{"name": "ovnvnet", "cluster": {
                 "server": f"https://{API_VIP}:443", "certificate-authority": str(self.pki / "apiserver.crt")}}],
-            "users": [{"name": "node", "user": {"token": self.stack.state["node_token"]}}],
+            "users": [{"name": "node", "user": {"token": self.stack.state["node_tokens"][self.name]}}],
             "contexts": [{"name": "node", "context": {"cluster": "ovnvnet", "user": "node"}}],
         }
         path.write_text(json.dumps(cfg, indent=1))
@@ -240,12 +288,12 @@ class RealNode:
             link = self.cni_bin / shim.name
             if not link.exists():
                 link.symlink_to(shim)
-            self.stack.write_conflist(path=self.cni_conf / "20-ovnvnet.conflist")
+            self.part.write_conflist(path=self.cni_conf / "20-ovnvnet.conflist")
         default = json.dumps({
             "cniVersion": "1.0.0", "name": "default",
             "plugins": [{
                 "type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": DEFAULT_SUBNET}]],
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": self.default_subnet}]],
                          # no default route: a pod's OVN interface may carry it (defaultGateway);
                          # the Service range (the API server's 10.96.0.1) goes via the node
                          "routes": [{"dst": SERVICE_RANGE}], "dataDir": str(self.dir / "cni" / "ipam")},
@@ -364,26 +412,27 @@ oom_score = 0
             "--leader-elect=false", "--port=0", "--secure-port=0"])
 
     def _start_relay(self) -> None:
-        if self.stack.running("nsrelay"):
+        if self.stack.running(self.proc("nsrelay")):
             return
         subprocess.run(["ip", "-n", self.netns, "addr", "replace", f"{API_VIP}/32", "dev", "lo"],
                        check=True, capture_output=True)
         api = self.stack._port("apiserver")
-        self.stack._spawn("nsrelay", [
+        self.stack._spawn(self.proc("nsrelay"), [
             sys.executable, "-m", "harness.nsrelay",
             "--forward", f"{self.netns},{API_VIP}:443=,127.0.0.1:{api}",
             "--forward", f"{self.netns},0.0.0.0:{NB_NODE_PORT}=,127.0.0.1:{self.stack._port('nb')}",
-            "--forward", f",127.0.0.1:{self.kubelet_port}={self.netns},127.0.0.1:{self.kubelet_port}",
+            "--forward", f",{self.internal_ip}:{self.kubelet_port}={self.netns},127.0.0.1:{self.kubelet_port}",
         ], env={"PYTHONPATH": str(REPO)})
-        self.stack._wait_started("nsrelay", lambda: _tcp_open(self.kubelet_port), 30, "the netns relay")
+        self.stack._wait_started(self.proc("nsrelay"), lambda: _tcp_open(self.kubelet_port, self.internal_ip), 30,
+                                 f"the netns relay of {self.name}")
 
     def _start_containerd(self) -> None:
-        if self.stack.running("containerd"):
+        if self.stack.running(self.proc("containerd")):
             return
         cfg = self._containerd_config()
         self.containerd_sock.unlink(missing_ok=True)
-        self.stack._spawn("containerd", [*self._nsenter(), "containerd", "--config", str(cfg)])
-        self.stack._wait_started("containerd", lambda: self.ctr("version", check=False).returncode == 0,
+        self.stack._spawn(self.proc("containerd"), [*self._nsenter(), "containerd", "--config", str(cfg)])
+        self.stack._wait_started(self.proc("containerd"), lambda: self.ctr("version", check=False).returncode == 0,
                                  60, "containerd", interval=0.3)
 
     def import_images(self, names: dict[str, Path] | None = None) -> None:
@@ -407,10 +456,10 @@ oom_score = 0
             log(f"imported {name} in {time.monotonic() - t0:.1f}s")
 
     def _start_kubelet(self) -> None:
-        if self.stack.running("kubelet"):
+        if self.stack.running(self.proc("kubelet")):
             return
         self.kubelet_dir.mkdir(parents=True, exist_ok=True)
-        self.stack._spawn("kubelet", [
+        self.stack._spawn(self.proc("kubelet"), [
             *self._nsenter(), str(self.kube_bin / "kubelet"),
             f"--kubeconfig={self._kubelet_kubeconfig()}",
             f"--hostname-override={self.name}", "--node-ip=127.0.0.1",
@@ -437,7 +486,7 @@ oom_score = 0
             conds = json.loads(out.stdout)["status"].get("conditions", [])
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
-        self.stack._wait_started("kubelet", ready, timeout, f"node {self.name} Ready", interval=0.5)
+        self.stack._wait_started(self.proc("kubelet"), ready, timeout, f"node {self.name} Ready", interval=0.5)
         return time.monotonic() - t0
 
     # ------------------------------------------------------------------ lifecycle
@@ -455,7 +504,22 @@ oom_score = 0
             self.stack.up(operator=False, dataplane=False)
             self._start_dataplane()
         else:
-            self.stack.up(operator=operator, dataplane=True)
+            self.stack.up(operator=operator, dataplane=True,
+                          nodes=self.stack.node_count if self.stack.node_count > 1 else None)
+        self.start()
+        if self.install:
+            self.apply_install()
+        return self
+
+    def start(self) -> RealNode:
+        """The node itself, on a running stack whose data plane has this node (node-i of a
+        multi-node stack: Stack.up(nodes=N)): RBAC, CNI dirs, the relay, containerd, images, the
+        kubelet; then Ready and its InternalIP. Starts only what is not running."""
+        if self.index != 1:
+            for d in (self.dir,):
+                d.mkdir(parents=True, exist_ok=True)
+            if not self.part.configured:
+                raise RuntimeError(f"{self.name} has no data plane: Stack.up(nodes={self.index}) first")
         self._node_rbac()
         self._cni()
         self._start_relay()
@@ -467,10 +531,27 @@ oom_score = 0
         self._start_kubelet()
         took = self.wait_ready()
         self._set_address()
-        log(f"node {self.name} Ready {took:.1f}s after the kubelet started")
-        if self.install:
-            self.apply_install()
+        log(f"node {self.name} Ready {took:.1f}s after the kubelet started (InternalIP {self.internal_ip})")
         return self
+
+    def lose(self) -> float:
+        """The node is lost (issue 18): its kubelet, every container and shim, containerd, its
+        agent, ovn-controller and OVS stopped at once (SIGKILL), as a machine that dies. The API
+        objects stay (the pods still say this node); :meth:`stop` later removes what is left
+        (mounts, netns files). Seconds it took."""
+        t0 = time.monotonic()
+        self.stack.kill(self.proc("kubelet"), signal.SIGKILL)
+        for task in self._tasks():
+            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False, timeout=30)
+        self.stack.kill(self.proc("containerd"), signal.SIGKILL)
+        self._kill_shims()
+        self.stack.kill(self.proc("nsrelay"), signal.SIGKILL)
+        self.part.stop_agent(signal.SIGKILL)
+        self.part.dataplane().stop(timeout=0)
+        took = time.monotonic() - t0
+        log(f"node {self.name} lost (kubelet, containers, containerd, agent, ovn-controller, OVS killed) "
+            f"in {took:.1f}s")
+        return took
 
     def _restart_without(self, name: str, flag: str) -> None:
         pid = self.stack.pid(name)
@@ -543,7 +624,7 @@ oom_score = 0
         import ssl
         import urllib.request
 
-        body = json.dumps({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+        body = json.dumps({"status": {"addresses": [{"type": "InternalIP", "address": self.internal_ip},
                                                     {"type": "Hostname", "address": self.name}]}}).encode()
         req = urllib.request.Request(f"{self.stack.api_url}/api/v1/nodes/{self.name}/status", data=body,
                                      method="PATCH", headers={"Authorization": f"Bearer {self.stack.token}",
@@ -569,7 +650,7 @@ oom_score = 0
     def restart_kubelet(self) -> float:
         """SIGTERM the kubelet, start it again (same flags, same root dir); seconds until it is back."""
         t0, before = time.monotonic(), self.lease_renewed()
-        self.stack.kill("kubelet")
+        self.stack.kill(self.proc("kubelet"))
         self._start_kubelet()
         self._wait_kubelet_back(before)
         return time.monotonic() - t0
@@ -578,7 +659,7 @@ oom_score = 0
         """SIGTERM containerd and start it again: the shims (and so the containers) keep running,
         containerd reconnects to them; seconds until it answers again."""
         t0 = time.monotonic()
-        self.stack.kill("containerd")
+        self.stack.kill(self.proc("containerd"))
         self._start_containerd()
         return time.monotonic() - t0
 
@@ -592,26 +673,27 @@ oom_score = 0
         finds every sandbox dead and recreates it; seconds until the node is Ready again."""
         t0, lease = time.monotonic(), self.lease_renewed()
         netns = self._sandbox_netns()
-        self.stack.kill("kubelet", signal.SIGKILL)
+        self.stack.kill(self.proc("kubelet"), signal.SIGKILL)
         for task in self._tasks():
             self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False, timeout=30)
-        self.stack.kill("containerd", signal.SIGKILL)
+        self.stack.kill(self.proc("containerd"), signal.SIGKILL)
         self._kill_shims()
         if not self.install:
-            self.stack.stop_agent(signal.SIGKILL)
-        self.stack.dataplane().stop(timeout=0)
+            self.part.stop_agent(signal.SIGKILL)
+        self.part.dataplane().stop(timeout=0)
         self._unmount_all()
         for path in netns:
             subprocess.run(["umount", path], capture_output=True)
             Path(path).unlink(missing_ok=True)
         subprocess.run(["rm", "-rf", str(self.dir / "containerd" / "state")], check=True)
         log(f"node {self.name} down (power cut) in {time.monotonic() - t0:.1f}s; booting")
-        w = self.stack.worker
-        start_dataplane(w.dir, self.stack.central.sb_unix, w.name, netns=w.netns)
+        w = self.part
+        start_dataplane(w.dir, self.stack.central.sb_unix, w.name, netns=w.netns,
+                        underlay=(NODE_PORT, w.encap_ip) if self.stack.node_count > 1 else None)
         self._start_containerd()
         self._start_kubelet()
         if not self.install:
-            self.stack.start_agent()
+            self.part.start_agent()
         self._wait_kubelet_back(lease)
         took = time.monotonic() - t0
         log(f"node {self.name} rebooted: Ready {took:.1f}s after the power cut")
@@ -660,7 +742,7 @@ oom_score = 0
             else:
                 self.stack.kubectl("delete", "-k", str(OVERLAY), "--wait=false", "--ignore-not-found", check=False)
         self._delete_pods(self.node_pods(), timeout)
-        if self.stack.running("containerd"):
+        if self.stack.running(self.proc("containerd")):
             wait_for(lambda: not self._running_tasks(), timeout, "containerd's tasks to stop", interval=0.5)
 
     def _delete_pods(self, pods: list[dict], timeout: float) -> None:
@@ -681,15 +763,16 @@ oom_score = 0
 
     def stop(self, *, drain: bool = True) -> None:
         """Stop the node and remove what it created (pods first when `drain` and the API is up)."""
-        api_up = self.stack.running("kube-apiserver") and self.stack.running("kubelet")
-        if drain and api_up and self.stack.running("containerd"):
+        api_up = self.stack.running("kube-apiserver") and self.stack.running(self.proc("kubelet"))
+        if drain and api_up and self.stack.running(self.proc("containerd")):
             try:
                 self.drain()
             except (TimeoutError, RuntimeError) as exc:
                 log(f"drain incomplete, stopping the rest by force: {exc}")
-        self.stack.kill("kube-scheduler")
-        self.stack.kill("kubelet")
-        if self.stack.running("containerd"):
+        if self.index == 1:
+            self.stack.kill("kube-scheduler")
+        self.stack.kill(self.proc("kubelet"))
+        if self.stack.running(self.proc("containerd")):
             for task in self._tasks():
                 self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False, timeout=30)
             deadline = time.monotonic() + 15
@@ -697,10 +780,11 @@ oom_score = 0
                 time.sleep(0.2)
             for task in self._tasks():
                 self.ctr("tasks", "delete", "-f", task, check=False, timeout=30)
-        self.stack.kill("containerd")
+        self.stack.kill(self.proc("containerd"))
         self._kill_shims()
-        self.stack.kill("nsrelay")
-        self.stack.kill("egress")
+        self.stack.kill(self.proc("nsrelay"))
+        if self.index == 1:
+            self.stack.kill("egress")
         self._unmount_all()
         root = self.local_root
         if root.is_symlink() and Path(os.readlink(root)) == self.host_root:
@@ -767,6 +851,37 @@ oom_score = 0
         return found
 
 
+def _tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def up_nodes(stack: Stack, nodes: int, *, operator: bool = True) -> list[RealNode]:
+    """The stack with `nodes` real nodes (issue 18): node-1 .. node-N, each in its own network
+    namespace with its own OVS + ovn-controller (own chassis and encap IP on the stack's private
+    underlay, harness.underlay), its own CNI agent (a local process), and its own containerd and
+    kubelet (see :meth:`RealNode.start`). Every node's token is in the API server's token file
+    before it starts; node-1 brings the stack up, the others join it."""
+    if nodes < 1:
+        raise ValueError(f"nodes={nodes}: at least 1")
+    stack.state["nodes"] = max(nodes, stack.node_count)
+    rns = [RealNode(stack, index=i) for i in range(1, nodes + 1)]
+    for rn in rns[1:]:
+        rn.prepare_apiserver()
+    rns[0].up(operator=operator)
+    for rn in rns[1:]:
+        rn.start()
+    return rns
+
+
+def nodes_of(stack: Stack) -> list[RealNode]:
+    """Every real node this stack has (node-1 first)."""
+    count = stack.state.get("realnode", {}).get("nodes", 1) if "realnode" in stack.state else 0
+    return [RealNode(stack, index=i) for i in range(1, count + 1)]
+
+
 def _openssl(*args: str) -> None:
     out = subprocess.run(["openssl", *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -774,9 +889,9 @@ def _openssl(*args: str) -> None:
 
 
 def down(stack: Stack) -> None:
-    """The node (if this stack has one), then the whole stack."""
-    if "realnode" in stack.state:
-        RealNode(stack).stop()
+    """The nodes (if this stack has any; the last first), then the whole stack."""
+    for rn in reversed(nodes_of(stack)):
+        rn.stop()
     stack.down()
 
 
@@ -789,13 +904,20 @@ def cli(argv: list[str] | None = None) -> int:
                     help="ovnvnet as pods: kubectl apply -k manifests/overlays/local-node (no local process)")
     ap.add_argument("--helm", action="store_true",
                     help="with --install: helm install charts/ovnvnet -f tests/node/local-node-values.yaml")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="real nodes node-1..node-N, each its own kubelet + containerd (not with --install)")
     args = ap.parse_args(argv)
     stack = Stack(args.dir)
     if args.command == "up":
         t0 = time.monotonic()
-        RealNode(stack, install=args.install or None,
-                 installer="helm" if args.helm else None).up(operator=not args.no_operator)
-        print(f"stack and real node up in {time.monotonic() - t0:.1f}s; source {stack.root / 'env'}")
+        if args.nodes > 1:
+            if args.install:
+                ap.error("--install is one node only (its host paths are one per machine)")
+            up_nodes(stack, args.nodes, operator=not args.no_operator)
+        else:
+            RealNode(stack, install=args.install or None,
+                     installer="helm" if args.helm else None).up(operator=not args.no_operator)
+        print(f"stack and {args.nodes} real node(s) up in {time.monotonic() - t0:.1f}s; source {stack.root / 'env'}")
     elif args.command == "down":
         down(stack)
         print(f"node and stack stopped; {stack.root} removed")

@@ -159,9 +159,10 @@ class Stack(Workdir):
     DATAPLANE = (Node.AGENT, *DAEMONS)
 
     def down(self, *, remove: bool = True, extra: Iterable[str] = ()) -> None:
-        if "realnode" in self.state:  # pods, kubelet, containerd and their mounts before the data plane
-            from .realnode import RealNode
-            RealNode(self).stop()
+        if "realnode" in self.state:  # pods, kubelets, containerds and their mounts before the data plane
+            from .realnode import nodes_of
+            for rn in reversed(nodes_of(self)):
+                rn.stop()
         self.operator.stop()
         for node in self.workers[1:]:
             node.stop()

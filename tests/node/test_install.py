@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kit import wait_until
+from harness.kit import check_invariant, sandbox_invariant, wait_until
 from harness.realnode import RealNode
 from harness.stack import KUBE_BIN, Stack
 
@@ -186,6 +186,179 @@ def test_invalid_pod_failed_sandbox_with_the_operator_pods_message(node, seed):
     err = seed["cluster"].annotations("seed-unchecked", "pod-bad").get("ovnNetworkError", "")
     assert "172.16.2526.3" in err, err
     print(f"FailedCreatePodSandBox: {msg[:300]}")
+
+
+# ---------------------------------------------------------------- hot-plug (issue 16) on the real node
+HP = "pod-hp"
+
+
+class Container:
+    """A pod's container seen from inside (kubectl exec), as harness.kit.sandbox_invariant
+    wants a sandbox: its OVN interfaces only (not lo, not the default network's eth0)."""
+
+    def __init__(self, node: RealNode, name: str, namespace: str = NS):
+        self.node, self.name, self.namespace = node, name, namespace
+
+    def addresses(self) -> dict[str, dict]:
+        return {i: v for i, v in addresses(self.node, self.name).items() if i not in ("lo", "eth0")}
+
+
+def request(node: RealNode, name: str, req: list[dict]) -> None:
+    """The user's change: `kubectl annotate --overwrite` of the pod's ovnNetwork."""
+    node.stack.kubectl("annotate", "--overwrite", "pod", "-n", NS, name, f"ovnNetwork={json.dumps(req)}")
+
+
+def plumbed(cluster, name: str) -> dict:
+    from ovnvnet.cni.hotplug import STATUS_ANNOTATION
+    return json.loads(cluster.annotations(NS, name).get(STATUS_ANNOTATION) or "{}")
+
+
+def result(cluster, name: str) -> dict[str, dict]:
+    return {i["interface"]: i for i in json.loads(cluster.annotations(NS, name)["ovnIfaceList"])}
+
+
+def loss(proc: subprocess.Popen) -> tuple[int, int, str]:
+    out, _ = proc.communicate(timeout=120)
+    line = next((li for li in out.splitlines() if "transmitted" in li), "")
+    sent, got = (int(x.split()[0]) for x in line.split(",")[:2]) if line else (0, 0)
+    return sent, got, out
+
+
+def nb_ports(cluster, name: str) -> set[str]:
+    return {p for p in cluster.nb_pod_ports() if p.startswith(f"{NS}_{name}_")}
+
+
+def test_hotplug_add_in_a_running_container_then_del(node, seed):
+    """The `make test` share of hot-plug on the real node (the whole story is the e2e_node test
+    below, about 2 minutes on the loaded machine): a running busybox container with net0 gets
+    net1 by a change of its `ovnNetwork`; it appears inside with the result's address and MAC and
+    pings; the agent pod, under its ServiceAccount, reports it (`ovnvnet.io/plumbed`, an
+    `InterfaceAdded` Event); deleting the pod, the runtime's DEL removes the hot-plugged interface
+    too (OVS ports, NB ports, addresses)."""
+    s, cluster, ips = node.stack, seed["cluster"], seed["ips"]
+    name, peer1 = "pod-hpa", ips["pod-ovn"]["net1"]["ip_address"]
+    one = [{"name": "ovn-ls-25", "interface": "net0"}]
+    s.kubectl("apply", "-f", "-", input=json.dumps(_pod(name, one)))
+    s.kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+    box = Container(node, name)
+    assert set(box.addresses()) == {"net0"}
+    t0 = time.monotonic()
+    request(node, name, [*one, {"name": "ovn-ls-26", "interface": "net1"}])
+    wait_until(lambda: ping(node, name, peer1), 60, interval=0.2, what="a ping over the hot-plugged net1")
+    plug = time.monotonic() - t0
+    res, have = result(cluster, name), box.addresses()
+    assert have["net1"]["ipv4"] == [f"{res['net1']['ip_address']}/24"], have
+    assert have["net1"]["mac"] == res["net1"]["mac_address"], have
+    wait_until(lambda: plumbed(cluster, name) == {"net0": "plumbed", "net1": "plumbed"}, 30, interval=0.3,
+               what="the agent pod's report of both interfaces plumbed")
+    assert "InterfaceAdded" in [e.reason for e in cluster.events(NS, name)]
+    ports = set(s.dataplane().vsctl("--bare", "--columns=name", "find", "Interface",
+                                    f"external_ids:iface-id={NS}_{name}_net1").split())
+    assert len(ports) == 1, ports
+    s.kubectl("delete", "pod", "-n", NS, name, "--timeout=60s")
+    wait_until(lambda: not nb_ports(cluster, name), 30, what=f"{name}'s NB ports removed")
+    wait_until(lambda: not ports & set(s.dataplane().vsctl("list-ports", "br-int").split()), 30,
+               what="the hot-plugged net1's OVS port removed by DEL")
+    assert not ports & veths(node)
+    for iface, net in (("net0", "ovn-ls-25"), ("net1", "ovn-ls-26")):
+        ip = res[iface]["ip_address"]
+        wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
+    print(f"HOTPLUG real node (subset): first ping over net1 from inside {plug:.2f} s after the change")
+
+
+@pytest.mark.e2e_node
+def test_hotplug_in_a_running_container_add_change_remove_then_del(node, seed):
+    """Issue 16 on the real node, ovnvnet installed as pods: a running busybox container with one
+    OVN interface (net0 on ovn-ls-25) gets a second (net1 on ovn-ls-26) by a change of its
+    `ovnNetwork`; the agent pod (under its ServiceAccount: pods patch, events create) plumbs it
+    into the sandbox containerd made (its netns under /var/run/netns) and reports it
+    (`ovnvnet.io/plumbed`, Events). A ping over net0 from inside runs throughout each change and
+    loses nothing. Then net1's static address changes, net1 is removed (port and address
+    released), added again, and the pod is deleted: the runtime's DEL removes the hot-plugged
+    interface too (no veth, OVS port, NB port or address left)."""
+    s, cluster, ips = node.stack, seed["cluster"], seed["ips"]
+    peer0, peer1 = ips["pod-ovn"]["net0"]["ip_address"], ips["pod-ovn"]["net1"]["ip_address"]
+    one = [{"name": "ovn-ls-25", "interface": "net0"}]
+    two = [*one, {"name": "ovn-ls-26", "interface": "net1"}]
+    base_ports = set(s.dataplane().vsctl("list-ports", "br-int").split())
+    s.kubectl("apply", "-f", "-", input=json.dumps(_pod(HP, one)))
+    s.kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{HP}", "--timeout=120s")
+    box = Container(node, HP)
+    before = result(cluster, HP)
+    assert set(box.addresses()) == {"net0"} and ping(node, HP, peer0)
+    ports0, veths0 = set(s.dataplane().vsctl("list-ports", "br-int").split()), veths(node)
+
+    # -- add net1 while a ping over net0 runs (24 at 0.25 s: 6 s)
+    pinger = background_pings(s, HP, peer0, 24)
+    time.sleep(1)
+    t0 = time.monotonic()
+    request(node, HP, two)
+    wait_until(lambda: ping(node, HP, peer1), 60, interval=0.2, what="a ping over the hot-plugged net1")
+    plug = time.monotonic() - t0
+    sent, got, out = loss(pinger)
+    assert sent == 24 and got == sent, f"the ping over net0 lost packets during the plug: {out}"
+    res = result(cluster, HP)
+    assert res["net0"] == before["net0"], "the kept interface's result changed"
+    have = box.addresses()
+    assert set(have) == {"net0", "net1"}, have
+    assert have["net1"]["ipv4"] == [f"{res['net1']['ip_address']}/24"], have
+    assert have["net1"]["mac"] == res["net1"]["mac_address"], have
+    assert ping(node, HP, GW26)
+    # net1's host veth: its OVS port (another pod's sandbox retries may add veths meanwhile)
+    plugged_veths = set(s.dataplane().vsctl("--bare", "--columns=name", "find", "Interface",
+                                            f"external_ids:iface-id={NS}_{HP}_net1").split())
+    assert len(plugged_veths) == 1 and plugged_veths <= veths(node) - veths0, plugged_veths
+    wait_until(lambda: plumbed(cluster, HP) == {"net0": "plumbed", "net1": "plumbed"}, 30, interval=0.3,
+               what="the agent pod's report of both interfaces plumbed")
+    added = [e for e in cluster.events(NS, HP) if e.reason == "InterfaceAdded"]
+    assert added and "net1" in added[-1].message, [(e.reason, e.message) for e in cluster.events(NS, HP)]
+    check_invariant(cluster, ["ovn-ls-25", "ovn-ls-26"], timeout=30)
+
+    # -- change net1's static address: removed and added again with the new one
+    request(node, HP, [*one, {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.26.50"}])
+    wait_until(lambda: box.addresses().get("net1", {}).get("ipv4") == ["172.16.26.50/24"], 60, interval=0.3,
+               what="net1 re-plumbed with its new static address")
+    assert ping(node, HP, peer1) and result(cluster, HP)["net0"] == before["net0"]
+    wait_until(lambda: res["net1"]["ip_address"] not in cluster.allocations("ovn-ls-26"), 30,
+               what=f"the old address {res['net1']['ip_address']} released")
+
+    # -- remove net1 while a ping over net0 runs: gone from the container, port and address released
+    pinger = background_pings(s, HP, peer0, 16)
+    time.sleep(1)
+    request(node, HP, one)
+    wait_until(lambda: set(box.addresses()) == {"net0"}, 60, interval=0.3, what="net1 gone from the container")
+    sent, got, out = loss(pinger)
+    assert sent == 16 and got == sent, f"the ping over net0 lost packets during the removal: {out}"
+    wait_until(lambda: nb_ports(cluster, HP) == {f"{NS}_{HP}_net0"}, 30, what="net1's NB port deleted")
+    wait_until(lambda: "172.16.26.50" not in cluster.allocations("ovn-ls-26"), 30, what="172.16.26.50 released")
+    wait_until(lambda: set(s.dataplane().vsctl("list-ports", "br-int").split()) == ports0, 30,
+               what="net1's OVS port removed")
+    assert not plugged_veths & veths(node), f"net1's veth left: {plugged_veths & veths(node)}"
+    wait_until(lambda: plumbed(cluster, HP) == {"net0": "plumbed"}, 30, interval=0.3, what="the report of net0 alone")
+    assert result(cluster, HP) == before and not ping(node, HP, peer1)
+    assert "InterfaceRemoved" in [e.reason for e in cluster.events(NS, HP)]
+    check_invariant(cluster, ["ovn-ls-25", "ovn-ls-26"], timeout=30)
+    assert sandbox_invariant(cluster, [box, Container(node, "pod-ovn")]) == 3
+
+    # -- plug net1 again, then delete the pod: the runtime's DEL removes both
+    request(node, HP, two)
+    wait_until(lambda: ping(node, HP, peer1), 60, interval=0.2, what="a ping over net1 plugged again")
+    ip1 = result(cluster, HP)["net1"]["ip_address"]
+    mine_ports = set(s.dataplane().vsctl("list-ports", "br-int").split()) - base_ports
+    # the OVS ports are the host ends of net0 and net1 (the invalid pod's sandbox retries come
+    # and go with veths of their own: only ours are counted)
+    mine_veths = mine_ports & veths(node)
+    assert len(mine_ports) == 2 and mine_veths == mine_ports, (mine_ports, veths(node))
+    s.kubectl("delete", "pod", "-n", NS, HP, "--timeout=60s")
+    wait_until(lambda: not nb_ports(cluster, HP), 30, what=f"{HP}'s NB ports removed")
+    wait_until(lambda: not mine_ports & set(s.dataplane().vsctl("list-ports", "br-int").split()), 30,
+               what=f"{HP}'s OVS ports removed (the hot-plugged one too)")
+    assert not mine_veths & veths(node), mine_veths & veths(node)
+    for ip, net in ((before["net0"]["ip_address"], "ovn-ls-25"), (ip1, "ovn-ls-26")):
+        wait_until(lambda ip=ip, net=net: ip not in cluster.allocations(net), 30, what=f"{ip} freed in {net}")
+    assert sandbox_invariant(cluster, [Container(node, "pod-ovn")]) == 2
+    print(f"HOTPLUG real node: ovnNetwork change -> first ping over the new interface from inside the "
+          f"container {plug:.2f} s; 24 + 16 pings over net0 during the add and the removal, none lost")
 
 
 def veths(node: RealNode) -> set[str]:

@@ -29,7 +29,7 @@ import urllib.request
 
 import pytest
 
-from harness.kit import check_invariant, wait_until
+from harness.kit import check_invariant, sandbox_invariant, wait_until
 from harness.realnode import RealNode
 
 from .test_install import node as node  # the install-mode node fixture (explicit re-export)
@@ -286,6 +286,110 @@ def sandbox_of_or_none(node: RealNode, pod: str) -> str | None:
         return sandbox_of(node, pod)
     except AssertionError:
         return None
+
+
+# ---------------------------------------------------------------- hot-plug (issue 16) and the runtime
+def cni_check(node: RealNode, pod: str) -> subprocess.CompletedProcess:
+    """CNI CHECK of the pod's sandbox as containerd would run it (containerd 1.6 itself never
+    does): libcni (build/ovnvnet-cni-runtime) with the node's ovnvnet conflist, the sandbox id,
+    its netns, ifname eth1 (the second conflist) and containerd's cache (/var/lib/cni), so the
+    prevResult is the one the runtime's ADD cached. The conflist's plugins after ours are left
+    out: Debian's `tuning` CHECKs a link named CNI_IFNAME (`eth1`), which this node's pods never
+    have ("Cannot find container link eth1"), hot-plug or not."""
+    conf = json.loads((node.cni_conf / "20-ovnvnet.conflist").read_text())
+    assert conf["plugins"][0]["type"] == "ovn-k8s-cni-overlay", conf
+    conf["plugins"] = conf["plugins"][:1]
+    ours = node.dir / "check-ovnvnet.conflist"
+    ours.write_text(json.dumps(conf))
+    sandbox = sandbox_of(node, pod)
+    info = json.loads(node.ctr("containers", "info", sandbox).stdout)
+    netns = next(n["path"] for n in info["Spec"]["linux"]["namespaces"] if n["type"] == "network")
+    uid = kube_pod(node, pod)["metadata"]["uid"]
+    args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE={NS};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={sandbox};" \
+           f"K8S_POD_UID={uid}"
+    return subprocess.run([str(node.stack.cni_runtime), "check", str(ours),
+                           sandbox, netns, "eth1", args, str(node.cni_bin), "/var/lib/cni"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_hotplug_survives_runtime_restarts_agent_loss_and_a_recreated_sandbox(node, seed):
+    """A hot-plugged interface on the real node, through the runtime's own life: CHECK (as the
+    runtime runs it, with the ADD's cached prevResult) passes with the new set; containerd and
+    the kubelet restart and the agent still converges the same sandbox (net1 removed, added
+    back); the agent's container killed while a change is made: the change lands once the
+    kubelet restarted it; the sandbox recreated by the runtime (its pause process killed) gets the
+    CURRENT set (net0 and the hot-plugged net1 with its new static address); deleting the pod
+    leaves nothing."""
+    from .test_install import Container, nb_ports, plumbed, request, result
+
+    s, cluster, ips = node.stack, seed["cluster"], seed["ips"]
+    name = "pod-hpr"
+    peer1 = ips["pod-ovn"]["net1"]["ip_address"]
+    one = [{"name": "ovn-ls-25", "interface": "net0"}]
+    two = [*one, {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.26.60"}]
+    s.build_cni()
+    s.kubectl("apply", "-f", "-", input=json.dumps(_pod(name, one)))
+    s.kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+    box = Container(node, name)
+    chk = cni_check(node, name)
+    assert chk.returncode == 0, f"CHECK before the plug: {chk.stdout} {chk.stderr}"
+    request(node, name, two)
+    wait_until(lambda: ping(node, name, peer1), 60, interval=0.2, what="a ping over the hot-plugged net1")
+    chk = cni_check(node, name)
+    assert chk.returncode == 0, f"CHECK after the plug: {chk.stdout} {chk.stderr}"
+
+    # -- containerd, then the kubelet restart: the agent still converges the same sandbox
+    ids = container_ids(node, [name])
+    node.restart_containerd()
+    node.restart_kubelet()
+    assert container_ids(node, [name]) == ids and set(box.addresses()) == {"net0", "net1"}
+    request(node, name, one)
+    wait_until(lambda: set(box.addresses()) == {"net0"}, 60, interval=0.3, what="net1 removed after the restarts")
+    request(node, name, two)
+    wait_until(lambda: ping(node, name, peer1), 60, interval=0.2, what="net1 back after the restarts")
+
+    # -- the agent's container killed; the change made meanwhile lands when the kubelet restarts it
+    agent = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]
+    restarts = agent["status"]["containerStatuses"][0]["restartCount"]
+    cid = agent["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    node.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+    three = [*one, {"name": "ovn-ls-26", "interface": "net1", "ip_address": "172.16.26.61"}]
+    request(node, name, three)
+    wait_until(lambda: box.addresses().get("net1", {}).get("ipv4") == ["172.16.26.61/24"], 120, interval=0.5,
+               what="the change made while the agent was down, plumbed")
+    agent = pods(node, "app.kubernetes.io/name=ovnvnet-agent")[0]
+    assert agent["status"]["containerStatuses"][0]["restartCount"] > restarts, agent["status"]
+    assert ping(node, name, peer1)
+    wait_until(lambda: plumbed(cluster, name) == {"net0": "plumbed", "net1": "plumbed"}, 30, interval=0.3,
+               what="the restarted agent's report")
+    want = result(cluster, name)
+
+    # -- the runtime recreates the sandbox: the new one gets the current set
+    old, before_ids = sandbox_of(node, name), container_ids(node, [name])
+    node.ctr("tasks", "kill", "-s", "SIGKILL", old)
+    wait_until(lambda: sandbox_of_or_none(node, name) not in (None, old), 120, interval=1,
+               what=f"a new sandbox for {name}")
+    wait_until(lambda: ready(kube_pod(node, name)) and container_ids(node, [name]) != before_ids, 120, interval=1,
+               what=f"{name} Running again in its new sandbox")
+    have = box.addresses()
+    assert {i: (v["mac"], v["ipv4"]) for i, v in have.items()} == {
+        i: (e["mac_address"], [f"{e['ip_address']}/24"]) for i, e in want.items()}, (have, want)
+    assert have["net1"]["ipv4"] == ["172.16.26.61/24"]
+    assert ping(node, name, peer1) and ping(node, name, GW25)
+    chk = cni_check(node, name)
+    assert chk.returncode == 0, f"CHECK in the new sandbox: {chk.stdout} {chk.stderr}"
+    assert sandbox_invariant(cluster, [box, Container(node, "pod-ovn")]) == 4
+    check_invariant(cluster, NETS, timeout=60)
+
+    # -- delete: the runtime's DEL removes the hot-plugged interface too
+    before = _state(node, seed)
+    s.kubectl("delete", "pod", "-n", NS, name, "--timeout=60s")
+    wait_until(lambda: not nb_ports(cluster, name), 30, what=f"{name}'s NB ports removed")
+    wait_until(lambda: "172.16.26.61" not in cluster.allocations("ovn-ls-26"), 30, what="172.16.26.61 freed")
+    after = _state(node, seed)
+    assert not _added(before, after), _added(before, after)
+    gone = {k: before[k] - after[k] for k in ("veths", "ovs", "nb")}
+    assert (len(gone["veths"]), len(gone["ovs"]), len(gone["nb"])) == (3, 2, 2), gone
 
 
 # ---------------------------------------------------------------- scenario 6: node reboot
