@@ -17,8 +17,10 @@ import argparse
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from bench.common import (
+    RESULTS,
     Kube,
     PodWatcher,
     Result,
@@ -30,6 +32,7 @@ from bench.common import (
     start_operator,
     unique,
 )
+from bench.s1_attach import Profiler
 from harness.stack import Stack
 
 TARGET_S = 5.0
@@ -97,8 +100,11 @@ def wait_claims_reported(kube: Kube, ns: str, count: int, timeout: float) -> Non
         time.sleep(1)
 
 
-def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: dict[str, str]) -> dict:
-    """Stop the operator, add a pod, start the operator: seconds to that pod attached, peak RSS."""
+def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: dict[str, str],
+                 profile: Path | None = None) -> dict:
+    """Stop the operator, add a pod, start the operator: seconds to that pod attached, peak RSS.
+    `profile`: py-spy output of the operator from its start to that pod attached (py-spy attaches
+    a few ms after the process starts: the interpreter's own start is not in it)."""
     stack.stop_operator()
     name = unique("probe")
     with PodWatcher(kube, ns) as watch:
@@ -106,7 +112,8 @@ def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: di
         t0 = time.monotonic()
         start_operator(stack, env, wait=False)
         pid = stack.pid("operator")
-        watch.wait_annotated([name], 120)
+        with Profiler(pid, profile):
+            watch.wait_annotated([name], 120)
         took = watch.annotated[name] - t0
     rss_first = rss_hwm_mb(pid)
     time.sleep(3)  # status flush and anything the rebuild left to do afterwards
@@ -122,7 +129,7 @@ def restart_once(stack: Stack, kube: Kube, ns: str, request: list[dict], env: di
 
 
 def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int = 3, *,
-        keep: bool = False, claims: float = 0.0) -> Result:
+        keep: bool = False, claims: float = 0.0, profile: Path | None = None) -> Result:
     pods = allocations // ifaces
     claimed = round(pods * claims)   # the first `claimed` pods use one IPClaim per interface
     env = {"OVNVNET_SWEEP_INTERVAL": "30"}
@@ -166,7 +173,8 @@ def run(allocations: int = 10_000, nets: int = 10, ifaces: int = 1, repeats: int
 
         full = []
         for r in range(repeats):
-            full.append(restart_once(stack, kube, ns, probe_req, env))
+            prof = profile.with_name(f"{profile.stem}-{r}{profile.suffix}") if profile else None
+            full.append(restart_once(stack, kube, ns, probe_req, env, prof))
             total += 1
             log(f"[{r + 1}/{repeats}] restart with {total - 1:,} allocations: {full[-1]}")
         stack.stop_operator()
@@ -195,12 +203,16 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--claims", type=float, default=0.0, metavar="F",
                     help="fraction of the allocations held for IPClaims (issue 15: 0.5)")
+    ap.add_argument("--profile", type=Path, help="py-spy output of the operator in each full restart "
+                    "(<stem>-<repeat><suffix>; .txt raw, .svg flame graph, .json speedscope)")
     args = ap.parse_args(argv)
     if not 0 <= args.claims <= 1:
         ap.error(f"--claims {args.claims}: a fraction from 0 to 1")
-    res = run(args.allocations, args.networks, args.interfaces, args.repeats, keep=args.keep, claims=args.claims)
+    res = run(args.allocations, args.networks, args.interfaces, args.repeats, keep=args.keep, claims=args.claims,
+              profile=args.profile)
     print(res.table())
-    log(f"wrote {res.write()}")
+    # a reduced run never replaces the committed full-size result file
+    log(f"wrote {res.write() if res.size == 'full' else res.write(RESULTS / 'reduced')}")
     return res
 
 
