@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from bench.common import RESULTS, Kube, Result, bench_stack, log, median, start_operator, unique
-from bench.s2_restart import restart_once, wait_status
+from bench.s2_restart import add_baseline_rows, restart_once, restarts, wait_status
 
 TARGET_S = 10.0
 TARGET_RSS_MB = 1000.0
@@ -174,7 +174,7 @@ def write_records(stack: Any, kube: Kube, ns: str, names: list[str], pods: int, 
 
 
 def run(pods: int = 50_000, ifaces: int = 2, nets: int = 20, big: int = 5, repeats: int = 3, *,
-        keep: bool = False, profile: Path | None = None) -> Result:
+        keep: bool = False, profile: Path | None = None, baseline_src: Path | None = None) -> Result:
     allocations = pods * ifaces
     env = {"OVNVNET_SWEEP_INTERVAL": "30"}
     title = f"restart recovery at 10x: {allocations:,} allocations ({pods:,} pods x {ifaces}) over {nets} networks"
@@ -205,11 +205,7 @@ def run(pods: int = 50_000, ifaces: int = 2, nets: int = 20, big: int = 5, repea
         setup = write_records(stack, kube, ns, names, pods, ifaces)
         setup_s = time.monotonic() - t0
 
-        runs = []
-        for r in range(repeats):
-            prof = profile.with_name(f"{profile.stem}-{r}{profile.suffix}") if profile else None
-            runs.append(restart_once(stack, kube, ns, probe_req, env, prof))
-            log(f"[{r + 1}/{repeats}] restart with {allocations:,} allocations: {runs[-1]}")
+        runs, before = restarts(stack, kube, ns, probe_req, env, repeats, profile, baseline_src)
         stack.stop_operator()
 
     t_full, t_empty = median(r["to_first_attach_s"] for r in runs), median(r["to_first_attach_s"] for r in empty)
@@ -225,6 +221,7 @@ def run(pods: int = 50_000, ifaces: int = 2, nets: int = 20, big: int = 5, repea
     res.add("peak RSS per 10k allocations (over the empty restart)", (rss_full - rss_empty) * 10_000 / allocations,
             "MiB")
     res.extra = {"empty": empty, "full": runs, "setup": setup, "setup_s": setup_s}
+    add_baseline_rows(res, runs, before, baseline_src)
     res.notes.append(f"setup wrote the records directly (pods, sealed results, IPBlocks, NB ports; "
                      f"{setup_s:.0f}s), not through the operator: see the module docstring")
     return res
@@ -239,9 +236,11 @@ def main(argv: list[str] | None = None) -> Result:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--profile", type=Path, help="py-spy output of the operator in each restart")
+    ap.add_argument("--baseline-checkout", type=Path, metavar="DIR",
+                    help="also restart the operator of another checkout (e.g. main) on the same records, alternated")
     args = ap.parse_args(argv)
     res = run(args.pods, args.interfaces, args.networks, args.big, args.repeats, keep=args.keep,
-              profile=args.profile)
+              profile=args.profile, baseline_src=args.baseline_checkout)
     print(res.table())
     # a reduced run never replaces the committed full-size result file
     log(f"wrote {res.write() if res.size == 'full' else res.write(RESULTS / 'reduced')}")
