@@ -245,7 +245,7 @@ class Deferred:
     """What the rebuild leaves for `finish_rebuild`: the listed pods carrying a result, not yet
     checked against the records, and what the rest of the rebuild needs."""
     bodies: list[dict]                        # every listed pod (slim), in list order
-    results: list[tuple[dict, str]]           # (pod, its annotations' text) carrying a result
+    results: list[tuple[dict, list[str]]]     # (pod, its annotations' values) carrying a result
     admits: Callable[[str, str], bool]
     recorded: dict[str, dict[str, dict]]
     served: set[str] = field(default_factory=set)   # pod uids already handed to the watch
@@ -328,7 +328,7 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None
     for body in bodies:
         annotations = body["metadata"].get("annotations") or {}
         if RESULT_ANNOTATION in annotations or LEGACY_ANNOTATION in annotations:
-            deferred.results.append((body, "\n".join(v for v in annotations.values() if isinstance(v, str))))
+            deferred.results.append((body, [v for v in annotations.values() if isinstance(v, str)]))
         else:
             fresh.append(body)
     state.rebuilding = {name: asyncio.Event() for name in state.networks}
@@ -363,19 +363,19 @@ async def _test_pause(network: str) -> None:
         await asyncio.sleep(0.1)
 
 
-LIST_PAGE = 2000   # objects per list page at the rebuild (fewer round trips; a page of pods is a few MB)
+LIST_PAGE = 500   # objects per list page at the rebuild (2000 cost ~40 MB more peak RSS at 10k pods for no gain)
 
 
 def _restore(state: State, deferred: Deferred, network: str | None) -> int:
     """Restore the results of the pods not restored yet whose annotations name `network` (None:
     all of them), in list order; then `network` (or every network) counts as rebuilt."""
     keep, restored = [], 0
-    for body, text in deferred.results:
-        if network is None or network in text:
+    for body, texts in deferred.results:
+        if network is None or any(network in text for text in texts):
             restored += bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body,
                                       deferred.admits))
         else:
-            keep.append((body, text))
+            keep.append((body, texts))
     deferred.results = keep
     for name in ([network] if network is not None else list(state.rebuilding)):
         state.network_rebuilt(name)
