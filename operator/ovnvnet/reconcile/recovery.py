@@ -366,19 +366,43 @@ async def _test_pause(network: str) -> None:
 LIST_PAGE = 500   # objects per list page at the rebuild (2000 cost ~40 MB more peak RSS at 10k pods for no gain)
 
 
+RESTORE_SLICE = 100
+"""Pods restored between two yields to the event loop in `finish_rebuild`: the pods being served
+meanwhile go on between slices (one pass of 1,000 pods without a yield held a new pod's attach,
+which takes several loop turns, until every pass was done)."""
+
+
 def _restore(state: State, deferred: Deferred, network: str | None) -> int:
     """Restore the results of the pods not restored yet whose annotations name `network` (None:
     all of them), in list order; then `network` (or every network) counts as rebuilt."""
-    keep, restored = [], 0
+    restored = sum(bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body, deferred.admits))
+                   for body in _take(deferred, network))
+    for name in ([network] if network is not None else list(state.rebuilding)):
+        state.network_rebuilt(name)
+    return restored
+
+
+def _take(deferred: Deferred, network: str | None) -> list[dict]:
+    """The pods not restored yet whose annotations name `network` (None: all), removed from
+    `deferred.results`, in list order."""
+    keep, taken = [], []
     for body, texts in deferred.results:
         if network is None or any(network in text for text in texts):
-            restored += bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body,
-                                      deferred.admits))
+            taken.append(body)
         else:
             keep.append((body, texts))
     deferred.results = keep
-    for name in ([network] if network is not None else list(state.rebuilding)):
-        state.network_rebuilt(name)
+    return taken
+
+
+async def _restore_sliced(state: State, deferred: Deferred, network: str) -> int:
+    """`_restore` of one network, yielding to the loop every RESTORE_SLICE pods."""
+    restored = 0
+    for i, body in enumerate(_take(deferred, network)):
+        if i and i % RESTORE_SLICE == 0:
+            await asyncio.sleep(0)
+        restored += bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body, deferred.admits))
+    state.network_rebuilt(network)
     return restored
 
 
@@ -397,7 +421,7 @@ async def finish_rebuild(state: State, deferred: Deferred, first: list[dict]) ->
     for name in wanted + [n for n in list(state.rebuilding) if n not in wanted]:
         if name in state.rebuilding:
             await _test_pause(name)
-            restored += _restore(state, deferred, name)
+            restored += await _restore_sliced(state, deferred, name)
             await asyncio.sleep(0)   # let the pods waiting for this network go on
     restored += _restore(state, deferred, None)   # results naming no known network
     results_s = time.monotonic() - mark
