@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import s1_attach, s2_restart, s3_allocator, s4_cni, s5_status, s6_churn, s7_hotplug
+from bench import s1_attach, s2_restart, s2x_restart, s3_allocator, s4_cni, s5_status, s6_churn, s7_hotplug
 from bench.common import Result, log
 
 # name -> (full run, quick run)
@@ -28,13 +28,14 @@ SCENARIOS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     "s1": (lambda: s1_attach.run(1000, repeats=3), lambda: s1_attach.run(200, repeats=3)),
     "s1ds": (lambda: s1_attach.run_dualstack(1000, repeats=3), lambda: s1_attach.run_dualstack(200, repeats=3)),
     "s2": (lambda: s2_restart.run(10_000, 10), lambda: s2_restart.run(1000, 10, repeats=2)),
+    "s2x": (lambda: s2x_restart.run(50_000, 2, 20), lambda: s2x_restart.run(2000, 2, 20, repeats=2)),
     "s4": (lambda: s4_cni.run(100), lambda: s4_cni.run(10)),
     "s5": (lambda: s5_status.run(10_000), lambda: s5_status.run(1000)),
     "s6": (lambda: s6_churn.run(2000, 50, repeats=3), lambda: s6_churn.run(300, 50, repeats=3)),
     "s4tn": (lambda: s4_cni.run_two_nodes(100), lambda: s4_cni.run_two_nodes(10)),
     "s7": (lambda: s7_hotplug.run(50), lambda: s7_hotplug.run(10)),
 }
-ORDER = ["s3", "s3v6", "s1", "s1ds", "s2", "s4", "s4tn", "s5", "s6", "s7"]
+ORDER = ["s3", "s3v6", "s1", "s1ds", "s2", "s2x", "s4", "s4tn", "s5", "s6", "s7"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ SCENARIOS = [
     ("s1", "s1_attach", "python -m bench s1"),
     ("s1ds", "s1_attach_dualstack", "python -m bench s1ds"),
     ("s2", "s2_restart", "python -m bench s2"),
+    ("s2x", "s2x_restart", "python -m bench s2x"),
     ("s3", "s3_allocator", "python -m bench s3"),
     ("s3v6", "s3_allocator_v6", "python -m bench s3v6"),
     ("s4", "s4_cni", "python -m bench s4"),

@@ -117,21 +117,32 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # the NB replica syncs (seconds with many ports) while the API records are read
     connecting = asyncio.create_task(asyncio.to_thread(state.nb.connect)) if state.nb.api is None else None
     try:
-        resource_version, candidates, nb_read = await recovery.rebuild(state, nb_ready=connecting)
+        resource_version, candidates, nb_read, deferred = await recovery.rebuild(state, nb_ready=connecting)
     except ConnectionError as exc:
         raise kopf.TemporaryError(str(exc), delay=2) from exc
     except Exception as exc:
         raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
+    # the records are reserved: new pods are served now, each once the networks it names have
+    # their pods' results restored (recovery.finish_rebuild, State.wait_rebuilt)
+    watch = PodWatch(state)
+    memo.tasks = [asyncio.create_task(watch.run(resource_version))]
+    for body in candidates:
+        if needs_handling(state, body):
+            watch.dispatch(body, None)
+    try:
+        candidates = await recovery.finish_rebuild(state, deferred, candidates)
+    except Exception as exc:
+        for task in memo.tasks:
+            task.cancel()
+        raise kopf.TemporaryError(f"rebuild from records failed: {exc}", delay=2) from exc
     state.ready.set()
     global started
     started = True
-    watch = PodWatch(state)
     state.claims_dirty.clear()   # the rebuild's holds: the claim watch's first list compares every claim
-    memo.tasks = [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
-                  asyncio.create_task(watch.run(resource_version)),
-                  asyncio.create_task(_first_repair(state, nb_read)),
-                  asyncio.create_task(claims_rec.ClaimWatch(state).run()),
-                  asyncio.create_task(claims_rec.report_loop(state))]
+    memo.tasks += [asyncio.create_task(_retry_loop(state)), asyncio.create_task(_sweep_loop(state)),
+                   asyncio.create_task(_first_repair(state, nb_read)),
+                   asyncio.create_task(claims_rec.ClaimWatch(state).run()),
+                   asyncio.create_task(claims_rec.report_loop(state))]
     if memo.get("insights") is not None and memo.get("restart") is not None:   # `python -m ovnvnet`
         memo.tasks.append(asyncio.create_task(_watch_served(memo.insights, memo.restart)))
     if cfg.webhook is not None and cfg.webhook.service is not None:   # the manifests' registration

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench import s1_attach, s2_restart, s3_allocator, s4_cni, s5_status, s6_churn
+from bench import s1_attach, s2_restart, s2x_restart, s3_allocator, s4_cni, s5_status, s6_churn
 from bench.common import Result
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -58,6 +58,12 @@ def test_attach_dualstack(tmp_path):
 
 def test_restart(tmp_path):
     _check(s2_restart.run(allocations=30, nets=3, repeats=1), tmp_path)
+
+
+def test_restart_10x(tmp_path):
+    res = s2x_restart.run(pods=20, ifaces=2, nets=3, big=1, repeats=1)
+    _check(res, tmp_path)
+    assert res.size == "reduced" and res.params["allocations"] == 40
 
 
 def test_status_size(tmp_path):

@@ -77,6 +77,12 @@ class PodWatch:
 
     async def _handle(self, body: dict, event_type: str | None) -> None:
         try:
+            # at start, a pod naming a network whose pods' results are not restored yet waits
+            # (recovery.finish_rebuild); it may need nothing by then (its own result restored)
+            if (self.state.rebuilding
+                    and await self.state.wait_rebuilt((body.get("metadata") or {}).get("annotations") or {})
+                    and not needs_handling(self.state, body, event_type)):
+                return
             await pod_rec.handle_pod(self.state, body, event_type)
         except Exception as exc:  # noqa: BLE001 - isolated per pod; retried by the pending loop
             ns, name, uid = pod_rec.pod_ident(body)

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import netaddr
 
 from ovnvnet import metrics
 from ovnvnet.ipam.allocator import AllocationError, Holder
@@ -41,6 +40,7 @@ from ovnvnet.model.annotation import (
     LEGACY_ANNOTATION,
     RESULT_ANNOTATION,
 )
+from ovnvnet.model.iptext import ip_value
 from ovnvnet.ovn.nb import NbState, PortSpec, RouterPortSpec, SwitchSpec
 from ovnvnet.reconcile import claims
 from ovnvnet.reconcile import network as network_rec
@@ -240,14 +240,46 @@ async def _apply_rows(state: State, what: str, rows: list, name_of: Callable[[An
     return failed
 
 
-async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[str, list[dict], NbState]:
+@dataclass
+class Deferred:
+    """What the rebuild leaves for `finish_rebuild`: the listed pods carrying a result, not yet
+    checked against the records, and what the rest of the rebuild needs."""
+    bodies: list[dict]                        # every listed pod (slim), in list order
+    results: list[tuple[dict, list[str]]]     # (pod, its annotations' values) carrying a result
+    admits: Callable[[str, str], bool]
+    recorded: dict[str, dict[str, dict]]
+    served: set[str] = field(default_factory=set)   # pod uids already handed to the watch
+    started: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def rebuild(state: State, nb_ready: asyncio.Task | None = None
+                  ) -> tuple[str, list[dict], NbState, Deferred]:
     """`nb_ready`: the NB connection being made meanwhile (awaited before the NB is read).
-    Returns the pod list's resourceVersion, the listed pods that need handling, and the NB read,
-    from which the caller starts the first NB repair (in the background: new pods need the
-    allocators, which are complete now, not the repair).
+    Returns the pod list's resourceVersion, the listed pods to handle now (those carrying no
+    result: new requests), the NB read (from which the caller starts the first NB repair, in the
+    background) and what `finish_rebuild` does next, while those pods are served.
 
     Order: networks; every pod (kept, not yet trusted); the records (IPBlocks, then NB ports,
-    which take precedence); only then the pods' result annotations, checked against the records."""
+    which take precedence), all networks; then, per network (`finish_rebuild`), the pods' result
+    annotations naming it, checked against the records.
+
+    What must be read before an allocation on network N is safe (nothing may be handed out that
+    a pod holds): every address held on N. The operator writes an attach in this order: NB ports
+    (1), the pod's result (2), the IPBlock entry (3, coalesced). So an address is recorded by
+    N's NB ports (a crash after 1), or its IPBlock entries (the NB wiped), or, only when both were
+    lost, by a pod's sealed result naming N (a gap filler: a crash between 2 and 3 and the NB
+    wiped). IPClaims hold their addresses through IPBlock entries (podUID = the claim's key) and
+    NB ports, so they are covered by the same records. Hence N is safe once (a) the IPBlocks and
+    the NB ports are reserved (one IPBlock list and one NB read for all networks: per-network
+    reads would cost more round trips than they save) and (b) every listed pod whose result names
+    N is restored. (b) is the per-pod work (seal, decode, check): it is done network by network,
+    first for the networks the new pods ask for, and `State.wait_rebuilt` holds any pod event
+    naming a network not yet done (a pod whose result is not restored yet is never allocated or
+    released for). The pod list itself is on the first pod's path anyway: that pod is found in
+    it (or in the watch that starts from its resourceVersion). The leak sweep, the NB repair
+    (orphan ports), the record rewrite and the claim watch never allocate on a network not yet
+    rebuilt: they run after it or only release what no live pod holds."""
     started = time.monotonic()
     async for body in state.kube.list_all(VNETS):
         isolated("rebuild", f"network {(body.get('metadata') or {}).get('name')}",
@@ -255,7 +287,7 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[s
 
     listed = time.monotonic()
     list_meta: dict = {}
-    bodies = [_slim(b) async for b in state.kube.list_all("/api/v1/pods", page=500, meta=list_meta)]
+    bodies = [_slim(b) async for b in state.kube.list_all("/api/v1/pods", page=LIST_PAGE, meta=list_meta)]
     listed = time.monotonic() - listed
 
     # the allocation record (IPBlocks; e.g. the NB was wiped while the operator was down), read
@@ -269,7 +301,7 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[s
         phases[name], mark = now - mark, now
 
     recorded: dict[str, dict[str, dict]] = {}            # network -> ip -> entry
-    async for block in state.kube.list_all(IPBLOCKS):
+    async for block in state.kube.list_all(IPBLOCKS, page=LIST_PAGE):
         isolated("rebuild", f"IPBlock {(block.get('metadata') or {}).get('name')}", _read_block, block, recorded)
     phase("ipblocks")
     if nb_ready is not None:
@@ -287,25 +319,125 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None) -> tuple[s
             from_status += bool(isolated("rebuild", f"IPBlock entry {ip} of {name}", _reserve_entry,
                                          state, name, ip, entry))
     phase("records")
-    # 2. the annotations, checked against the records
     admits = await _admission(state, bodies)
     phase("admission")
-    pods = sum(bool(isolated("rebuild", _pod_name(b), pod_rec.restore_record, state, b, admits)) for b in bodies)
-    phase("annotations")
-
-    # 3. make the record say exactly what the allocators hold
-    for name in state.networks:
-        isolated("rebuild", f"record of network {name}", _rewrite_record, state, name, recorded.get(name, {}))
-    phase("record rewrite")
-    candidates = [b for b in bodies if isolated("rebuild", _pod_name(b), needs_handling, state, b)]
+    # 2. the pods: those carrying a result are restored per network (finish_rebuild); those
+    # carrying none are new requests (or pods the records alone hold: a crash before the result)
+    deferred = Deferred(bodies, [], admits, recorded, started=started)
+    fresh = []
+    for body in bodies:
+        annotations = body["metadata"].get("annotations") or {}
+        if RESULT_ANNOTATION in annotations or LEGACY_ANNOTATION in annotations:
+            deferred.results.append((body, [v for v in annotations.values() if isinstance(v, str)]))
+        else:
+            fresh.append(body)
+    state.rebuilding = {name: asyncio.Event() for name in state.networks}
+    if state.settings.default_network or not state.networks:
+        # a legacy result names no network: restore everything before serving anything
+        _restore(state, deferred, None)
+    candidates = [b for b in fresh if isolated("rebuild", _pod_name(b), needs_handling, state, b)]
+    deferred.served = {b["metadata"].get("uid", "") for b in candidates}
     phase("candidates")
     took = time.monotonic() - started
     metrics.REBUILD_SECONDS.set(took)
-    log.info("rebuilt from records in %.2fs (pod list %.2fs; %s): %d networks, %d from NB ports, %d from the IPBlock "
-             "record, %d attached pods, %d refused results, %d pods to handle", took, listed,
-             ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()), len(state.networks),
-             from_nb, from_status, pods, len(state.refused), len(candidates))
-    return list_meta.get("resourceVersion", ""), candidates, actual
+    deferred.counts = {"from_nb": from_nb, "from_status": from_status}
+    log.info("rebuilt from records in %.2fs (pod list %.2fs; %s): %d networks, %d from NB ports, %d from the "
+             "IPBlock record, %d pods carrying a result to check per network, %d new pods to handle now",
+             took, listed, ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()), len(state.networks),
+             from_nb, from_status, len(deferred.results), len(candidates))
+    return list_meta.get("resourceVersion", ""), candidates, actual, deferred
+
+
+PAUSE_ENV = "OVNVNET_TEST_REBUILD_PAUSE"
+"""A test hook (tests/integration/test_recovery_per_network.py): ``network=path`` holds that
+network's pass of `finish_rebuild` until ``path`` exists, so a test can see what is served while
+a network's rebuild is in progress. Unset in any real deployment."""
+
+
+async def _test_pause(network: str) -> None:
+    name, _, path = os.environ.get(PAUSE_ENV, "").partition("=")
+    if not path or name != network:
+        return
+    log.warning("rebuild: %s=%s: network %s's pass waits until %s exists", PAUSE_ENV, name, network, path)
+    while not os.path.exists(path):
+        await asyncio.sleep(0.1)
+
+
+LIST_PAGE = 500   # objects per list page at the rebuild (2000 cost ~40 MB more peak RSS at 10k pods for no gain)
+
+
+RESTORE_SLICE = 100
+"""Pods restored between two yields to the event loop in `finish_rebuild`: the pods being served
+meanwhile go on between slices (one pass of 1,000 pods without a yield held a new pod's attach,
+which takes several loop turns, until every pass was done)."""
+
+
+def _restore(state: State, deferred: Deferred, network: str | None) -> int:
+    """Restore the results of the pods not restored yet whose annotations name `network` (None:
+    all of them), in list order; then `network` (or every network) counts as rebuilt."""
+    restored = sum(bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body, deferred.admits))
+                   for body in _take(deferred, network))
+    for name in ([network] if network is not None else list(state.rebuilding)):
+        state.network_rebuilt(name)
+    return restored
+
+
+def _take(deferred: Deferred, network: str | None) -> list[dict]:
+    """The pods not restored yet whose annotations name `network` (None: all), removed from
+    `deferred.results`, in list order."""
+    keep, taken = [], []
+    for body, texts in deferred.results:
+        if network is None or any(network in text for text in texts):
+            taken.append(body)
+        else:
+            keep.append((body, texts))
+    deferred.results = keep
+    return taken
+
+
+async def _restore_sliced(state: State, deferred: Deferred, network: str) -> int:
+    """`_restore` of one network, yielding to the loop every RESTORE_SLICE pods."""
+    restored = 0
+    for i, body in enumerate(_take(deferred, network)):
+        if i and i % RESTORE_SLICE == 0:
+            await asyncio.sleep(0)
+        restored += bool(isolated("rebuild", _pod_name(body), pod_rec.restore_record, state, body, deferred.admits))
+    state.network_rebuilt(network)
+    return restored
+
+
+async def finish_rebuild(state: State, deferred: Deferred, first: list[dict]) -> list[dict]:
+    """The rest of the rebuild, while new pods are served: the pods' results, network by network
+    (first the networks the pods in `first` name, each marked rebuilt as soon as its pods are
+    restored, so a pod waiting for it goes on), then the record rewrite. Returns the listed pods
+    that still need handling and were not handed out before."""
+    mark = time.monotonic()
+    restored = 0
+    wanted: list[str] = []
+    for body in first:
+        for name in state.networks_named(body["metadata"].get("annotations") or {}):
+            if name not in wanted:
+                wanted.append(name)
+    for name in wanted + [n for n in list(state.rebuilding) if n not in wanted]:
+        if name in state.rebuilding:
+            await _test_pause(name)
+            restored += await _restore_sliced(state, deferred, name)
+            await asyncio.sleep(0)   # let the pods waiting for this network go on
+    restored += _restore(state, deferred, None)   # results naming no known network
+    results_s = time.monotonic() - mark
+    # 3. make the record say exactly what the allocators hold
+    for name in state.networks:
+        isolated("rebuild", f"record of network {name}", _rewrite_record, state, name,
+                 deferred.recorded.get(name, {}))
+    candidates = [b for b in deferred.bodies if b["metadata"].get("uid", "") not in deferred.served
+                  and isolated("rebuild", _pod_name(b), needs_handling, state, b)]
+    took = time.monotonic() - deferred.started
+    log.info("rebuild finished in %.2fs (pod results %.2fs, in the background): %d networks, %d from NB ports, "
+             "%d from the IPBlock record, %d attached pods, %d refused results, %d more pods to handle",
+             took, results_s, len(state.networks), deferred.counts.get("from_nb", 0),
+             deferred.counts.get("from_status", 0), len(state.attached), len(state.refused), len(candidates))
+    deferred.bodies, deferred.recorded = [], {}
+    return candidates
 
 
 def _slim(body: dict) -> dict:
@@ -340,15 +472,13 @@ def _reserve_port(state: State, port: PortSpec) -> bool:
                     ids.get(names.CLAIM_UID_KEY, ""))
     reserved = False
     for ip in port.ips:   # one address per family
-        if net.allocator.holder_of(ip) is None:
-            reserved = _reserve(state, network, ip, holder) or reserved
+        reserved = _reserve(state, network, ip, holder) or reserved
     return reserved
 
 
 def _reserve_entry(state: State, network: str, ip: str, entry: dict) -> bool:
     """An IPBlock entry no NB port already decided."""
-    net = state.networks.get(network)
-    if net is None or net.allocator.holder_of(ip) is not None:
+    if network not in state.networks:
         return False
     fields = [entry.get(k, "") for k in ("pod", "podUID", "interface", "mac", "claim", "claimUID")]
     if not all(isinstance(f, str) for f in fields):
@@ -399,13 +529,24 @@ async def _admission(state: State, bodies: list[dict]) -> Callable[[str, str], b
 
 
 def _reserve(state: State, network: str, ip: str, holder: Holder) -> bool:
+    """Reserve one recorded address unless a record read before already holds it (the address
+    is parsed once, and the family's allocator is given the int)."""
     net = state.networks[network]
+    parsed = ip_value(ip) if isinstance(ip, str) else None
+    fam = net.allocator.family(parsed[0]) if parsed is not None else None
+    if parsed is None or fam is None:
+        log.warning("rebuild: record %s on %s for %s skipped: not an address of the network's families",
+                    ip, network, holder.pod)
+        return False
+    value = parsed[1]
+    if fam.holder_of(value) is not None:
+        return False
     try:
-        net.allocator.reserve(netaddr.IPAddress(ip), holder)
+        fam.reserve(value, holder)
     except AllocationError as exc:
         log.warning("rebuild: record %s on %s for %s skipped: %s", ip, network, holder.pod, exc)
         return False
-    state.hold(network, ip, net.allocator.held_by(ip), record_status=False)
+    state.hold(network, ip, fam.held_by(value), record_status=False)
     return True
 
 

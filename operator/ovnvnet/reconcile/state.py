@@ -20,7 +20,7 @@ from ovnvnet.ipam.allocator import Holder, NetworkAllocator
 from ovnvnet.kube.client import KubeClient
 from ovnvnet.kube.status import StatusWriter
 from ovnvnet.model import names
-from ovnvnet.model.annotation import InterfaceResult
+from ovnvnet.model.annotation import NETWORKS_ANNOTATION, InterfaceResult
 from ovnvnet.model.blocks import block_name, block_span
 from ovnvnet.model.iptext import ip_value
 from ovnvnet.model.network import NetworkSpec, family_name
@@ -96,12 +96,44 @@ class State:
         self.inflight_ports: set[str] = set()           # allocated, NB commit not done yet: not drift
         self.locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()
+        # networks whose pods' results are still being restored at start (recovery.finish_rebuild):
+        # nothing is allocated or released on them until their event is set (see wait_rebuilt)
+        self.rebuilding: dict[str, asyncio.Event] = {}
         self.wake = asyncio.Event()
         self.status = StatusWriter(kube, self.counters, self.block_of, delay=settings.status_flush_delay)
         self.nb_lock = asyncio.Lock()
         self.nb_batch = NbBatcher(nb, self.nb_lock, self.nb_call)
         self._ns_cache: dict[str, tuple[float, dict[str, str]]] = {}
         self._block_refs: dict[tuple[str, str | None, int, int, int], BlockRef] = {}   # see block_of
+
+    # ------------------------------------------------------------------ rebuild gate
+    def networks_named(self, annotations: dict[str, Any]) -> list[str]:
+        """The networks still rebuilding that a pod's annotations may concern: those whose name
+        appears in any annotation value (a superset of the networks its request and result name:
+        a result or request names its networks verbatim); all of them when the pod may get a
+        network without naming it (a Multus ``networks`` element naming an attachment definition,
+        or the default network)."""
+        if not self.rebuilding:
+            return []
+        texts = [v for v in annotations.values() if isinstance(v, str)]
+        if self.settings.default_network or any(k == NETWORKS_ANNOTATION for k in annotations):
+            return list(self.rebuilding)
+        return [n for n in self.rebuilding if any(n in t for t in texts)]
+
+    async def wait_rebuilt(self, annotations: dict[str, Any]) -> bool:
+        """Wait until every network a pod's annotations may concern is rebuilt (its pods' results
+        restored). Returns whether it waited."""
+        waiting = self.networks_named(annotations)
+        for name in waiting:
+            event = self.rebuilding.get(name)
+            if event is not None:
+                await event.wait()
+        return bool(waiting)
+
+    def network_rebuilt(self, name: str) -> None:
+        event = self.rebuilding.pop(name, None)
+        if event is not None:
+            event.set()
 
     # ------------------------------------------------------------------ helpers
     def pod_lock(self, uid: str) -> asyncio.Lock:
