@@ -49,7 +49,6 @@ from ..model.network import display, parse_cidr
 from . import protocol as p
 from .hotplug import DEFAULT_RESYNC, Converger, KubeReporter, MemoryReporter, Reporter
 from .netlink import (
-    HostEnd,
     InterfaceFailed,
     check_interface,
     ensure_interfaces,
@@ -342,11 +341,24 @@ class Agent:
         pod = self.pods.get(ns, name)
         pod_uid = uid or (pod.uid if pod else "")
         phases.mark("pod")
+        try:
+            links = await asyncio.to_thread(
+                ensure_interfaces, self.host_netns, req.netns, req.container_id,
+                [iface for iface, _ in ifaces],
+            )
+        except FileNotFoundError as e:
+            raise p.CniError(
+                p.ERR_INVALID_ENV, f"network namespace {req.netns} does not exist", str(e)
+            ) from None
+        except InterfaceFailed as e:
+            raise p.CniError(
+                p.ERR_PLUMBING, f"cannot plumb interface {e.interface}: {e.error}"
+            ) from None
+        phases.mark("links")
         attachment = attachment_name(req, [i for i, _ in ifaces])
-
-        def binding(iface: InterfaceResult, lsp: str, host_name: str) -> PortBinding:
-            return PortBinding(
-                port_name=host_name,
+        bindings = [
+            (PortBinding(
+                port_name=link.host_name,
                 lsp_name=lsp,
                 mac=iface.mac,
                 container_id=req.container_id,
@@ -357,45 +369,13 @@ class Agent:
                 interface=iface.interface,
                 attachment=attachment,
                 entry=entry_digest(iface),
-            )
-
-        # the OVS ports are added (in a thread of their own) as soon as every host end has its
-        # name, while the pod ends get their addresses: ovn-controller starts binding them early
-        loop = asyncio.get_running_loop()
-        port_jobs: list[asyncio.Future[None]] = []
-
-        def hosts_ready(ends: list[HostEnd]) -> None:  # runs in the plumbing thread
-            bindings = [(binding(iface, lsp, end.name), end.recreated)
-                        for (iface, lsp), end in zip(ifaces, ends, strict=True)]
-            job = asyncio.run_coroutine_threadsafe(
-                asyncio.to_thread(self.ovs.ensure_ports, bindings), loop)
-            port_jobs.append(asyncio.wrap_future(job, loop=loop))
-
+            ), link.recreated)
+            for (iface, lsp), link in zip(ifaces, links, strict=True)
+        ]
         try:
-            links = await asyncio.to_thread(
-                ensure_interfaces, self.host_netns, req.netns, req.container_id,
-                [iface for iface, _ in ifaces], hosts_ready,
-            )
-        except FileNotFoundError as e:
-            await _settle(port_jobs)
-            raise p.CniError(
-                p.ERR_INVALID_ENV, f"network namespace {req.netns} does not exist", str(e)
-            ) from None
-        except InterfaceFailed as e:
-            await _settle(port_jobs)
-            raise p.CniError(
-                p.ERR_PLUMBING, f"cannot plumb interface {e.interface}: {e.error}"
-            ) from None
-        except BaseException:
-            await _settle(port_jobs)
-            raise
-        phases.mark("links")
-        try:
-            for job in port_jobs:
-                await job
+            await asyncio.to_thread(self.ovs.ensure_ports, bindings)
         except Exception as e:  # noqa: BLE001 - ovsdbapp raises several kinds
-            names = ", ".join(f"{link.host_name} for {iface.interface}"
-                              for (iface, _), link in zip(ifaces, links, strict=True))
+            names = ", ".join(f"{b.port_name} for {b.interface}" for b, _ in bindings)
             raise p.CniError(
                 p.ERR_TRY_AGAIN_LATER, f"cannot add ports {names} to OVS: {e}",
             ) from None
@@ -478,14 +458,6 @@ class Agent:
                 f"pod {ns}/{name} does not match its ovnvnet annotation",
                 "; ".join(problems),
             )
-
-
-async def _settle(jobs: list[asyncio.Future[None]]) -> None:
-    """Wait for jobs started alongside a step that failed (their own errors are the lesser
-    news: the step's error is the one reported)."""
-    for job in jobs:
-        with contextlib.suppress(Exception):
-            await job
 
 
 class _Phases:

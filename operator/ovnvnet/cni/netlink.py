@@ -44,7 +44,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -56,7 +56,6 @@ __all__ = [
     "LinkState",
     "PlumbingError",
     "check_interface",
-    "HostEnd",
     "InterfaceFailed",
     "ensure_interface",
     "ensure_interfaces",
@@ -218,67 +217,32 @@ def ensure_interface(
 
 
 def ensure_interfaces(
-    host_netns: str | None, pod_netns: str, container_id: str, ifaces: list[InterfaceResult],
-    hosts_ready: Callable[[list[HostEnd]], None] | None = None,
+    host_netns: str | None, pod_netns: str, container_id: str, ifaces: list[InterfaceResult]
 ) -> list[LinkState]:
-    """:func:`ensure_interface` for each interface, over one netlink socket per namespace.
-
-    Two passes: first every veth pair exists with its real host name (and its pod end's MAC,
-    MTU and IPv6 settings: everything that can undo a new pair), then ``hosts_ready`` is called
-    with the host ends (so the caller can add the OVS ports while this thread goes on), then
-    each pod end is brought up with its addresses and routes and each host end up. A missing
-    namespace raises ``FileNotFoundError``; any other failure raises :class:`InterfaceFailed`
-    naming the interface (those plumbed before it stay: DEL removes them, as after single calls)."""
+    """:func:`ensure_interface` for each interface in turn, over one netlink socket per
+    namespace. A missing namespace raises ``FileNotFoundError``; any other failure raises
+    :class:`InterfaceFailed` naming the interface (those before it stay plumbed: DEL removes
+    them, as it would after single calls)."""
     for iface in ifaces:
         try:
             _check_ipv6_mtu(iface)  # before anything is created
         except PlumbingError as e:
             raise InterfaceFailed(iface.interface, e) from e
     with _ns(host_netns) as host, _ns(pod_netns) as pod:
-        ends: list[HostEnd] = []
-        for iface in ifaces:
-            with _failing_as(iface):
-                ends.append(_ensure_pair(host, pod, pod_netns, container_id, iface))
-        if hosts_ready is not None:
-            hosts_ready(ends)
         out = []
-        for iface, end in zip(ifaces, ends, strict=True):
-            with _failing_as(iface):
-                out.append(_ensure_up(host, pod, iface, end))
+        for iface in ifaces:
+            try:
+                out.append(_ensure(host, pod, pod_netns, container_id, iface))
+            except FileNotFoundError:
+                raise
+            except (PlumbingError, OSError) as e:
+                raise InterfaceFailed(iface.interface, e) from e
         return out
-
-
-@contextlib.contextmanager
-def _failing_as(iface: InterfaceResult) -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError:
-        raise
-    except (PlumbingError, OSError) as e:
-        raise InterfaceFailed(iface.interface, e) from e
-
-
-@dataclass(frozen=True)
-class HostEnd:
-    """A veth pair of :func:`ensure_interfaces` after its first pass: named, not yet up."""
-
-    name: str
-    mac: str
-    recreated: bool  # the pair was (re)created: any old OVS binding is stale
-    host_index: int
-    pod_index: int
 
 
 def _ensure(
     host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, iface: InterfaceResult
 ) -> LinkState:
-    return _ensure_up(host, pod, iface, _ensure_pair(host, pod, pod_netns, container_id, iface))
-
-
-def _ensure_pair(
-    host: IPRoute, pod: IPRoute, pod_netns: str, container_id: str, iface: InterfaceResult
-) -> HostEnd:
-    """The pair exists, consistent, host end named; pod end with its MAC, MTU, IPv6 settings."""
     recreated = False
     host_idx = _find_own(host, container_id, iface.interface)
     pod_idx = _lookup(pod, iface.interface)
@@ -302,43 +266,37 @@ def _ensure_pair(
                                          iface.mac)
     assert host_idx is not None and pod_idx is not None  # consistent, or just (re)created
 
-    # pod end: MAC, MTU, IPv6 settings (all idempotent); up comes in the second pass
+    # pod end: MAC, MTU, IPv6 settings, up, addresses, routes (all idempotent)
     settings: dict = {"address": iface.mac}
     if iface.mtu is not None:
         settings["mtu"] = iface.mtu
-    pod.link("set", index=pod_idx, **settings)
     if _has_ipv6(iface):  # before up: the link-local address must not probe either
+        pod.link("set", index=pod_idx, **settings)
+        settings = {}
         try:
             _ipv6_sysctls(pod_netns, iface)
         except PlumbingError:
             if recreated:  # nothing half-done: the pair we just made goes again
                 host.link("del", index=host_idx)
             raise
-    if iface.mtu is not None:  # the host end's MTU too, before OVS sees the link
-        host.link("set", index=host_idx, mtu=iface.mtu)
-    host_link = _link(host, host_idx)
-    return HostEnd(name=host_link["ifname"], mac=host_link["mac"], recreated=recreated,
-                   host_index=host_idx, pod_index=pod_idx)
-
-
-def _ensure_up(host: IPRoute, pod: IPRoute, iface: InterfaceResult, end: HostEnd) -> LinkState:
-    """Pod end up with its addresses and routes, host end up (with the MTU)."""
-    pod_idx = end.pod_index
-    pod.link("set", index=pod_idx, state="up")
-    if end.recreated:  # a new link has no address of its own to remove (nor a global IPv6 one)
+    pod.link("set", index=pod_idx, state="up", **settings)  # one message: MAC, MTU, then up
+    if recreated:  # a new link has no address of its own to remove (nor a global IPv6 one)
         _add_addresses(pod, pod_idx, iface.addresses)
     else:
         _converge_addresses(pod, pod_idx, iface)
     for dst, gw in _wanted_routes(iface):
         pod.route("replace", dst=dst, gateway=gw, oif=pod_idx, family=_family_of(dst))
 
-    host.link("set", index=end.host_index, state="up")  # its MAC does not matter to OVN
+    # host end: MTU and up (its MAC does not matter to OVN)
+    host.link("set", index=host_idx, state="up",
+              **({"mtu": iface.mtu} if iface.mtu is not None else {}))
+    host_link = _link(host, host_idx)
     return LinkState(
-        host_name=end.name,
-        host_mac=end.mac,
+        host_name=host_link["ifname"],
+        host_mac=host_link["mac"],
         # a new pod end was made with the annotation's MAC; an existing one is read back
-        pod_mac=iface.mac if end.recreated else _link(pod, pod_idx)["mac"],
-        recreated=end.recreated,
+        pod_mac=iface.mac if recreated else _link(pod, pod_idx)["mac"],
+        recreated=recreated,
     )
 
 
