@@ -32,7 +32,7 @@ import kopf  # noqa: E402
 from kopf._cogs.structs.references import Insights  # noqa: E402  (not re-exported by Kopf 1.45)
 
 import ovnvnet.main  # noqa: E402  (registers the handlers, no other effect)
-from ovnvnet.config import ConfigError, Settings  # noqa: E402
+from ovnvnet.config import ConfigError, Settings, reexec_marker, set_reexec_marker  # noqa: E402
 from ovnvnet.kube.connection import Connection, connect  # noqa: E402
 
 
@@ -89,7 +89,6 @@ def run() -> None:
         os.execv(sys.executable, [sys.executable, "-m", "ovnvnet"])
 
 
-REEXEC_ENV = "OVNVNET_REEXECS"   # "<count>:<unix time of the last re-execution>", kept across execv
 
 
 def _reexec_delay(now: float | None = None) -> float:
@@ -97,12 +96,12 @@ def _reexec_delay(now: float | None = None) -> float:
     the last (up to 30 s), so a failure that repeats at once does not spin; a minute of running
     resets it. The count travels in the environment, which execv keeps."""
     now = time.time() if now is None else now
-    count, _, last = os.environ.get(REEXEC_ENV, "0:0").partition(":")
+    count, _, last = reexec_marker().partition(":")
     try:
         recent = int(count) if now - float(last) < 60 else 0
     except ValueError:
         recent = 0
-    os.environ[REEXEC_ENV] = f"{recent + 1}:{now:.0f}"
+    set_reexec_marker(f"{recent + 1}:{now:.0f}")
     return float(min(30, 2 ** recent))
 
 

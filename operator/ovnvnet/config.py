@@ -287,3 +287,27 @@ def _namespaced(env: Mapping[str, str], key: str) -> tuple[str, str] | None:
     if not (slash and namespace and name) or "/" in name:
         raise ConfigError(f"{key}={raw!r} must be <namespace>/<name>")
     return namespace, name
+
+
+# ---------------------------------------------------------------------- process-level markers
+REEXEC_ENV = "OVNVNET_REEXECS"
+"""``<count>:<unix time of the last re-execution>``: written before the operator re-executes
+itself in place (``__main__._reexec_delay``), kept across ``execv`` with the environment."""
+
+REBUILD_PAUSE_ENV = "OVNVNET_TEST_REBUILD_PAUSE"
+"""A test hook (tests/integration/test_recovery_per_network.py): ``network=path`` holds that
+network's pass of ``recovery.finish_rebuild`` until ``path`` exists. Unset in any real deployment."""
+
+
+def reexec_marker() -> str:
+    return os.environ.get(REEXEC_ENV, "0:0")
+
+
+def set_reexec_marker(value: str) -> None:
+    os.environ[REEXEC_ENV] = value
+
+
+def rebuild_pause() -> tuple[str, str]:
+    """(network, path) of :data:`REBUILD_PAUSE_ENV`; ("", "") when unset."""
+    name, _, path = os.environ.get(REBUILD_PAUSE_ENV, "").partition("=")
+    return name, path

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ovnvnet.__main__ import REEXEC_ENV, _reexec_delay
+from ovnvnet.__main__ import _reexec_delay
+from ovnvnet.config import REEXEC_ENV
 
 
 def test_doubles_while_repeating_and_resets_after_a_quiet_minute(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovnvnet import metrics
+from ovnvnet import config, metrics
 from ovnvnet.ipam.allocator import AllocationError, Holder
 from ovnvnet.kube.client import METADATA_LIST, KubeClient
 from ovnvnet.kube.status import IPBLOCKS
@@ -348,17 +348,12 @@ async def rebuild(state: State, nb_ready: asyncio.Task | None = None
     return list_meta.get("resourceVersion", ""), candidates, actual, deferred
 
 
-PAUSE_ENV = "OVNVNET_TEST_REBUILD_PAUSE"
-"""A test hook (tests/integration/test_recovery_per_network.py): ``network=path`` holds that
-network's pass of `finish_rebuild` until ``path`` exists, so a test can see what is served while
-a network's rebuild is in progress. Unset in any real deployment."""
-
-
 async def _test_pause(network: str) -> None:
-    name, _, path = os.environ.get(PAUSE_ENV, "").partition("=")
+    name, path = config.rebuild_pause()   # a test hook: config.REBUILD_PAUSE_ENV
     if not path or name != network:
         return
-    log.warning("rebuild: %s=%s: network %s's pass waits until %s exists", PAUSE_ENV, name, network, path)
+    log.warning("rebuild: %s=%s: network %s's pass waits until %s exists",
+                config.REBUILD_PAUSE_ENV, name, network, path)
     while not os.path.exists(path):
         await asyncio.sleep(0.1)
 
