@@ -29,8 +29,8 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from bench.common import RESULTS, Kube, Result, bench_stack, log, median, start_operator, unique
-from bench.s2_restart import add_baseline_rows, restart_once, restarts, wait_status
+from bench.common import RESULTS, Kube, Result, bench_stack, log, start_operator, unique
+from bench.s2_restart import add_baseline_rows, restart_once, restart_rows, restarts, wait_status
 
 TARGET_S = 10.0
 TARGET_RSS_MB = 1000.0
@@ -226,16 +226,7 @@ def run(pods: int = 50_000, ifaces: int = 2, nets: int = 20, big: int = 5, repea
         runs, before = restarts(stack, kube, ns, probe_req, env, repeats, profile, baseline_src)
         stack.stop_operator()
 
-    t_full, t_empty = median(r["to_first_attach_s"] for r in runs), median(r["to_first_attach_s"] for r in empty)
-    rss_full, rss_empty = median(r["rss_hwm_mb"] for r in runs), median(r["rss_hwm_mb"] for r in empty)
-    res.add("start -> first new pod attached", t_full, "s", baseline=t_empty, baseline_name="no allocations",
-            target=f"<= {TARGET_S:g} s", met=t_full <= TARGET_S)
-    res.add("records reserved, serving (operator log)", median(r["rebuild_s"] for r in runs), "s",
-            baseline=median(r["rebuild_s"] for r in empty), baseline_name="no allocations")
-    res.add("rebuild finished, in the background (operator log)", median(r["rebuild_done_s"] for r in runs), "s",
-            baseline=median(r["rebuild_done_s"] for r in empty), baseline_name="no allocations")
-    res.add("peak RSS (VmHWM)", rss_full, "MiB", baseline=rss_empty, baseline_name="no allocations",
-            target=f"<= {TARGET_RSS_MB:g} MB", met=rss_full * 1.048576 <= TARGET_RSS_MB)
+    rss_full, rss_empty = restart_rows(res, runs, empty, TARGET_S, TARGET_RSS_MB)
     res.add("peak RSS per 10k allocations (over the empty restart)", (rss_full - rss_empty) * 10_000 / allocations,
             "MiB")
     res.extra = {"empty": empty, "full": runs, "setup": setup, "setup_s": setup_s}
